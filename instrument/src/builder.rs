@@ -1,0 +1,290 @@
+//! Embedding: [`init`], [`try_init`], [`Builder`] and the [`Guard`] that flushes on drop.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Subscriber;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::layer::{Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::capture::layer::{TaskFilter, TaskLayer};
+use crate::core::{self, Core};
+use crate::error::Error;
+use crate::settings::{ServerAddr, SettingError, Settings};
+
+/// How long dropping the [`Guard`] waits for accepted findings to reach the sinks.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Starts taskscope for a `#[tokio::main]` app: reads the `TASKSCOPE_*`
+/// variables, installs a global `tracing` subscriber made of the taskscope layer
+/// and a stderr `fmt` layer (taskscope's warnings, plus `RUST_LOG` for the rest).
+///
+/// Never panics: a bad setting is reported on stderr, naming the variable and
+/// the value, and its default is used. Keep the guard for the whole of `main`:
+/// dropping it flushes every finding already accepted.
+///
+/// ```no_run
+/// #[tokio::main]
+/// async fn main() {
+///     let _guard = taskscope::init();
+///     // ... the app
+/// }
+/// ```
+pub fn init() -> Guard {
+    Builder::from_env().init()
+}
+
+/// Like [`init`], but returns the first problem instead of reporting it and
+/// going on: a malformed setting, or a global subscriber already installed.
+///
+/// ```no_run
+/// # fn main() -> Result<(), taskscope::Error> {
+/// let _guard = taskscope::try_init()?;
+/// # Ok(()) }
+/// ```
+pub fn try_init() -> Result<Guard, Error> {
+    Builder::from_env().try_init()
+}
+
+/// Keeps taskscope's findings flowing; dropping it flushes every finding
+/// already accepted to the log and the report file (waiting at most
+/// [`FLUSH_TIMEOUT`]).
+#[must_use = "dropping the guard at once flushes and ends the session early; keep it for the whole of main"]
+pub struct Guard {
+    core: Option<Arc<Core>>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("active", &self.core.is_some())
+            .finish()
+    }
+}
+
+impl Guard {
+    /// A guard that does nothing (what [`init`] returns when it could not start).
+    pub fn inert() -> Guard {
+        Guard { core: None }
+    }
+
+    /// Whether taskscope is running behind this guard.
+    pub fn is_active(&self) -> bool {
+        self.core.is_some()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(core) = self.core.take() {
+            if !core.flush(FLUSH_TIMEOUT) {
+                eprintln!(
+                    "taskscope: some findings had not reached the report file after {FLUSH_TIMEOUT:?}"
+                );
+            }
+        }
+    }
+}
+
+/// taskscope's settings in code, and the ways to install it.
+///
+/// ```
+/// use std::time::Duration;
+/// use tracing_subscriber::prelude::*;
+///
+/// let (layer, _guard) = taskscope::Builder::new()
+///     .slow_poll_threshold(Duration::from_millis(50))
+///     .report_path("target/slow-polls.jsonl")
+///     .layer()
+///     .unwrap();
+/// let _ = tracing_subscriber::registry().with(layer).try_init();
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    settings: Settings,
+    problems: Vec<SettingError>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// A builder with the defaults, ignoring the environment.
+    pub fn new() -> Builder {
+        Builder {
+            settings: Settings::default(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// A builder starting from the `TASKSCOPE_*` environment variables;
+    /// problems with them are reported when taskscope starts.
+    pub fn from_env() -> Builder {
+        let (settings, problems) = Settings::from_env();
+        Builder { settings, problems }
+    }
+
+    /// The settings as they stand.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// A poll longer than this is a slow poll (default 100 ms).
+    pub fn slow_poll_threshold(mut self, threshold: Duration) -> Builder {
+        self.settings.slow_poll_threshold = threshold.max(Duration::from_nanos(1));
+        self
+    }
+
+    /// Appends findings to this JSON-lines file.
+    pub fn report_path(mut self, path: impl Into<PathBuf>) -> Builder {
+        self.settings.report_path = Some(path.into());
+        self
+    }
+
+    /// Writes no report file.
+    pub fn no_report(mut self) -> Builder {
+        self.settings.report_path = None;
+        self
+    }
+
+    /// Where the viewer server listens ([`ServerAddr::Off`] for none).
+    pub fn server_addr(mut self, addr: ServerAddr) -> Builder {
+        self.settings.server_addr = addr;
+        self
+    }
+
+    /// How many finished tasks the history keeps, and for how long.
+    pub fn finished_retention(mut self, count: usize, max_age: Duration) -> Builder {
+        self.settings.finished_capacity = count;
+        self.settings.finished_max_age = max_age;
+        self
+    }
+
+    /// Reports a task idle for longer than `limit` as leaked (off by default).
+    pub fn idle_limit(mut self, limit: Option<Duration>) -> Builder {
+        self.settings.idle_limit = limit;
+        self
+    }
+
+    fn report_problems(&mut self) {
+        for problem in self.problems.drain(..) {
+            eprintln!("taskscope: {problem}");
+        }
+    }
+
+    fn start(&self) -> Arc<Core> {
+        let (core, created) = core::start(self.settings.clone());
+        if !created {
+            tracing::debug!(target: "taskscope", "taskscope already started; keeping its settings");
+        }
+        core
+    }
+
+    /// The taskscope layer, to add to your own `tracing_subscriber::registry()`,
+    /// and its guard. Needs `--cfg tokio_unstable` (see the crate docs).
+    pub fn layer<S>(mut self) -> Result<(impl Layer<S> + Send + Sync + 'static, Guard), Error>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        self.report_problems();
+        let core = self.start();
+        let layer = TaskLayer::new(Arc::clone(&core)).with_filter(TaskFilter::new());
+        Ok((layer, Guard { core: Some(core) }))
+    }
+
+    /// Installs taskscope's capture on a runtime you build yourself, through
+    /// Tokio's task hooks: the cheapest capture (no task names or wakes, see the
+    /// crate docs). Needs `--cfg tokio_unstable`.
+    ///
+    /// ```
+    /// let mut builder = tokio::runtime::Builder::new_multi_thread();
+    /// builder.enable_all();
+    /// let guard = taskscope::Builder::from_env().install_on(&mut builder);
+    /// let runtime = builder.build().unwrap();
+    /// runtime.block_on(async { tokio::spawn(async {}).await.unwrap() });
+    /// drop(guard);
+    /// ```
+    pub fn install_on(mut self, runtime: &mut tokio::runtime::Builder) -> Guard {
+        self.report_problems();
+        let core = self.start();
+        crate::capture::hooks::install(&core, runtime);
+        Guard { core: Some(core) }
+    }
+
+    /// Like [`init`], with these settings.
+    pub fn init(mut self) -> Guard {
+        self.report_problems();
+        match self.install_global(true) {
+            Ok(guard) => guard,
+            Err(err) => {
+                eprintln!("{err}");
+                Guard::inert()
+            }
+        }
+    }
+
+    /// Like [`try_init`], with these settings.
+    pub fn try_init(mut self) -> Result<Guard, Error> {
+        if let Some(problem) = self.problems.drain(..).next() {
+            return Err(Error::Setting(problem));
+        }
+        self.install_global(false)
+    }
+
+    fn install_global(self, report: bool) -> Result<Guard, Error> {
+        let fmt_filter = match fmt_filter(std::env::var("RUST_LOG").ok()) {
+            Ok(filter) => filter,
+            Err(problem) if report => {
+                eprintln!("taskscope: {problem}");
+                fmt_filter(None).expect("default filter parses")
+            }
+            Err(problem) => return Err(Error::Setting(problem)),
+        };
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(fmt_filter);
+        let (layer, guard) = self.layer()?;
+        let subscriber = tracing_subscriber::registry().with(layer).with(fmt);
+        tracing::subscriber::set_global_default(subscriber)
+            .map_err(|e| Error::SubscriberAlreadySet(e.to_string()))?;
+        Ok(guard)
+    }
+}
+
+/// The stderr filter: `RUST_LOG` (default `info`), with taskscope's warnings on
+/// unless `RUST_LOG` says something about `taskscope` itself.
+fn fmt_filter(rust_log: Option<String>) -> Result<EnvFilter, SettingError> {
+    let builder = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into());
+    let text = rust_log.unwrap_or_default();
+    let filter = builder.parse(&text).map_err(|err| SettingError {
+        variable: "RUST_LOG",
+        value: text.clone(),
+        expected: format!("a tracing filter such as `info,my_app=debug` ({err})"),
+        default: "info".into(),
+    })?;
+    if text.contains("taskscope") {
+        Ok(filter)
+    } else {
+        Ok(filter.add_directive("taskscope=warn".parse().expect("static directive parses")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_log_errors_name_the_variable() {
+        let err = fmt_filter(Some("=[[[".into())).unwrap_err();
+        assert_eq!(err.variable, "RUST_LOG");
+        assert!(fmt_filter(Some("off".into())).is_ok());
+        assert!(fmt_filter(None).is_ok());
+    }
+}

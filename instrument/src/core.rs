@@ -1,0 +1,119 @@
+//! The core: the one registry and findings pipeline of the process, and what
+//! the capture front ends call when a task is spawned, polled slowly or ends.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::capture::poll;
+use crate::findings::{Finding, FindingKind, TaskRef};
+use crate::pipeline::Pipeline;
+use crate::registry::Registry;
+use crate::report::ReportFile;
+use crate::settings::Settings;
+use crate::task::{TaskCell, TaskEnd};
+
+pub(crate) struct Core {
+    pub(crate) settings: Settings,
+    pub(crate) slow_poll_ns: u64,
+    pub(crate) registry: Registry,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) drops_reported: AtomicU64,
+}
+
+static CORE: OnceLock<Arc<Core>> = OnceLock::new();
+
+/// The process's core, started with `settings` if none runs yet. The second
+/// caller gets the running core (its settings win); returns whether it was new.
+pub(crate) fn start(settings: Settings) -> (Arc<Core>, bool) {
+    let mut created = false;
+    let core = CORE.get_or_init(|| {
+        created = true;
+        let report = settings.report_path.clone().map(ReportFile::new);
+        let core = Arc::new(Core {
+            slow_poll_ns: settings
+                .slow_poll_threshold
+                .as_nanos()
+                .min(u64::MAX as u128) as u64,
+            registry: Registry::new(settings.finished_capacity, settings.finished_max_age),
+            pipeline: Pipeline::start(report),
+            drops_reported: AtomicU64::new(0),
+            settings,
+        });
+        crate::capture::panics::install();
+        core
+    });
+    (Arc::clone(core), created)
+}
+
+/// The running core, if taskscope was started.
+pub(crate) fn get() -> Option<&'static Arc<Core>> {
+    CORE.get()
+}
+
+impl Core {
+    /// A task was spawned: register it under `key`.
+    pub(crate) fn task_spawned(&self, key: u64, cell: TaskCell) {
+        self.registry.add(key, Arc::new(cell));
+    }
+
+    /// A task ended: move it to the history and report what its end means.
+    pub(crate) fn task_ended(&self, key: u64, end: TaskEnd) {
+        let Some(cell) = self.registry.get(key) else {
+            return;
+        };
+        let panic = crate::table::lock(&cell.panic).take();
+        let end = if panic.is_some() {
+            TaskEnd::Panicked
+        } else {
+            end
+        };
+        self.registry.finish(key, end);
+        if let Some(panic) = panic {
+            self.submit(Finding::new(
+                FindingKind::TaskPanicked {
+                    message: panic.message,
+                    panicked_at: panic.location,
+                    joined: None,
+                },
+                Some(TaskRef::of(&cell)),
+            ));
+        }
+    }
+
+    /// A poll of `cell` took `took_ns`, more than the threshold (cold path).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn slow_poll_ended(&self, cell: &TaskCell, took_ns: u64, _start: u64) {
+        let thread = std::thread::current();
+        let finding = Finding::new(
+            FindingKind::SlowPoll {
+                duration_ms: took_ns as f64 / 1e6,
+                threshold_ms: self.settings.slow_poll_threshold.as_millis() as u64,
+                thread: thread.name().unwrap_or("<unnamed>").to_string(),
+                stack: Vec::new(),
+                stack_unavailable: None,
+                in_progress: false,
+                poll: cell.polls.load(std::sync::atomic::Ordering::Relaxed),
+            },
+            Some(TaskRef::of(cell)),
+        );
+        self.submit(finding);
+    }
+
+    pub(crate) fn submit(&self, finding: Finding) {
+        self.pipeline.submit(finding);
+        self.pipeline.report_drops(&self.drops_reported);
+    }
+
+    /// Flushes every accepted finding to the sinks, waiting at most `timeout`.
+    pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        self.pipeline.report_drops(&self.drops_reported);
+        self.pipeline.flush(timeout)
+    }
+
+    /// The task being polled on this thread, as its parent-to-be.
+    pub(crate) fn current_task_id() -> Option<u64> {
+        poll::with_current(|_, cell| cell.id)
+    }
+}

@@ -1,0 +1,317 @@
+//! Findings: what the detectors report, in the report file's schema (version 1).
+//!
+//! Every finding is one JSON object on one line. Common fields: `v` (schema
+//! version, 1), `kind`, `time` (RFC 3339, UTC) and `task` (`{id, name,
+//! spawned_at}`, or null when no task is involved). The rest depends on `kind`;
+//! see [`FindingKind`]. Readers ignore fields they do not know, so later
+//! versions may add fields without changing `v`.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::task::TaskCell;
+
+/// The report schema version written in every line's `v` field.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One finding, as written to the report file (one JSON line each).
+///
+/// ```
+/// let line = r#"{"v":1,"kind":"slow_poll","time":"2026-11-22T10:00:00.153Z",
+///   "task":{"id":17,"name":"handler","spawned_at":"src/main.rs:42:5"},
+///   "duration_ms":153.2,"threshold_ms":100,"thread":"tokio-runtime-worker",
+///   "stack":[],"in_progress":false,"poll":3}"#;
+/// let finding: taskscope::Finding = serde_json::from_str(line).unwrap();
+/// assert_eq!(finding.kind.name(), "slow_poll");
+/// assert_eq!(finding.task.as_ref().unwrap().spawned_at, "src/main.rs:42:5");
+/// assert!(finding.message().contains("took 0.153 seconds"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Schema version ([`SCHEMA_VERSION`]).
+    pub v: u32,
+    /// What was found, and its details.
+    #[serde(flatten)]
+    pub kind: FindingKind,
+    /// When it was found, RFC 3339 in UTC with milliseconds.
+    pub time: String,
+    /// The task concerned, if any.
+    pub task: Option<TaskRef>,
+}
+
+/// The task a finding is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRef {
+    /// Tokio's task id.
+    pub id: u64,
+    /// The task's name, null when unnamed.
+    pub name: Option<String>,
+    /// `path:line:col` of the spawn.
+    pub spawned_at: String,
+}
+
+/// One frame of a captured stack, innermost first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackFrame {
+    /// Demangled function name, without the hash.
+    pub function: String,
+    /// Source file, when debug info has it.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Source line, when debug info has it.
+    #[serde(default)]
+    pub line: Option<u32>,
+}
+
+/// Why a task is reported as leaked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeakReason {
+    /// Still pending when its runtime shut down.
+    AliveAtShutdown,
+    /// Idle, polled at least once, and no waker left: it can never run again.
+    LostWaker,
+    /// Idle for longer than the configured limit.
+    IdleTooLong,
+}
+
+/// The kind of a finding with its own fields (`kind` in JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FindingKind {
+    /// One poll of one task took longer than the threshold.
+    SlowPoll {
+        /// How long the poll took (or, in progress, has taken so far), in milliseconds.
+        duration_ms: f64,
+        /// The threshold in force, in milliseconds.
+        threshold_ms: u64,
+        /// Name of the worker thread that ran the poll.
+        thread: String,
+        /// Where the thread was blocked, innermost frame first (may be empty).
+        #[serde(default)]
+        stack: Vec<StackFrame>,
+        /// Why `stack` is empty, when a stack could not be taken.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stack_unavailable: Option<String>,
+        /// True while the poll is still running; false for the final report.
+        in_progress: bool,
+        /// Which poll of the task this is (1 = first), to pair the reports of one poll.
+        #[serde(default)]
+        poll: u64,
+    },
+    /// A tracked future was dropped without ever being polled.
+    NeverAwaited {
+        /// The future's name.
+        name: String,
+        /// `path:line:col` where it was created.
+        created_at: String,
+    },
+    /// A task that can no longer finish, or was left behind.
+    LeakedTask {
+        /// Why it counts as leaked.
+        reason: LeakReason,
+        /// Age of the task, in milliseconds.
+        age_ms: u64,
+        /// Time since it last ran, in milliseconds.
+        idle_ms: u64,
+    },
+    /// A task panicked.
+    TaskPanicked {
+        /// The panic message.
+        message: String,
+        /// `path:line:col` of the panic, when known.
+        panicked_at: Option<String>,
+        /// Whether a `JoinHandle` observed the panic; null when unknown.
+        joined: Option<bool>,
+    },
+    /// Findings were dropped because the queue to the sinks was full.
+    FindingsDropped {
+        /// How many were dropped since the previous such line.
+        count: u64,
+    },
+}
+
+impl FindingKind {
+    /// The `kind` string, e.g. `"slow_poll"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FindingKind::SlowPoll { .. } => "slow_poll",
+            FindingKind::NeverAwaited { .. } => "never_awaited",
+            FindingKind::LeakedTask { .. } => "leaked_task",
+            FindingKind::TaskPanicked { .. } => "task_panicked",
+            FindingKind::FindingsDropped { .. } => "findings_dropped",
+        }
+    }
+
+    /// Every kind this version knows.
+    pub const NAMES: [&'static str; 5] = [
+        "slow_poll",
+        "never_awaited",
+        "leaked_task",
+        "task_panicked",
+        "findings_dropped",
+    ];
+}
+
+impl TaskRef {
+    pub(crate) fn of(cell: &TaskCell) -> TaskRef {
+        TaskRef {
+            id: cell.id,
+            name: cell.name.as_deref().map(str::to_owned),
+            spawned_at: cell.spawned_at.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for TaskRef {
+    /// `task 17 "handler" (spawned at src/main.rs:42:5)`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task {}", self.id)?;
+        if let Some(name) = &self.name {
+            write!(f, " {name:?}")?;
+        }
+        write!(f, " (spawned at {})", self.spawned_at)
+    }
+}
+
+impl Finding {
+    /// A finding of `kind` about `task`, timed now.
+    pub fn new(kind: FindingKind, task: Option<TaskRef>) -> Finding {
+        Finding::at(kind, task, SystemTime::now())
+    }
+
+    /// A finding of `kind` about `task`, timed `time`.
+    pub fn at(kind: FindingKind, task: Option<TaskRef>, time: SystemTime) -> Finding {
+        Finding {
+            v: SCHEMA_VERSION,
+            kind,
+            time: humantime::format_rfc3339_millis(time).to_string(),
+            task,
+        }
+    }
+
+    /// The finding as a warning, in the words of asyncio's debug mode.
+    pub fn message(&self) -> String {
+        let task = match &self.task {
+            Some(t) => t.to_string(),
+            None => "task ?".to_string(),
+        };
+        match &self.kind {
+            FindingKind::SlowPoll {
+                duration_ms,
+                in_progress,
+                stack,
+                ..
+            } => {
+                let secs = duration_ms / 1000.0;
+                let mut text = if *in_progress {
+                    format!(
+                        "Executing {task} has been blocked for {secs:.3} seconds and is still running"
+                    )
+                } else {
+                    format!("Executing {task} took {secs:.3} seconds")
+                };
+                if let Some(frame) = stack.first() {
+                    text.push_str(&format!("; blocked in {}", frame_text(frame)));
+                }
+                text
+            }
+            FindingKind::NeverAwaited { name, created_at } => {
+                format!("future {name} (created at {created_at}) was never awaited")
+            }
+            FindingKind::LeakedTask {
+                reason, idle_ms, ..
+            } => match reason {
+                LeakReason::AliveAtShutdown => {
+                    format!("{task} was destroyed but it is pending!")
+                }
+                LeakReason::LostWaker => format!(
+                    "{task} can never be woken again: no waker is left (idle for {:.3} seconds)",
+                    *idle_ms as f64 / 1000.0
+                ),
+                LeakReason::IdleTooLong => format!(
+                    "{task} has been idle for {:.3} seconds",
+                    *idle_ms as f64 / 1000.0
+                ),
+            },
+            FindingKind::TaskPanicked {
+                message,
+                panicked_at,
+                joined,
+            } => {
+                let at = panicked_at.as_deref().unwrap_or("an unknown location");
+                let tail = match joined {
+                    Some(false) => " and its panic was never retrieved",
+                    _ => "",
+                };
+                format!("{task} panicked at {at}: {message}{tail}")
+            }
+            FindingKind::FindingsDropped { count } => {
+                format!("{count} findings were dropped: the findings queue was full")
+            }
+        }
+    }
+}
+
+fn frame_text(frame: &StackFrame) -> String {
+    match (&frame.file, frame.line) {
+        (Some(file), Some(line)) => format!("{} ({file}:{line})", frame.function),
+        _ => frame.function.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_poll_line_round_trips_with_the_documented_fields() {
+        let f = Finding::new(
+            FindingKind::SlowPoll {
+                duration_ms: 253.4,
+                threshold_ms: 100,
+                thread: "tokio-runtime-worker".into(),
+                stack: vec![],
+                stack_unavailable: None,
+                in_progress: false,
+                poll: 1,
+            },
+            Some(TaskRef {
+                id: 17,
+                name: Some("handler".into()),
+                spawned_at: "src/main.rs:42:5".into(),
+            }),
+        );
+        let line = serde_json::to_string(&f).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["kind"], "slow_poll");
+        assert_eq!(v["v"], 1);
+        assert_eq!(v["task"]["spawned_at"], "src/main.rs:42:5");
+        assert_eq!(v["in_progress"], false);
+        assert!(v["stack"].as_array().unwrap().is_empty());
+        assert!(v["time"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(serde_json::from_str::<Finding>(&line).unwrap(), f);
+        assert_eq!(
+            f.message(),
+            "Executing task 17 \"handler\" (spawned at src/main.rs:42:5) took 0.253 seconds"
+        );
+    }
+
+    #[test]
+    fn unknown_kind_is_an_error_and_unknown_fields_are_ignored() {
+        assert!(
+            serde_json::from_str::<Finding>(r#"{"v":1,"kind":"mystery","time":"x","task":null}"#)
+                .is_err()
+        );
+        let f: Finding = serde_json::from_str(
+            r#"{"v":1,"kind":"never_awaited","name":"fetch_user","created_at":"src/main.rs:10:5","time":"x","task":null,"extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f.message(),
+            "future fetch_user (created at src/main.rs:10:5) was never awaited"
+        );
+    }
+}

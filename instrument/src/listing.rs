@@ -1,0 +1,103 @@
+//! `all_tasks()`, `finished_tasks()` and `dump()`: the task listing, in the
+//! spirit of asyncio's `all_tasks()` and `python -m asyncio ps`.
+
+use std::io::Write;
+
+use crate::core;
+use crate::findings::Finding;
+use crate::format;
+use crate::pipeline::PipelineStats;
+use crate::task::{FinishedTask, TaskInfo};
+
+/// Every live task of the app, ordered by id. Empty when taskscope is not started.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let _guard = taskscope::init();
+/// for task in taskscope::all_tasks() {
+///     println!("{} {:?} {} at {}", task.id, task.name, task.state, task.spawned_at);
+/// }
+/// # }
+/// ```
+pub fn all_tasks() -> Vec<TaskInfo> {
+    core::get()
+        .map(|c| c.registry.snapshot())
+        .unwrap_or_default()
+}
+
+/// The bounded history of finished tasks, oldest first, with how each ended.
+pub fn finished_tasks() -> Vec<FinishedTask> {
+    core::get()
+        .map(|c| c.registry.finished())
+        .unwrap_or_default()
+}
+
+/// The most recent findings (up to 1,000), oldest first, once the sinks have seen them.
+pub fn findings() -> Vec<Finding> {
+    core::get().map(|c| c.pipeline.recent()).unwrap_or_default()
+}
+
+/// Counters of the findings pipeline: produced, dropped, handled, written.
+pub fn pipeline_stats() -> PipelineStats {
+    core::get().map(|c| c.pipeline.stats()).unwrap_or_default()
+}
+
+/// Waits (at most `timeout`) until every finding accepted so far has reached
+/// the log and the report file. Returns false on timeout.
+pub fn flush(timeout: std::time::Duration) -> bool {
+    core::get().is_none_or(|c| c.flush(timeout))
+}
+
+/// Prints [`all_tasks`] to stdout as an aligned table.
+pub fn dump() {
+    let text = format_tasks(&all_tasks());
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// The table [`dump`] prints: one row a task, with a header.
+///
+/// ```
+/// let table = taskscope::format_tasks(&[]);
+/// assert!(table.starts_with("ID"));
+/// ```
+pub fn format_tasks(tasks: &[TaskInfo]) -> String {
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.name.clone().unwrap_or_else(|| "-".into()),
+                t.state.to_string(),
+                t.spawned_at.to_string(),
+                t.parent.map_or_else(|| "-".into(), |p| p.to_string()),
+                format::duration(t.age),
+                t.polls.to_string(),
+                format::duration(t.busy),
+                format::duration(t.idle),
+                t.since_last_poll.map_or_else(
+                    || "never".into(),
+                    |d| format!("{} ago", format::duration(d)),
+                ),
+                t.wakes.to_string(),
+            ]
+        })
+        .collect();
+    format::table(
+        &[
+            "ID",
+            "NAME",
+            "STATE",
+            "SPAWNED AT",
+            "PARENT",
+            "AGE",
+            "POLLS",
+            "BUSY",
+            "IDLE",
+            "LAST POLL",
+            "WAKES",
+        ],
+        &rows,
+        &[0, 4, 5, 6, 7, 8, 10],
+    )
+}

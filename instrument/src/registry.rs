@@ -1,0 +1,119 @@
+//! The registry: every live task, and a bounded history of finished ones.
+//!
+//! Spawn and end take a short lock on one of 32 shards; polls never touch the
+//! registry (they find their record through the lock-free [`IdTable`]).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::clock;
+use crate::table::{IdTable, lock};
+use crate::task::{FinishedTask, TaskCell, TaskEnd, TaskInfo};
+
+const SHARDS: usize = 32;
+
+pub(crate) struct Registry {
+    /// Live tasks by their table key (task id or span id).
+    live: Box<[Mutex<HashMap<u64, Arc<TaskCell>>>]>,
+    pub(crate) table: IdTable,
+    finished: Mutex<VecDeque<(u64, FinishedTask)>>,
+    finished_capacity: usize,
+    finished_max_age: Duration,
+    files: Mutex<HashSet<&'static str>>,
+}
+
+impl Registry {
+    pub(crate) fn new(finished_capacity: usize, finished_max_age: Duration) -> Registry {
+        Registry {
+            live: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            table: IdTable::new(),
+            finished: Mutex::new(VecDeque::new()),
+            finished_capacity,
+            finished_max_age,
+            files: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn shard(&self, key: u64) -> &Mutex<HashMap<u64, Arc<TaskCell>>> {
+        &self.live[(key as usize).wrapping_mul(0x9E37_79B9) % SHARDS]
+    }
+
+    /// A `'static` copy of a source path, interned: there are only as many as source files.
+    pub(crate) fn intern_file(&self, file: &str) -> &'static str {
+        let mut files = lock(&self.files);
+        if let Some(f) = files.get(file) {
+            return f;
+        }
+        let leaked: &'static str = Box::leak(file.to_owned().into_boxed_str());
+        files.insert(leaked);
+        leaked
+    }
+
+    pub(crate) fn add(&self, key: u64, cell: Arc<TaskCell>) {
+        self.table.insert(key, &cell);
+        lock(self.shard(key)).insert(key, cell);
+    }
+
+    /// The record under `key`, if live. Takes the shard lock: not for the hot path.
+    pub(crate) fn get(&self, key: u64) -> Option<Arc<TaskCell>> {
+        lock(self.shard(key)).get(&key).cloned()
+    }
+
+    /// Moves the task under `key` into the finished history.
+    pub(crate) fn finish(&self, key: u64, end: TaskEnd) -> Option<(Arc<TaskCell>, FinishedTask)> {
+        self.table.remove(key);
+        let cell = lock(self.shard(key)).remove(&key)?;
+        let now = clock::now();
+        let mut info = cell.info(now);
+        if info.state == crate::TaskState::Running {
+            info.state = crate::TaskState::Idle;
+        }
+        let finished = FinishedTask {
+            task: info,
+            end,
+            ended_at: clock::to_system_time(now),
+        };
+        if self.finished_capacity > 0 {
+            let mut history = lock(&self.finished);
+            history.push_back((now, finished.clone()));
+            self.prune(&mut history, now);
+        }
+        Some((cell, finished))
+    }
+
+    fn prune(&self, history: &mut VecDeque<(u64, FinishedTask)>, now: u64) {
+        while history.len() > self.finished_capacity {
+            history.pop_front();
+        }
+        let max_age = self.finished_max_age.as_nanos() as u64;
+        while let Some((ended, _)) = history.front() {
+            if clock::since(*ended, now) > max_age {
+                history.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    pub(crate) fn live_cells(&self) -> Vec<Arc<TaskCell>> {
+        let mut all = Vec::new();
+        for shard in self.live.iter() {
+            all.extend(lock(shard).values().cloned());
+        }
+        all
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<TaskInfo> {
+        let now = clock::now();
+        let mut tasks: Vec<TaskInfo> = self.live_cells().iter().map(|c| c.info(now)).collect();
+        tasks.sort_by_key(|t| t.id);
+        tasks
+    }
+
+    pub(crate) fn finished(&self) -> Vec<FinishedTask> {
+        let mut history = lock(&self.finished);
+        self.prune(&mut history, clock::now());
+        history.iter().map(|(_, f)| f.clone()).collect()
+    }
+}

@@ -1,0 +1,329 @@
+//! Settings: their defaults, the `TASKSCOPE_*` environment variables and their parsing.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default slow-poll threshold: asyncio's `slow_callback_duration`.
+pub const DEFAULT_SLOW_POLL: Duration = Duration::from_millis(100);
+/// Default address of the viewer server.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:6670";
+/// Default number of finished tasks kept in the history.
+pub const DEFAULT_FINISHED_CAPACITY: usize = 1_000;
+/// Default age after which a finished task leaves the history.
+pub const DEFAULT_FINISHED_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// Where the viewer server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerAddr {
+    /// No server (`TASKSCOPE_ADDR=off`).
+    Off,
+    /// A TCP address, loopback unless the user names another one.
+    Tcp(SocketAddr),
+    /// A Unix domain socket path (`unix:/path`).
+    Unix(PathBuf),
+}
+
+impl ServerAddr {
+    /// Parses the forms taskscope accepts everywhere an address is taken:
+    /// `host:port`, `http://host:port`, `unix:/path`, and `off`.
+    ///
+    /// ```
+    /// use taskscope::ServerAddr;
+    /// assert_eq!(ServerAddr::parse("off").unwrap(), ServerAddr::Off);
+    /// assert!(matches!(ServerAddr::parse("http://127.0.0.1:7000").unwrap(), ServerAddr::Tcp(_)));
+    /// assert!(matches!(ServerAddr::parse("unix:/tmp/app.sock").unwrap(), ServerAddr::Unix(_)));
+    /// assert!(ServerAddr::parse("no-port").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<ServerAddr, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(ServerAddr::Off);
+        }
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("`unix:` needs a socket path, as in unix:/tmp/app.sock".into());
+            }
+            return Ok(ServerAddr::Unix(PathBuf::from(path)));
+        }
+        let hostport = text
+            .strip_prefix("http://")
+            .unwrap_or(text)
+            .trim_end_matches('/');
+        if let Ok(addr) = hostport.parse::<SocketAddr>() {
+            return Ok(ServerAddr::Tcp(addr));
+        }
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .ok_or_else(|| "expected host:port, http://host:port, unix:/path or off".to_string())?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{port}` is not a port number (0-65535)"))?;
+        if host.eq_ignore_ascii_case("localhost") {
+            return Ok(ServerAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], port))));
+        }
+        (host, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .map(ServerAddr::Tcp)
+            .ok_or_else(|| format!("cannot resolve host `{host}`"))
+    }
+
+    /// True for the addresses that stay on this machine: loopback TCP and Unix sockets.
+    pub fn is_local(&self) -> bool {
+        match self {
+            ServerAddr::Off | ServerAddr::Unix(_) => true,
+            ServerAddr::Tcp(addr) => addr.ip().is_loopback(),
+        }
+    }
+}
+
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerAddr::Off => f.write_str("off"),
+            ServerAddr::Tcp(addr) => write!(f, "{addr}"),
+            ServerAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A setting that could not be used, with the variable, the value and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingError {
+    /// The environment variable, e.g. `TASKSCOPE_SLOW_POLL_MS`.
+    pub variable: &'static str,
+    /// The value it had.
+    pub value: String,
+    /// What was expected instead.
+    pub expected: String,
+    /// The default used in its place.
+    pub default: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}={:?} is not valid: {}; using the default ({})",
+            self.variable, self.value, self.expected, self.default
+        )
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+/// Everything taskscope can be told, in code ([`crate::Builder`]) or by environment.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// A poll longer than this is a `slow_poll` finding (`TASKSCOPE_SLOW_POLL_MS`).
+    pub slow_poll_threshold: Duration,
+    /// Report file, JSON lines, appended (`TASKSCOPE_REPORT`; `None` = no file).
+    pub report_path: Option<PathBuf>,
+    /// Where the viewer server listens (`TASKSCOPE_ADDR`).
+    pub server_addr: ServerAddr,
+    /// How many finished tasks the history keeps (`TASKSCOPE_FINISHED_MAX`).
+    pub finished_capacity: usize,
+    /// How long a finished task stays in the history (`TASKSCOPE_FINISHED_TTL_S`).
+    pub finished_max_age: Duration,
+    /// A task idle longer than this is a leak (`TASKSCOPE_IDLE_LIMIT_S`; off by default).
+    pub idle_limit: Option<Duration>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            slow_poll_threshold: DEFAULT_SLOW_POLL,
+            report_path: None,
+            server_addr: ServerAddr::parse(DEFAULT_ADDR).expect("default address parses"),
+            finished_capacity: DEFAULT_FINISHED_CAPACITY,
+            finished_max_age: DEFAULT_FINISHED_MAX_AGE,
+            idle_limit: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the `TASKSCOPE_*` variables from the process environment.
+    ///
+    /// A variable that cannot be used leaves its default in place and is returned
+    /// as a [`SettingError`] naming the variable and the value.
+    pub fn from_env() -> (Settings, Vec<SettingError>) {
+        Settings::from_lookup(|name| {
+            std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+        })
+    }
+
+    /// Like [`Settings::from_env`], with the variables read through `lookup`.
+    ///
+    /// ```
+    /// use taskscope::Settings;
+    /// let (settings, errors) = Settings::from_lookup(|name| match name {
+    ///     "TASKSCOPE_SLOW_POLL_MS" => Some("40".into()),
+    ///     "TASKSCOPE_ADDR" => Some("nonsense".into()),
+    ///     _ => None,
+    /// });
+    /// assert_eq!(settings.slow_poll_threshold.as_millis(), 40);
+    /// assert_eq!(errors[0].variable, "TASKSCOPE_ADDR");
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> (Settings, Vec<SettingError>) {
+        let mut settings = Settings::default();
+        let mut errors = Vec::new();
+        let mut fail = |variable: &'static str, value: &str, expected: String, default: String| {
+            errors.push(SettingError {
+                variable,
+                value: value.to_string(),
+                expected,
+                default,
+            })
+        };
+
+        if let Some(value) = lookup("TASKSCOPE_SLOW_POLL_MS") {
+            match parse_positive_u64(&value) {
+                Some(ms) => settings.slow_poll_threshold = Duration::from_millis(ms),
+                None => fail(
+                    "TASKSCOPE_SLOW_POLL_MS",
+                    &value,
+                    "expected a whole number of milliseconds greater than 0".into(),
+                    format!("{} ms", DEFAULT_SLOW_POLL.as_millis()),
+                ),
+            }
+        }
+        if let Some(value) = lookup("TASKSCOPE_REPORT") {
+            if value.trim().is_empty() {
+                fail(
+                    "TASKSCOPE_REPORT",
+                    &value,
+                    "expected the path of the report file".into(),
+                    "no report file".into(),
+                );
+            } else {
+                settings.report_path = Some(PathBuf::from(value));
+            }
+        }
+        if let Some(value) = lookup("TASKSCOPE_ADDR") {
+            match ServerAddr::parse(&value) {
+                Ok(addr) => settings.server_addr = addr,
+                Err(why) => fail("TASKSCOPE_ADDR", &value, why, DEFAULT_ADDR.into()),
+            }
+        }
+        if let Some(value) = lookup("TASKSCOPE_FINISHED_MAX") {
+            match value.trim().parse::<usize>() {
+                Ok(n) => settings.finished_capacity = n,
+                Err(_) => fail(
+                    "TASKSCOPE_FINISHED_MAX",
+                    &value,
+                    "expected a whole number of tasks (0 keeps none)".into(),
+                    DEFAULT_FINISHED_CAPACITY.to_string(),
+                ),
+            }
+        }
+        if let Some(value) = lookup("TASKSCOPE_FINISHED_TTL_S") {
+            match parse_positive_u64(&value) {
+                Some(s) => settings.finished_max_age = Duration::from_secs(s),
+                None => fail(
+                    "TASKSCOPE_FINISHED_TTL_S",
+                    &value,
+                    "expected a whole number of seconds greater than 0".into(),
+                    format!("{} s", DEFAULT_FINISHED_MAX_AGE.as_secs()),
+                ),
+            }
+        }
+        if let Some(value) = lookup("TASKSCOPE_IDLE_LIMIT_S") {
+            if value.trim().eq_ignore_ascii_case("off") {
+                settings.idle_limit = None;
+            } else {
+                match parse_positive_u64(&value) {
+                    Some(s) => settings.idle_limit = Some(Duration::from_secs(s)),
+                    None => fail(
+                        "TASKSCOPE_IDLE_LIMIT_S",
+                        &value,
+                        "expected a whole number of seconds greater than 0, or off".into(),
+                        "off".into(),
+                    ),
+                }
+            }
+        }
+        (settings, errors)
+    }
+}
+
+fn parse_positive_u64(text: &str) -> Option<u64> {
+    text.trim().parse::<u64>().ok().filter(|&n| n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> (Settings, Vec<SettingError>) {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_without_environment() {
+        let (s, errors) = with(&[]);
+        assert!(errors.is_empty());
+        assert_eq!(s.slow_poll_threshold, Duration::from_millis(100));
+        assert_eq!(s.report_path, None);
+        assert_eq!(s.server_addr.to_string(), "127.0.0.1:6670");
+        assert!(s.server_addr.is_local());
+    }
+
+    #[test]
+    fn malformed_threshold_names_variable_and_value_and_keeps_default() {
+        for bad in ["abc", "-1", "0", "1.5", ""] {
+            let (s, errors) = with(&[("TASKSCOPE_SLOW_POLL_MS", bad)]);
+            assert_eq!(s.slow_poll_threshold, DEFAULT_SLOW_POLL, "{bad}");
+            assert_eq!(errors.len(), 1, "{bad}");
+            let text = errors[0].to_string();
+            assert!(text.contains("TASKSCOPE_SLOW_POLL_MS"), "{text}");
+            assert!(text.contains(&format!("{bad:?}")), "{text}");
+            assert!(text.contains("100 ms"), "{text}");
+        }
+    }
+
+    #[test]
+    fn addresses_in_every_form() {
+        assert_eq!(ServerAddr::parse("OFF").unwrap(), ServerAddr::Off);
+        assert_eq!(
+            ServerAddr::parse("localhost:7000").unwrap(),
+            ServerAddr::Tcp("127.0.0.1:7000".parse().unwrap())
+        );
+        assert_eq!(
+            ServerAddr::parse("http://[::1]:7000/").unwrap(),
+            ServerAddr::Tcp("[::1]:7000".parse().unwrap())
+        );
+        assert!(!ServerAddr::parse("0.0.0.0:7000").unwrap().is_local());
+        assert!(ServerAddr::parse("127.0.0.1:99999").is_err());
+        assert!(ServerAddr::parse("unix:").is_err());
+        let (s, errors) = with(&[("TASKSCOPE_ADDR", "127.0.0.1")]);
+        assert_eq!(s.server_addr.to_string(), DEFAULT_ADDR);
+        assert_eq!(errors[0].variable, "TASKSCOPE_ADDR");
+    }
+
+    #[test]
+    fn idle_limit_and_retention() {
+        let (s, errors) = with(&[
+            ("TASKSCOPE_IDLE_LIMIT_S", "30"),
+            ("TASKSCOPE_FINISHED_MAX", "5"),
+            ("TASKSCOPE_FINISHED_TTL_S", "x"),
+        ]);
+        assert_eq!(s.idle_limit, Some(Duration::from_secs(30)));
+        assert_eq!(s.finished_capacity, 5);
+        assert_eq!(s.finished_max_age, DEFAULT_FINISHED_MAX_AGE);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].variable, "TASKSCOPE_FINISHED_TTL_S");
+    }
+}

@@ -1,0 +1,174 @@
+//! A fixed-size, lock-free table from a task key to its live record, for the hot path.
+//!
+//! The key is Tokio's task id (runtime hooks) or the task's span id (tracing
+//! capture). Each slot is a `(key, pointer)` pair claimed with a compare-and-swap
+//! on the key, looked up with plain loads over a short linear probe. A lookup
+//! never dereferences a pointer whose key it has not matched, and a slot is only
+//! released by its own task's end, so a lookup made on behalf of a live task
+//! always finds that task's record, never a freed one. Keys that find no free
+//! slot within the probe go to a mutex-protected overflow map; that only
+//! happens when tens of thousands of tasks are alive at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::task::TaskCell;
+
+const SLOTS: usize = 1 << 16;
+const PROBE: usize = 8;
+
+struct Slot {
+    key: AtomicU64,
+    cell: AtomicPtr<TaskCell>,
+}
+
+pub(crate) struct IdTable {
+    slots: Box<[Slot]>,
+    overflow: Mutex<HashMap<u64, Arc<TaskCell>>>,
+    overflowed: AtomicU64,
+}
+
+#[inline]
+fn home(key: u64) -> usize {
+    // Fibonacci hashing: sequential task ids and sparse span ids both spread well.
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - 16)) as usize
+}
+
+impl IdTable {
+    pub(crate) fn new() -> IdTable {
+        let slots = (0..SLOTS)
+            .map(|_| Slot {
+                key: AtomicU64::new(0),
+                cell: AtomicPtr::new(std::ptr::null_mut()),
+            })
+            .collect();
+        IdTable {
+            slots,
+            overflow: Mutex::new(HashMap::new()),
+            overflowed: AtomicU64::new(0),
+        }
+    }
+
+    /// Publishes `cell` under `key` (non-zero). The table borrows the record:
+    /// the caller keeps it alive until [`IdTable::remove`].
+    pub(crate) fn insert(&self, key: u64, cell: &Arc<TaskCell>) {
+        debug_assert_ne!(key, 0);
+        let start = home(key);
+        for i in 0..PROBE {
+            let slot = &self.slots[(start + i) & (SLOTS - 1)];
+            if slot
+                .key
+                .compare_exchange(0, key, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                slot.cell
+                    .store(Arc::as_ptr(cell).cast_mut(), Ordering::Release);
+                return;
+            }
+        }
+        self.overflowed.fetch_add(1, Ordering::Relaxed);
+        lock(&self.overflow).insert(key, Arc::clone(cell));
+    }
+
+    /// Runs `f` on the record of `key`, if it is in the table.
+    ///
+    /// Only call this for a key whose task cannot end concurrently (from inside
+    /// its own poll, or from its spawn), so the record stays alive during `f`.
+    #[inline]
+    pub(crate) fn with<R>(&self, key: u64, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
+        let start = home(key);
+        for i in 0..PROBE {
+            let slot = &self.slots[(start + i) & (SLOTS - 1)];
+            if slot.key.load(Ordering::Acquire) == key {
+                let ptr = slot.cell.load(Ordering::Acquire);
+                if ptr.is_null() {
+                    // Claimed but not yet published: only during the insert itself.
+                    break;
+                }
+                // SAFETY: the key matched, so the slot belongs to this key's live
+                // task; the caller guarantees the task (and so the record, owned
+                // by the registry until the task ends) outlives this call.
+                return Some(f(unsafe { &*ptr }));
+            }
+        }
+        self.with_overflow(key, f)
+    }
+
+    #[cold]
+    fn with_overflow<R>(&self, key: u64, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
+        if self.overflowed.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let cell = lock(&self.overflow).get(&key).cloned();
+        cell.map(|c| f(&c))
+    }
+
+    /// Takes `key` out of the table.
+    pub(crate) fn remove(&self, key: u64) {
+        let start = home(key);
+        for i in 0..PROBE {
+            let slot = &self.slots[(start + i) & (SLOTS - 1)];
+            if slot.key.load(Ordering::Acquire) == key {
+                slot.cell.store(std::ptr::null_mut(), Ordering::Release);
+                slot.key.store(0, Ordering::Release);
+                return;
+            }
+        }
+        if self.overflowed.load(Ordering::Relaxed) > 0
+            && lock(&self.overflow).remove(&key).is_some()
+        {
+            self.overflowed.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of taskscope's locks must not poison the app's use of it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::SpawnLocation;
+
+    fn cell(id: u64) -> Arc<TaskCell> {
+        Arc::new(TaskCell::new(id, None, SpawnLocation::UNKNOWN, None))
+    }
+
+    #[test]
+    fn insert_find_remove() {
+        let t = IdTable::new();
+        let cells: Vec<_> = (1..=1000).map(cell).collect();
+        for c in &cells {
+            t.insert(c.id, c);
+        }
+        for c in &cells {
+            assert_eq!(t.with(c.id, |x| x.id), Some(c.id));
+        }
+        assert_eq!(t.with(5000, |x| x.id), None);
+        t.remove(7);
+        assert_eq!(t.with(7, |x| x.id), None);
+        assert_eq!(t.with(8, |x| x.id), Some(8));
+    }
+
+    #[test]
+    fn keys_beyond_capacity_overflow_and_are_still_found() {
+        let t = IdTable::new();
+        let n = SLOTS as u64 + 5_000;
+        let cells: Vec<_> = (1..=n).map(cell).collect();
+        for c in &cells {
+            t.insert(c.id, c);
+        }
+        assert!(t.overflowed.load(Ordering::Relaxed) >= 5_000);
+        for c in cells.iter().step_by(97) {
+            assert_eq!(t.with(c.id, |x| x.id), Some(c.id));
+        }
+        for c in &cells {
+            t.remove(c.id);
+        }
+        assert_eq!(t.overflowed.load(Ordering::Relaxed), 0);
+        assert_eq!(t.with(3, |x| x.id), None);
+    }
+}

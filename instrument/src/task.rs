@@ -1,0 +1,257 @@
+//! What taskscope knows about one task: the live record the hot path updates
+//! ([`TaskCell`]) and the snapshots handed to users ([`TaskInfo`], [`FinishedTask`]).
+
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock;
+
+/// Where a task was spawned: `path:line:col` as the compiler saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SpawnLocation {
+    /// Source file, as `file!()` gives it.
+    pub file: &'static str,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub col: u32,
+}
+
+impl SpawnLocation {
+    /// Used when the spawn location is not known.
+    pub const UNKNOWN: SpawnLocation = SpawnLocation {
+        file: "<unknown>",
+        line: 0,
+        col: 0,
+    };
+}
+
+impl fmt::Display for SpawnLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+    }
+}
+
+impl From<&'static std::panic::Location<'static>> for SpawnLocation {
+    fn from(loc: &'static std::panic::Location<'static>) -> Self {
+        SpawnLocation {
+            file: loc.file(),
+            line: loc.line(),
+            col: loc.column(),
+        }
+    }
+}
+
+/// What a live task is doing right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Being polled on a worker thread.
+    Running,
+    /// Woken and waiting for a worker to poll it.
+    Scheduled,
+    /// Waiting for a wake-up.
+    Idle,
+}
+
+impl TaskState {
+    /// The lower-case name used in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Running => "running",
+            TaskState::Scheduled => "scheduled",
+            TaskState::Idle => "idle",
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a task ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskEnd {
+    /// Its future returned `Ready`.
+    Completed,
+    /// It was aborted, or dropped while pending (for instance at runtime shutdown).
+    Cancelled,
+    /// Its future panicked.
+    Panicked,
+}
+
+impl TaskEnd {
+    /// The lower-case name used in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskEnd::Completed => "completed",
+            TaskEnd::Cancelled => "cancelled",
+            TaskEnd::Panicked => "panicked",
+        }
+    }
+}
+
+impl fmt::Display for TaskEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A snapshot of one live task, as [`crate::all_tasks`] returns it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskInfo {
+    /// Tokio's task id (`tokio::task::Id`), as a number.
+    pub id: u64,
+    /// The name given with `tokio::task::Builder::name`, if any.
+    pub name: Option<String>,
+    /// Running, scheduled or idle.
+    pub state: TaskState,
+    /// Where it was spawned.
+    pub spawned_at: SpawnLocation,
+    /// The task that spawned it, when it was spawned from inside a task.
+    pub parent: Option<u64>,
+    /// Time since it was spawned.
+    pub age: Duration,
+    /// Number of times it was polled.
+    pub polls: u64,
+    /// Total time spent inside its polls.
+    pub busy: Duration,
+    /// Total time alive but not being polled (`age - busy`).
+    pub idle: Duration,
+    /// Time since its last poll ended; `None` before its first poll ends.
+    pub since_last_poll: Option<Duration>,
+    /// Longest single poll.
+    pub max_poll: Duration,
+    /// Number of times it was woken (only with the tracing capture, see the crate docs).
+    pub wakes: u64,
+    /// Wakers alive for it (only with the tracing capture).
+    pub wakers: i64,
+}
+
+/// A task that has ended, as kept in the bounded history ([`crate::finished_tasks`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinishedTask {
+    /// The task as it was when it ended (its state is that of its last moment).
+    pub task: TaskInfo,
+    /// How it ended.
+    pub end: TaskEnd,
+    /// When it ended.
+    pub ended_at: SystemTime,
+}
+
+pub(crate) const ST_IDLE: u8 = 0;
+pub(crate) const ST_SCHEDULED: u8 = 1;
+pub(crate) const ST_RUNNING: u8 = 2;
+/// Running, and woken while running: scheduled again when the poll ends.
+pub(crate) const ST_RUNNING_WOKEN: u8 = 3;
+
+/// A panic seen inside a task's poll.
+#[derive(Clone, Debug)]
+pub(crate) struct PanicRecord {
+    pub(crate) message: String,
+    pub(crate) location: Option<String>,
+}
+
+/// The live record of one task.
+///
+/// Fields that never change after spawn are plain; everything the hot path
+/// updates is an atomic written by the one thread polling the task at the time
+/// (Tokio never polls a task on two threads at once), so updates are plain
+/// loads and stores, not read-modify-write instructions.
+#[derive(Debug)]
+pub(crate) struct TaskCell {
+    pub(crate) id: u64,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) spawned_at: SpawnLocation,
+    pub(crate) parent: Option<u64>,
+    pub(crate) created: u64,
+    pub(crate) state: AtomicU8,
+    pub(crate) polls: AtomicU64,
+    pub(crate) busy_ns: AtomicU64,
+    pub(crate) max_poll_ns: AtomicU64,
+    pub(crate) last_poll_start: AtomicU64,
+    pub(crate) last_poll_end: AtomicU64,
+    /// Gap between the previous poll's end and the latest poll's start.
+    pub(crate) last_gap_ns: AtomicU64,
+    pub(crate) wakes: AtomicU64,
+    pub(crate) wakers: AtomicU64,
+    pub(crate) panic: Mutex<Option<PanicRecord>>,
+}
+
+impl TaskCell {
+    pub(crate) fn new(
+        id: u64,
+        name: Option<Box<str>>,
+        spawned_at: SpawnLocation,
+        parent: Option<u64>,
+    ) -> TaskCell {
+        TaskCell {
+            id,
+            name,
+            spawned_at,
+            parent,
+            created: clock::now(),
+            state: AtomicU8::new(ST_SCHEDULED),
+            polls: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            max_poll_ns: AtomicU64::new(0),
+            last_poll_start: AtomicU64::new(0),
+            last_poll_end: AtomicU64::new(0),
+            last_gap_ns: AtomicU64::new(u64::MAX),
+            wakes: AtomicU64::new(0),
+            wakers: AtomicU64::new(0),
+            panic: Mutex::new(None),
+        }
+    }
+
+    /// Adds `delta` to a counter only the polling thread writes.
+    #[inline]
+    pub(crate) fn bump(counter: &AtomicU64, delta: u64) {
+        counter.store(counter.load(Relaxed).wrapping_add(delta), Relaxed);
+    }
+
+    pub(crate) fn state(&self) -> TaskState {
+        match self.state.load(Relaxed) {
+            ST_RUNNING | ST_RUNNING_WOKEN => TaskState::Running,
+            ST_SCHEDULED => TaskState::Scheduled,
+            _ => TaskState::Idle,
+        }
+    }
+
+    /// Snapshot at time `now`.
+    pub(crate) fn info(&self, now: u64) -> TaskInfo {
+        let state = self.state();
+        let age = clock::since(self.created, now);
+        let mut busy = self.busy_ns.load(Relaxed);
+        if state == TaskState::Running {
+            let start = self.last_poll_start.load(Relaxed);
+            if start != 0 {
+                busy += clock::since(start, now);
+            }
+        }
+        let last_end = self.last_poll_end.load(Relaxed);
+        TaskInfo {
+            id: self.id,
+            name: self.name.as_deref().map(str::to_owned),
+            state,
+            spawned_at: self.spawned_at,
+            parent: self.parent,
+            age: Duration::from_nanos(age),
+            polls: self.polls.load(Relaxed),
+            busy: Duration::from_nanos(busy.min(age)),
+            idle: Duration::from_nanos(age.saturating_sub(busy)),
+            since_last_poll: (last_end != 0)
+                .then(|| Duration::from_nanos(clock::since(last_end, now))),
+            max_poll: Duration::from_nanos(self.max_poll_ns.load(Relaxed)),
+            wakes: self.wakes.load(Relaxed),
+            wakers: self.wakers.load(Relaxed) as i64,
+        }
+    }
+}
