@@ -74,6 +74,8 @@ mod pipeline;
 mod registry;
 mod report;
 mod settings;
+#[allow(dead_code)]
+mod stack;
 mod table;
 mod task;
 
