@@ -79,12 +79,12 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(core) = self.core.take() {
-            if !core.flush(FLUSH_TIMEOUT) {
-                eprintln!(
-                    "taskscope: some findings had not reached the report file after {FLUSH_TIMEOUT:?}"
-                );
-            }
+        if let Some(core) = self.core.take()
+            && !core.flush(FLUSH_TIMEOUT)
+        {
+            eprintln!(
+                "taskscope: some findings had not reached the report file after {FLUSH_TIMEOUT:?}"
+            );
         }
     }
 }

@@ -13,9 +13,11 @@ use crate::task::{FinishedTask, TaskCell, TaskEnd, TaskInfo};
 
 const SHARDS: usize = 32;
 
+type Shard = Mutex<HashMap<u64, Arc<TaskCell>>>;
+
 pub(crate) struct Registry {
     /// Live tasks by their table key (task id or span id).
-    live: Box<[Mutex<HashMap<u64, Arc<TaskCell>>>]>,
+    live: Box<[Shard]>,
     pub(crate) table: IdTable,
     finished: Mutex<VecDeque<(u64, FinishedTask)>>,
     finished_capacity: usize,
@@ -35,7 +37,7 @@ impl Registry {
         }
     }
 
-    fn shard(&self, key: u64) -> &Mutex<HashMap<u64, Arc<TaskCell>>> {
+    fn shard(&self, key: u64) -> &Shard {
         &self.live[(key as usize).wrapping_mul(0x9E37_79B9) % SHARDS]
     }
 
