@@ -79,9 +79,9 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(core) = self.core.take()
-            && !core.flush(FLUSH_TIMEOUT)
-        {
+        let Some(core) = self.core.take() else { return };
+        core.shutting_down();
+        if !core.flush(FLUSH_TIMEOUT) {
             eprintln!(
                 "taskscope: some findings had not reached the report file after {FLUSH_TIMEOUT:?}"
             );

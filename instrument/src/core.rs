@@ -1,7 +1,7 @@
 //! The core: the one registry and findings pipeline of the process, and what
 //! the capture front ends call when a task is spawned, polled slowly or ends.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ pub(crate) struct Core {
     pub(crate) registry: Registry,
     pub(crate) pipeline: Pipeline,
     pub(crate) drops_reported: AtomicU64,
+    /// The tracing capture is installed: wakes and wakers are known.
+    pub(crate) wakes_known: AtomicBool,
 }
 
 static CORE: OnceLock<Arc<Core>> = OnceLock::new();
@@ -38,9 +40,11 @@ pub(crate) fn start(settings: Settings) -> (Arc<Core>, bool) {
             registry: Registry::new(settings.finished_capacity, settings.finished_max_age),
             pipeline: Pipeline::start(report),
             drops_reported: AtomicU64::new(0),
+            wakes_known: AtomicBool::new(false),
             settings,
         });
         crate::capture::panics::install();
+        crate::watchdog::start(&core);
         core
     });
     (Arc::clone(core), created)
@@ -58,10 +62,14 @@ impl Core {
     }
 
     /// A task ended: move it to the history and report what its end means.
-    pub(crate) fn task_ended(&self, key: u64, end: TaskEnd) {
+    /// `at_shutdown`: the runtime dropped it while pending (runtime hooks path).
+    pub(crate) fn task_ended(&self, key: u64, end: TaskEnd, at_shutdown: bool) {
         let Some(cell) = self.registry.get(key) else {
             return;
         };
+        if at_shutdown {
+            crate::leaks::dropped_at_shutdown(self, &cell);
+        }
         let panic = crate::table::lock(&cell.panic).take();
         let end = if panic.is_some() {
             TaskEnd::Panicked
@@ -84,15 +92,23 @@ impl Core {
     /// A poll of `cell` took `took_ns`, more than the threshold (cold path).
     #[cold]
     #[inline(never)]
-    pub(crate) fn slow_poll_ended(&self, cell: &TaskCell, took_ns: u64, _start: u64) {
+    pub(crate) fn slow_poll_ended(&self, cell: &TaskCell, took_ns: u64, seq: u64) {
         let thread = std::thread::current();
+        let taken = poll::current_watch_slot().and_then(|slot| slot.take_stack(seq));
+        let (stack, stack_unavailable) = match taken {
+            Some(t) => (t.frames, t.unavailable),
+            None => (
+                Vec::new(),
+                Some("the poll ended before the watchdog sampled its stack".to_string()),
+            ),
+        };
         let finding = Finding::new(
             FindingKind::SlowPoll {
                 duration_ms: took_ns as f64 / 1e6,
                 threshold_ms: self.settings.slow_poll_threshold.as_millis() as u64,
                 thread: thread.name().unwrap_or("<unnamed>").to_string(),
-                stack: Vec::new(),
-                stack_unavailable: None,
+                stack,
+                stack_unavailable,
                 in_progress: false,
                 poll: cell.polls.load(std::sync::atomic::Ordering::Relaxed),
             },
@@ -104,6 +120,11 @@ impl Core {
     pub(crate) fn submit(&self, finding: Finding) {
         self.pipeline.submit(finding);
         self.pipeline.report_drops(&self.drops_reported);
+    }
+
+    /// The app is shutting down (its guard is dropped): report what is left behind.
+    pub(crate) fn shutting_down(&self) {
+        crate::leaks::report_alive_at_shutdown(self);
     }
 
     /// Flushes every accepted finding to the sinks, waiting at most `timeout`.

@@ -47,7 +47,7 @@
 //!
 //! ## Memory
 //!
-//! A live task's record is `size_of::<TaskCell>()` = 200 bytes (x86_64) in
+//! A live task's record is `size_of::<TaskCell>()` = 288 bytes (x86_64) in
 //! its own allocation, plus 16 bytes of map entry in a registry shard; on the
 //! tracing path the span's extensions add one boxed pointer. The finished
 //! history keeps at most 1,000 tasks for at most 60 s by default
@@ -68,6 +68,8 @@ mod error;
 mod findings;
 pub mod format;
 mod internal;
+mod leak_guard;
+mod leaks;
 mod listing;
 mod log;
 mod pipeline;
@@ -76,25 +78,34 @@ mod report;
 mod settings;
 #[allow(dead_code)]
 mod stack;
+mod stack_facade;
 mod table;
 mod task;
+mod tracked;
+mod watch_slot;
+mod watchdog;
 
 pub use builder::{Builder, FLUSH_TIMEOUT, Guard, init, try_init};
 pub use capture::layer::{TaskFilter, TaskLayer};
 pub use error::Error;
 pub use findings::{Finding, FindingKind, LeakReason, SCHEMA_VERSION, StackFrame, TaskRef};
+pub use leak_guard::{DEFAULT_GRACE, LeakGuard, Leaks};
 pub use listing::{all_tasks, dump, findings, finished_tasks, flush, format_tasks, pipeline_stats};
 pub use pipeline::PipelineStats;
 pub use settings::{
     DEFAULT_ADDR, DEFAULT_FINISHED_CAPACITY, DEFAULT_FINISHED_MAX_AGE, DEFAULT_SLOW_POLL,
     ServerAddr, SettingError, Settings,
 };
-pub use task::{FinishedTask, SpawnLocation, TaskEnd, TaskInfo, TaskState};
+pub use task::{
+    FinishedTask, POLL_HISTOGRAM_BUCKETS, SpawnLocation, TaskEnd, TaskInfo, TaskState,
+    poll_histogram_bucket_limit,
+};
+pub use tracked::{TrackExt, Tracked, track, track_named};
 
 #[cfg(test)]
 mod size_tests {
     #[test]
     fn task_record_size_is_what_the_docs_say() {
-        assert_eq!(std::mem::size_of::<crate::task::TaskCell>(), 200);
+        assert_eq!(std::mem::size_of::<crate::task::TaskCell>(), 288);
     }
 }

@@ -106,6 +106,14 @@ impl Registry {
         all
     }
 
+    pub(crate) fn live_cells_with_keys(&self) -> Vec<(u64, Arc<TaskCell>)> {
+        let mut all = Vec::new();
+        for shard in self.live.iter() {
+            all.extend(lock(shard).iter().map(|(k, c)| (*k, Arc::clone(c))));
+        }
+        all
+    }
+
     pub(crate) fn snapshot(&self) -> Vec<TaskInfo> {
         let now = clock::now();
         let mut tasks: Vec<TaskInfo> = self.live_cells().iter().map(|c| c.info(now)).collect();

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -152,6 +152,26 @@ pub(crate) const ST_RUNNING: u8 = 2;
 /// Running, and woken while running: scheduled again when the poll ends.
 pub(crate) const ST_RUNNING_WOKEN: u8 = 3;
 
+/// Buckets of the per-task poll-duration histogram: bucket 0 counts polls
+/// under 1.024 µs, bucket `k` those in `[2^(k-1), 2^k) × 1.024 µs`, the last one
+/// everything from 268 ms up.
+pub const POLL_HISTOGRAM_BUCKETS: usize = 20;
+
+/// The upper bound of histogram bucket `k`, in nanoseconds (`None` for the last one).
+pub fn poll_histogram_bucket_limit(k: usize) -> Option<u64> {
+    (k + 1 < POLL_HISTOGRAM_BUCKETS).then(|| 1024u64 << k)
+}
+
+#[inline]
+pub(crate) fn poll_histogram_bucket(took_ns: u64) -> usize {
+    ((64 - (took_ns >> 10).leading_zeros()) as usize).min(POLL_HISTOGRAM_BUCKETS - 1)
+}
+
+/// Bits of [`TaskCell::reported`]: which leak reports were made for the task.
+pub(crate) const REPORTED_LOST: u8 = 1;
+/// See [`REPORTED_LOST`].
+pub(crate) const REPORTED_SHUTDOWN: u8 = 2;
+
 /// A panic seen inside a task's poll.
 #[derive(Clone, Debug)]
 pub(crate) struct PanicRecord {
@@ -171,6 +191,8 @@ pub(crate) struct TaskCell {
     pub(crate) name: Option<Box<str>>,
     pub(crate) spawned_at: SpawnLocation,
     pub(crate) parent: Option<u64>,
+    /// The future a runtime's `block_on` runs (`#[tokio::main]`'s body), not a spawned task.
+    pub(crate) is_block_on: bool,
     pub(crate) created: u64,
     pub(crate) state: AtomicU8,
     pub(crate) polls: AtomicU64,
@@ -183,6 +205,12 @@ pub(crate) struct TaskCell {
     pub(crate) wakes: AtomicU64,
     pub(crate) wakers: AtomicU64,
     pub(crate) panic: Mutex<Option<PanicRecord>>,
+    /// Poll durations, see [`POLL_HISTOGRAM_BUCKETS`].
+    pub(crate) histogram: [AtomicU32; POLL_HISTOGRAM_BUCKETS],
+    /// Leak reports made (`REPORTED_*` bits).
+    pub(crate) reported: AtomicU8,
+    /// `last_poll_end` of the idle period last reported as too long.
+    pub(crate) idle_reported_at: AtomicU64,
 }
 
 impl TaskCell {
@@ -197,6 +225,7 @@ impl TaskCell {
             name,
             spawned_at,
             parent,
+            is_block_on: false,
             created: clock::now(),
             state: AtomicU8::new(ST_SCHEDULED),
             polls: AtomicU64::new(0),
@@ -208,6 +237,9 @@ impl TaskCell {
             wakes: AtomicU64::new(0),
             wakers: AtomicU64::new(0),
             panic: Mutex::new(None),
+            histogram: [const { AtomicU32::new(0) }; POLL_HISTOGRAM_BUCKETS],
+            reported: AtomicU8::new(0),
+            idle_reported_at: AtomicU64::new(0),
         }
     }
 
@@ -215,6 +247,11 @@ impl TaskCell {
     #[inline]
     pub(crate) fn bump(counter: &AtomicU64, delta: u64) {
         counter.store(counter.load(Relaxed).wrapping_add(delta), Relaxed);
+    }
+
+    /// The poll-duration histogram, see [`POLL_HISTOGRAM_BUCKETS`].
+    pub(crate) fn histogram(&self) -> [u32; POLL_HISTOGRAM_BUCKETS] {
+        std::array::from_fn(|k| self.histogram[k].load(Relaxed))
     }
 
     pub(crate) fn state(&self) -> TaskState {

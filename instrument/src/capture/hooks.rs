@@ -35,7 +35,7 @@ pub(crate) fn install(core: &Arc<Core>, builder: &mut tokio::runtime::Builder) {
             // Inside its own poll: the task finishes when that poll's frame ends
             // (the hook runs before `on_after_task_poll`). Outside: dropped by shutdown.
             if !poll::mark_ended_in_poll(key) {
-                on_end.task_ended(key, TaskEnd::Cancelled);
+                on_end.task_ended(key, TaskEnd::Cancelled, true);
             }
         });
 }

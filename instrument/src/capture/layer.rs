@@ -85,6 +85,7 @@ impl<S: Subscriber> Filter<S> for TaskFilter<S> {
 
 impl TaskLayer {
     pub(crate) fn new(core: Arc<Core>) -> Self {
+        core.wakes_known.store(true, Relaxed);
         TaskLayer { core }
     }
 }
@@ -255,6 +256,6 @@ where
         } else {
             TaskEnd::Cancelled
         };
-        self.core.task_ended(key, end);
+        self.core.task_ended(key, end, false);
     }
 }

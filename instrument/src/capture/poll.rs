@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::clock;
 use crate::core::Core;
 use crate::task::{ST_IDLE, ST_RUNNING, ST_RUNNING_WOKEN, ST_SCHEDULED, TaskCell};
+use crate::watch_slot::{self, WatchSlot};
 
 /// Polls can nest (a `LocalSet` or `block_on` inside a poll); deeper nesting
 /// than this is not tracked.
@@ -33,12 +34,30 @@ const EMPTY: Frame = Frame {
 struct PollStack {
     depth: Cell<usize>,
     frames: [Cell<Frame>; MAX_DEPTH],
+    /// This thread's watchdog slot, registered at the first poll.
+    watch: Cell<*const WatchSlot>,
 }
 
 thread_local! {
     static STACK: PollStack = const {
-        PollStack { depth: Cell::new(0), frames: [const { Cell::new(EMPTY) }; MAX_DEPTH] }
+        PollStack {
+            depth: Cell::new(0),
+            frames: [const { Cell::new(EMPTY) }; MAX_DEPTH],
+            watch: Cell::new(std::ptr::null()),
+        }
     };
+}
+
+#[inline]
+fn watch_slot(s: &PollStack) -> Option<&'static WatchSlot> {
+    let mut ptr = s.watch.get();
+    if ptr.is_null() {
+        ptr = watch_slot::current()?;
+        s.watch.set(ptr);
+    }
+    // SAFETY: the slot is owned by an `Arc` in the global list and by this
+    // thread's owner; it is never freed while this thread runs.
+    Some(unsafe { &*ptr })
 }
 
 /// A poll of the task `cell` (table key `key`) starts on this thread.
@@ -66,21 +85,38 @@ pub(crate) fn begin(key: u64, cell: &TaskCell) {
                 ended: false,
             });
         }
+        if depth == 0
+            && let Some(slot) = watch_slot(s)
+        {
+            slot.begin(key, cell.polls.load(Relaxed) + 1, now);
+        }
         s.depth.set(depth + 1);
     });
+}
+
+/// This thread's watchdog slot, for the slow path.
+pub(crate) fn current_watch_slot() -> Option<&'static WatchSlot> {
+    STACK.try_with(watch_slot).ok().flatten()
 }
 
 /// The poll of `key` that [`begin`] started on this thread ends.
 #[inline]
 pub(crate) fn end(core: &Core, key: u64) {
-    let Ok(Some(frame)) = STACK.try_with(|s| {
+    let Ok(Some((frame, seq))) = STACK.try_with(|s| {
         let depth = s.depth.get();
         if depth == 0 {
             return None;
         }
         s.depth.set(depth - 1);
+        let mut seq = 0;
+        if depth == 1
+            && let Some(slot) = watch_slot(s)
+        {
+            slot.end();
+            seq = slot.seq.load(Relaxed);
+        }
         let frame = s.frames.get(depth - 1)?.get();
-        (frame.key == key).then_some(frame)
+        (frame.key == key).then_some((frame, seq))
     }) else {
         return;
     };
@@ -91,6 +127,8 @@ pub(crate) fn end(core: &Core, key: u64) {
     let cell = unsafe { &*frame.cell };
     TaskCell::bump(&cell.polls, 1);
     TaskCell::bump(&cell.busy_ns, took);
+    let bucket = &cell.histogram[crate::task::poll_histogram_bucket(took)];
+    bucket.store(bucket.load(Relaxed).wrapping_add(1), Relaxed);
     if took > cell.max_poll_ns.load(Relaxed) {
         cell.max_poll_ns.store(took, Relaxed);
     }
@@ -102,10 +140,10 @@ pub(crate) fn end(core: &Core, key: u64) {
     };
     cell.state.store(next, Relaxed);
     if took >= core.slow_poll_ns {
-        core.slow_poll_ended(cell, took, frame.start);
+        core.slow_poll_ended(cell, took, seq);
     }
     if frame.ended {
-        core.task_ended(frame.key, crate::task::TaskEnd::Completed);
+        core.task_ended(frame.key, crate::task::TaskEnd::Completed, false);
     }
 }
 

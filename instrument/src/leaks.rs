@@ -1,0 +1,88 @@
+//! Leaked tasks: alive when the app shuts down, idle with no waker left (lost
+//! waker), or idle for longer than the configured limit.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::capture::poll;
+use crate::clock;
+use crate::core::Core;
+use crate::findings::{Finding, FindingKind, LeakReason, TaskRef};
+use crate::task::{REPORTED_LOST, REPORTED_SHUTDOWN, TaskCell, TaskState};
+
+/// A task must look lost for this long before it is reported (wakers move
+/// between owners in steps; a glimpse of zero is not a leak).
+const LOST_AFTER_NS: u64 = 300_000_000;
+
+pub(crate) fn finding(cell: &TaskCell, reason: LeakReason, now: u64) -> Finding {
+    let info = cell.info(now);
+    Finding::new(
+        FindingKind::LeakedTask {
+            reason,
+            age_ms: info.age.as_millis() as u64,
+            idle_ms: info.since_last_poll.unwrap_or(info.age).as_millis() as u64,
+        },
+        Some(TaskRef::of(cell)),
+    )
+}
+
+/// Marks `flag` on `cell`; true the first time.
+fn first_time(cell: &TaskCell, flag: u8) -> bool {
+    cell.reported.fetch_or(flag, Relaxed) & flag == 0
+}
+
+/// Lost wakers and idle limits: run by the watchdog every few hundred ms.
+pub(crate) fn scan(core: &Core) {
+    let lost_waker = core.wakes_known.load(Relaxed);
+    let idle_limit = core.settings.idle_limit.map(|d| d.as_nanos() as u64);
+    if !lost_waker && idle_limit.is_none() {
+        return;
+    }
+    let now = clock::now();
+    for cell in core.registry.live_cells() {
+        if cell.is_block_on || cell.state() != TaskState::Idle {
+            continue;
+        }
+        let last_end = cell.last_poll_end.load(Relaxed);
+        if last_end == 0 {
+            continue;
+        }
+        let idle = clock::since(last_end, now);
+        if lost_waker
+            && idle >= LOST_AFTER_NS
+            && cell.wakers.load(Relaxed) == 0
+            && first_time(&cell, REPORTED_LOST)
+        {
+            core.submit(finding(&cell, LeakReason::LostWaker, now));
+        }
+        if let Some(limit) = idle_limit
+            && idle >= limit
+            && cell.idle_reported_at.swap(last_end, Relaxed) != last_end
+        {
+            core.submit(finding(&cell, LeakReason::IdleTooLong, now));
+        }
+    }
+}
+
+/// Every task still alive as the app shuts down (the guard is dropped), but
+/// the `block_on` future itself and the task dropping the guard.
+pub(crate) fn report_alive_at_shutdown(core: &Core) {
+    let current = poll::with_current(|key, _| key);
+    let now = clock::now();
+    let mut cells = core.registry.live_cells_with_keys();
+    cells.sort_by_key(|(_, c)| c.id);
+    for (key, cell) in cells {
+        if cell.is_block_on || Some(key) == current {
+            continue;
+        }
+        if first_time(&cell, REPORTED_SHUTDOWN) {
+            core.submit(finding(&cell, LeakReason::AliveAtShutdown, now));
+        }
+    }
+}
+
+/// A task dropped by its runtime's shutdown while pending (runtime hooks path).
+pub(crate) fn dropped_at_shutdown(core: &Core, cell: &TaskCell) {
+    if !cell.is_block_on && first_time(cell, REPORTED_SHUTDOWN) {
+        core.submit(finding(cell, LeakReason::AliveAtShutdown, clock::now()));
+    }
+}
