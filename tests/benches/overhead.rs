@@ -1,0 +1,384 @@
+//! The overhead benchmark: the same workloads on a bare Tokio runtime, under
+//! taskscope (each way of embedding it) and under console-subscriber, in
+//! interleaved rounds, each run in a fresh child process.
+//!
+//! ```sh
+//! cargo bench -p taskscope-tests --bench overhead -- [--rounds N] [--workloads spawn,yield,...] [--variants bare,init,...]
+//! ```
+//!
+//! Prints per workload and variant: median wall time (or requests/s for http),
+//! min–max, the ratio to `bare`, peak RSS and CPU time of the child process.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const VARIANTS: [&str; 4] = ["bare", "init", "hooks", "console"];
+const WORKLOADS: [&str; 5] = ["spawn", "yield", "pingpong", "mixed", "http"];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        child(&args[1], &args[2]);
+        return;
+    }
+    let mut rounds = 5;
+    let mut workloads: Vec<String> = WORKLOADS.iter().map(|s| s.to_string()).collect();
+    let mut variants: Vec<String> = VARIANTS.iter().map(|s| s.to_string()).collect();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--rounds" => {
+                rounds = args[i + 1].parse().expect("--rounds N");
+                i += 1;
+            }
+            "--workloads" => {
+                workloads = args[i + 1].split(',').map(str::to_owned).collect();
+                i += 1;
+            }
+            "--variants" => {
+                variants = args[i + 1].split(',').map(str::to_owned).collect();
+                i += 1;
+            }
+            "--bench" => {}
+            other => eprintln!("ignoring argument {other}"),
+        }
+        i += 1;
+    }
+    let exe = std::env::current_exe().expect("own path");
+    println!(
+        "taskscope overhead: {rounds} interleaved rounds, {} CPUs, tokio 2 workers",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for workload in &workloads {
+        let mut results: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+        for _ in 0..rounds {
+            for variant in &variants {
+                if let Some(s) = run_child(&exe, variant, workload) {
+                    results.entry(variant.clone()).or_default().push(s);
+                }
+            }
+        }
+        report(workload, &variants, &results);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    /// Wall seconds, or for http: requests per second.
+    value: f64,
+    /// p99 latency in ms (http only).
+    p99_ms: f64,
+    cpu: Duration,
+    max_rss_kib: i64,
+}
+
+fn run_child(exe: &std::path::Path, variant: &str, workload: &str) -> Option<Sample> {
+    let child = Command::new(exe)
+        .args(["--child", variant, workload])
+        .env("TASKSCOPE_ADDR", "127.0.0.1:0")
+        .env_remove("TASKSCOPE_REPORT")
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child; `usage` is a valid out-pointer.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let mut out = String::new();
+    use std::io::Read;
+    child.stdout?.read_to_string(&mut out).ok()?;
+    if r != pid || status != 0 {
+        eprintln!("{variant}/{workload}: child failed (status {status})");
+        return None;
+    }
+    let mut fields = out.split_whitespace();
+    let value: f64 = fields.next()?.parse().ok()?;
+    let p99_ms: f64 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0.0);
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    Some(Sample {
+        value,
+        p99_ms,
+        cpu,
+        max_rss_kib: usage.ru_maxrss,
+    })
+}
+
+fn tv(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sample>>) {
+    let http = workload == "http";
+    let base = results
+        .get("bare")
+        .map(|s| median(s.iter().map(|x| x.value).collect()));
+    println!();
+    println!(
+        "{workload:<9} {:<8} {:>12} {:>22} {:>7} {:>10} {:>9}{}",
+        "variant",
+        if http { "req/s" } else { "median" },
+        "min-max",
+        "ratio",
+        "peak RSS",
+        "CPU",
+        if http { "   p99 ms" } else { "" }
+    );
+    for variant in variants {
+        let Some(samples) = results.get(variant) else {
+            println!("{:<9} {variant:<8} (no successful run)", "");
+            continue;
+        };
+        let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
+        let med = median(values.clone());
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        // Ratio: slowdown (time / bare time), or for http throughput / bare throughput.
+        let ratio = base.map_or(f64::NAN, |b| med / b);
+        let rss = median(samples.iter().map(|s| s.max_rss_kib as f64).collect()) / 1024.0;
+        let cpu = median(samples.iter().map(|s| s.cpu.as_secs_f64()).collect());
+        let (med_s, range) = if http {
+            (format!("{med:.0}"), format!("{min:.0}-{max:.0}"))
+        } else {
+            (format!("{med:.3}s"), format!("{min:.3}-{max:.3}s"))
+        };
+        let p99 = if http {
+            format!(
+                " {:>8.2}",
+                median(samples.iter().map(|s| s.p99_ms).collect())
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "{:<9} {variant:<8} {med_s:>12} {range:>22} {ratio:>6.2}x {rss:>8.1}MiB {cpu:>8.2}s{p99}",
+            ""
+        );
+    }
+}
+
+// ---------------------------------------------------------------- child side
+
+fn child(variant: &str, workload: &str) {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2).enable_all();
+    let _guard: Box<dyn std::any::Any> = match variant {
+        "bare" => Box::new(()),
+        "init" => Box::new(taskscope::init()),
+        "hooks" => Box::new(taskscope::Builder::from_env().install_on(&mut builder)),
+        "console" => {
+            console_subscriber::init();
+            Box::new(())
+        }
+        other => panic!("unknown variant {other}"),
+    };
+    let rt = builder.build().expect("runtime");
+    let started = Instant::now();
+    let out = rt.block_on(async {
+        match workload {
+            "spawn" => spawn().await,
+            "yield" => yield_many().await,
+            "pingpong" => pingpong().await,
+            "mixed" => mixed().await,
+            "http" => return http::run().await,
+            other => panic!("unknown workload {other}"),
+        }
+        format!("{}", started.elapsed().as_secs_f64())
+    });
+    println!("{out}");
+    drop(rt);
+}
+
+async fn spawn() {
+    for _ in 0..2_000 {
+        let handles: Vec<_> = (0..1_000)
+            .map(|_| tokio::spawn(async { tokio::task::yield_now().await }))
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+    }
+}
+
+async fn yield_many() {
+    let handles: Vec<_> = (0..1_000)
+        .map(|_| {
+            tokio::spawn(async {
+                for _ in 0..20_000 {
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+async fn pingpong() {
+    let mut handles = Vec::new();
+    for _ in 0..100 {
+        let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<u32>(1);
+        let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<u32>(1);
+        handles.push(tokio::spawn(async move {
+            while let Some(v) = ping_rx.recv().await {
+                if pong_tx.send(v).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        handles.push(tokio::spawn(async move {
+            for i in 0..30_000 {
+                ping_tx.send(i).await.unwrap();
+                pong_rx.recv().await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+async fn mixed() {
+    let (collect_tx, mut collect_rx) = tokio::sync::mpsc::channel::<u64>(1024);
+    let collector = tokio::spawn(async move {
+        let mut n = 0u64;
+        while collect_rx.recv().await.is_some() {
+            n += 1;
+        }
+        n
+    });
+    for _wave in 0..200 {
+        let requests: Vec<_> = (0..1_000u64)
+            .map(|i| {
+                let collect_tx = collect_tx.clone();
+                tokio::spawn(async move {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let a = tokio::spawn(async move {
+                        tokio::task::yield_now().await;
+                        let _ = tx.send(i * 2);
+                    });
+                    let b = tokio::spawn(async move {
+                        let _ = collect_tx.send(i).await;
+                    });
+                    let v = rx.await.unwrap();
+                    a.await.unwrap();
+                    b.await.unwrap();
+                    v
+                })
+            })
+            .collect();
+        for r in requests {
+            r.await.unwrap();
+        }
+    }
+    drop(collect_tx);
+    assert_eq!(collector.await.unwrap(), 200_000);
+}
+
+mod http {
+    //! A small hyper service on loopback and a closed-loop load generator
+    //! (64 keep-alive connections, in this process on its own runtime).
+
+    use std::time::{Duration, Instant};
+
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const CONNECTIONS: usize = 64;
+    const DURATION: Duration = Duration::from_secs(4);
+
+    pub async fn run() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let service = service_fn(|_req| async {
+                        tokio::task::yield_now().await;
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from_static(b"hello from taskscope bench\n"),
+                        )))
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        // The load generator runs on its own runtime and threads, like an external tool.
+        let (total, mut latencies) = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(load(addr))
+        })
+        .join()
+        .unwrap();
+        latencies.sort_unstable();
+        let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+        format!(
+            "{} {}",
+            total as f64 / DURATION.as_secs_f64(),
+            p99.as_secs_f64() * 1000.0
+        )
+    }
+
+    async fn load(addr: std::net::SocketAddr) -> (u64, Vec<Duration>) {
+        let deadline = Instant::now() + DURATION;
+        let mut tasks = Vec::new();
+        for _ in 0..CONNECTIONS {
+            tasks.push(tokio::spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
+                let mut buf = vec![0u8; 4096];
+                let mut lat = Vec::new();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    stream.write_all(request).await.unwrap();
+                    let mut got = 0;
+                    // The response is small and fixed: read until its body is in.
+                    loop {
+                        let n = stream.read(&mut buf[got..]).await.unwrap();
+                        assert!(n > 0, "server closed");
+                        got += n;
+                        if buf[..got].ends_with(b"bench\n") {
+                            break;
+                        }
+                    }
+                    lat.push(t.elapsed());
+                }
+                lat
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        (all.len() as u64, all)
+    }
+}
