@@ -1,31 +1,86 @@
-//! The monotonic clock of the hot path.
+//! The clock of the hot path.
 //!
-//! Every timestamp taskscope keeps is a `u64` count of nanoseconds since a
-//! process-wide anchor, so a task record can hold it in an `AtomicU64`. Reading
-//! it is `Instant::now()`, which on Linux is a vDSO call, not a syscall.
+//! Timestamps are raw counter values (`u64`) so a task record can hold them in
+//! an `AtomicU64`: the CPU's time-stamp counter where it is invariant and
+//! reliable (read with one `rdtsc`, a few nanoseconds, no syscall, no vDSO), the
+//! monotonic clock otherwise — [`quanta`] decides and calibrates. Durations are
+//! converted to nanoseconds with one multiplication ([`to_nanos`], [`since`]).
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-static ANCHOR: OnceLock<(Instant, SystemTime)> = OnceLock::new();
-
-fn anchor() -> &'static (Instant, SystemTime) {
-    ANCHOR.get_or_init(|| (Instant::now(), SystemTime::now()))
+struct Clock {
+    source: quanta::Clock,
+    /// Nanoseconds per tick, as a 32.32 fixed-point number.
+    scale: u64,
+    anchor_ticks: u64,
+    anchor_wall: SystemTime,
 }
 
-/// Nanoseconds since the anchor. Never returns 0, so 0 can mean "never".
+static CLOCK: OnceLock<Clock> = OnceLock::new();
+
+fn clock() -> &'static Clock {
+    CLOCK.get_or_init(|| {
+        let source = quanta::Clock::new();
+        let ticks: u64 = 1 << 32;
+        let nanos = source.delta_as_nanos(0, ticks);
+        let anchor_ticks = source.raw();
+        Clock {
+            scale: nanos.max(1),
+            anchor_ticks,
+            anchor_wall: SystemTime::now(),
+            source,
+        }
+    })
+}
+
+/// Starts the clock (calibration) off the hot path.
+pub(crate) fn init() {
+    let _ = clock();
+}
+
+/// A timestamp. Never returns 0, so 0 can mean "never".
 #[inline]
 pub(crate) fn now() -> u64 {
-    anchor().0.elapsed().as_nanos() as u64 | 1
+    clock().source.raw() | 1
+}
+
+/// A number of ticks in nanoseconds.
+#[inline]
+pub(crate) fn to_nanos(ticks: u64) -> u64 {
+    ((u128::from(ticks) * u128::from(clock().scale)) >> 32) as u64
+}
+
+/// Nanoseconds from `earlier` to `later`, 0 when `later` is not later.
+#[inline]
+pub(crate) fn since(earlier: u64, later: u64) -> u64 {
+    to_nanos(later.saturating_sub(earlier))
 }
 
 /// The wall-clock time of a timestamp taken with [`now`].
 pub(crate) fn to_system_time(ts: u64) -> SystemTime {
-    anchor().1 + Duration::from_nanos(ts)
+    let c = clock();
+    if ts >= c.anchor_ticks {
+        c.anchor_wall + Duration::from_nanos(since(c.anchor_ticks, ts))
+    } else {
+        c.anchor_wall - Duration::from_nanos(since(ts, c.anchor_ticks))
+    }
 }
 
-/// Nanoseconds between two timestamps, 0 when `later` is not later.
-#[inline]
-pub(crate) fn since(earlier: u64, later: u64) -> u64 {
-    later.saturating_sub(earlier)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_a_sleep_in_nanoseconds() {
+        let a = now();
+        std::thread::sleep(Duration::from_millis(20));
+        let b = now();
+        let ns = since(a, b);
+        assert!(ns >= 19_000_000, "{ns}");
+        assert!(ns < 5_000_000_000, "{ns}");
+        assert_eq!(since(b, a), 0);
+        let wall = to_system_time(b).duration_since(to_system_time(a)).unwrap();
+        assert!(wall >= Duration::from_millis(19));
+    }
 }

@@ -31,6 +31,7 @@ pub(crate) fn start(settings: Settings) -> (Arc<Core>, bool) {
     let mut created = false;
     let core = CORE.get_or_init(|| {
         created = true;
+        crate::clock::init();
         let report = settings.report_path.clone().map(ReportFile::new);
         let core = Arc::new(Core {
             slow_poll_ns: settings
@@ -45,6 +46,7 @@ pub(crate) fn start(settings: Settings) -> (Arc<Core>, bool) {
         });
         crate::capture::panics::install();
         crate::watchdog::start(&core);
+        crate::server::start(&core);
         core
     });
     (Arc::clone(core), created)
@@ -64,19 +66,20 @@ impl Core {
     /// A task ended: move it to the history and report what its end means.
     /// `at_shutdown`: the runtime dropped it while pending (runtime hooks path).
     pub(crate) fn task_ended(&self, key: u64, end: TaskEnd, at_shutdown: bool) {
-        let Some(cell) = self.registry.get(key) else {
+        let mut panic = None;
+        let Some((cell, _)) = self.registry.finish(key, |cell| {
+            panic = crate::table::lock(&cell.panic).take();
+            if panic.is_some() {
+                TaskEnd::Panicked
+            } else {
+                end
+            }
+        }) else {
             return;
         };
         if at_shutdown {
             crate::leaks::dropped_at_shutdown(self, &cell);
         }
-        let panic = crate::table::lock(&cell.panic).take();
-        let end = if panic.is_some() {
-            TaskEnd::Panicked
-        } else {
-            end
-        };
-        self.registry.finish(key, end);
         if let Some(panic) = panic {
             self.submit(Finding::new(
                 FindingKind::TaskPanicked {

@@ -19,7 +19,8 @@ pub(crate) struct Registry {
     /// Live tasks by their table key (task id or span id).
     live: Box<[Shard]>,
     pub(crate) table: IdTable,
-    finished: Mutex<VecDeque<(u64, FinishedTask)>>,
+    /// Finished tasks: (end timestamp, record, how it ended), oldest first.
+    finished: Mutex<VecDeque<(u64, Arc<TaskCell>, TaskEnd)>>,
     finished_capacity: usize,
     finished_max_age: Duration,
     files: Mutex<HashSet<&'static str>>,
@@ -62,34 +63,32 @@ impl Registry {
         lock(self.shard(key)).get(&key).cloned()
     }
 
-    /// Moves the task under `key` into the finished history.
-    pub(crate) fn finish(&self, key: u64, end: TaskEnd) -> Option<(Arc<TaskCell>, FinishedTask)> {
+    /// Takes the task under `key` out of the live set and into the finished
+    /// history (one shard lock, one history lock); returns its record.
+    /// `end` decides how it ended from the record (e.g. a panic noted on it).
+    pub(crate) fn finish(
+        &self,
+        key: u64,
+        end: impl FnOnce(&TaskCell) -> TaskEnd,
+    ) -> Option<(Arc<TaskCell>, TaskEnd)> {
         self.table.remove(key);
         let cell = lock(self.shard(key)).remove(&key)?;
-        let now = clock::now();
-        let mut info = cell.info(now);
-        if info.state == crate::TaskState::Running {
-            info.state = crate::TaskState::Idle;
-        }
-        let finished = FinishedTask {
-            task: info,
-            end,
-            ended_at: clock::to_system_time(now),
-        };
+        let end = end(&cell);
         if self.finished_capacity > 0 {
+            let now = clock::now();
             let mut history = lock(&self.finished);
-            history.push_back((now, finished.clone()));
+            history.push_back((now, Arc::clone(&cell), end));
             self.prune(&mut history, now);
         }
-        Some((cell, finished))
+        Some((cell, end))
     }
 
-    fn prune(&self, history: &mut VecDeque<(u64, FinishedTask)>, now: u64) {
+    fn prune(&self, history: &mut VecDeque<(u64, Arc<TaskCell>, TaskEnd)>, now: u64) {
         while history.len() > self.finished_capacity {
             history.pop_front();
         }
         let max_age = self.finished_max_age.as_nanos() as u64;
-        while let Some((ended, _)) = history.front() {
+        while let Some((ended, _, _)) = history.front() {
             if clock::since(*ended, now) > max_age {
                 history.pop_front();
             } else {
@@ -124,6 +123,19 @@ impl Registry {
     pub(crate) fn finished(&self) -> Vec<FinishedTask> {
         let mut history = lock(&self.finished);
         self.prune(&mut history, clock::now());
-        history.iter().map(|(_, f)| f.clone()).collect()
+        history
+            .iter()
+            .map(|(ended, cell, end)| {
+                let mut task = cell.info(*ended);
+                if task.state == crate::TaskState::Running {
+                    task.state = crate::TaskState::Idle;
+                }
+                FinishedTask {
+                    task,
+                    end: *end,
+                    ended_at: clock::to_system_time(*ended),
+                }
+            })
+            .collect()
     }
 }

@@ -241,9 +241,11 @@ where
         }
     }
 
-    fn on_close(&self, id: Id, _: Context<'_, S>) {
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let key = id.into_u64();
-        let Some(cell) = self.core.registry.get(key) else {
+        let Some(span) = ctx.span(&id) else { return };
+        let extensions = span.extensions();
+        let Some(cell) = extensions.get::<Arc<TaskCell>>() else {
             return;
         };
         // Tokio enters the span once more to drop the future: that was not a poll.
@@ -256,6 +258,7 @@ where
         } else {
             TaskEnd::Cancelled
         };
+        drop(extensions);
         self.core.task_ended(key, end, false);
     }
 }

@@ -122,6 +122,7 @@ pub(crate) fn end(core: &Core, key: u64) {
     };
     let now = clock::now();
     let took = clock::since(frame.start, now);
+
     // SAFETY: the frame was pushed by this task's poll on this thread, and a task's
     // record is only released at its end, which is after this point (see `ended`).
     let cell = unsafe { &*frame.cell };

@@ -34,6 +34,11 @@ async fn fetch_user(id: u32) -> u32 {
     id
 }
 
+async fn fails_to_start() {
+    tokio::task::yield_now().await;
+    panic!("config file missing"); // PANIC-HERE
+}
+
 /// Returns `Pending` and forgets the waker: nothing can ever wake it.
 struct ForgetsWaker;
 
@@ -117,9 +122,8 @@ async fn main() {
                 .unwrap();
         }
         "stuck" => {
-            tokio::spawn(async { stuck_for_five_seconds() })
-                .await
-                .unwrap(); // SPAWN-STUCK
+            let stuck = tokio::spawn(async { stuck_for_five_seconds() }); // SPAWN-STUCK
+            stuck.await.unwrap();
         }
         "never_awaited" => {
             let forgotten = fetch_user(1).tracked(); // TRACK-DROPPED
@@ -145,11 +149,7 @@ async fn main() {
             println!("lost_waker seen while running: {seen}");
         }
         "panic" => {
-            let handle = tokio::spawn(async {
-                // SPAWN-PANIC
-                tokio::task::yield_now().await;
-                panic!("config file missing"); // PANIC-HERE
-            });
+            let handle = tokio::spawn(fails_to_start()); // SPAWN-PANIC
             drop(handle);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
