@@ -179,6 +179,8 @@ impl Builder {
     }
 
     fn start(&self) -> Arc<Core> {
+        // For the viewer's runtime metrics: the app's runtime, when called inside it.
+        crate::server::note_current_runtime();
         let (core, created) = core::start(self.settings.clone());
         if !created {
             tracing::debug!(target: "taskscope", "taskscope already started; keeping its settings");
@@ -286,5 +288,32 @@ mod tests {
         assert_eq!(err.variable, "RUST_LOG");
         assert!(fmt_filter(Some("off".into())).is_ok());
         assert!(fmt_filter(None).is_ok());
+    }
+}
+
+/// What `#[taskscope::main]` expands to; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use tokio;
+    use tracing_subscriber::layer::{Layer, SubscriberExt};
+
+    /// Installs the runtime-hook capture on `runtime` and, unless the app
+    /// already has one, a global stderr subscriber for the warnings.
+    pub fn install_main(runtime: &mut tokio::runtime::Builder) -> super::Guard {
+        let mut builder = super::Builder::from_env();
+        builder.report_problems();
+        let fmt_filter = match super::fmt_filter(std::env::var("RUST_LOG").ok()) {
+            Ok(filter) => filter,
+            Err(problem) => {
+                eprintln!("taskscope: {problem}");
+                super::fmt_filter(None).expect("default filter parses")
+            }
+        };
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_filter(fmt_filter);
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(fmt));
+        builder.install_on(runtime)
     }
 }

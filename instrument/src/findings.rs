@@ -42,7 +42,7 @@ pub struct Finding {
 }
 
 /// The task a finding is about.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TaskRef {
     /// Tokio's task id.
     pub id: u64,
@@ -53,7 +53,7 @@ pub struct TaskRef {
 }
 
 /// One frame of a captured stack, innermost first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StackFrame {
     /// Demangled function name, without the hash.
     pub function: String,

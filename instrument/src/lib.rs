@@ -73,8 +73,10 @@ mod leaks;
 mod listing;
 mod log;
 mod pipeline;
+pub mod proto;
 mod registry;
 mod report;
+mod server;
 mod settings;
 #[allow(dead_code)]
 mod stack;
@@ -85,7 +87,20 @@ mod tracked;
 mod watch_slot;
 mod watchdog;
 
-pub use builder::{Builder, FLUSH_TIMEOUT, Guard, init, try_init};
+pub use builder::{Builder, FLUSH_TIMEOUT, Guard, __private, init, try_init};
+
+/// Like `#[tokio::main]`, with taskscope installed on the runtime through
+/// Tokio's task hooks — the cheapest way to see every task (no task names or
+/// wakes; see the crate docs) — and a stderr subscriber for the warnings.
+/// Takes `flavor = "multi_thread" | "current_thread"` and `worker_threads = N`.
+///
+/// ```no_run
+/// #[taskscope::main]
+/// async fn main() {
+///     tokio::spawn(async { /* ... */ }).await.unwrap();
+/// }
+/// ```
+pub use taskscope_macros::main;
 pub use capture::layer::{TaskFilter, TaskLayer};
 pub use error::Error;
 pub use findings::{Finding, FindingKind, LeakReason, SCHEMA_VERSION, StackFrame, TaskRef};

@@ -122,3 +122,29 @@ fn malformed_threshold_is_named_and_the_default_is_used() {
         assert_eq!(run.findings[0]["threshold_ms"], 100);
     }
 }
+
+#[test]
+fn taskscope_main_attribute_detects_slow_polls_and_leaks() {
+    let run = run_app(env!("CARGO_BIN_EXE_macro_app"), "macro", &[]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let slow = final_slow_polls(&run);
+    assert_eq!(slow.len(), 1, "{:#?}", run.findings);
+    let spawn = location_prefix("src/bin/macro_app.rs", concat!("SPAWN-MACRO-", "SLOW"));
+    assert!(
+        slow[0]["task"]["spawned_at"]
+            .as_str()
+            .unwrap()
+            .starts_with(&spawn)
+    );
+    assert!(run.stderr().contains("took 0.25"), "{}", run.stderr());
+    let leaks = run.of_kind("leaked_task");
+    assert_eq!(leaks.len(), 1, "{:#?}", run.findings);
+    assert_eq!(leaks[0]["reason"], "alive_at_shutdown");
+    let pending = location_prefix("src/bin/macro_app.rs", concat!("SPAWN-", "PENDING"));
+    assert!(
+        leaks[0]["task"]["spawned_at"]
+            .as_str()
+            .unwrap()
+            .starts_with(&pending)
+    );
+}
