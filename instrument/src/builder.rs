@@ -291,10 +291,17 @@ mod tests {
     }
 }
 
-/// What `#[taskscope::main]` expands to; not a public API.
+/// What `#[taskscope::main]` expands to, and hooks for taskscope's own
+/// viewer; not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use tokio;
+
+    /// Marks the calling thread as taskscope's own: tasks spawned on it are not
+    /// recorded (the viewer's runtime when it runs the demo app in-process).
+    pub fn mark_internal_thread() {
+        crate::internal::mark_internal_thread();
+    }
     use tracing_subscriber::layer::{Layer, SubscriberExt};
 
     /// Installs the runtime-hook capture on `runtime` and, unless the app

@@ -97,27 +97,22 @@ impl Core {
     #[inline(never)]
     pub(crate) fn slow_poll_ended(&self, cell: &TaskCell, took_ns: u64, seq: u64) {
         let thread = std::thread::current();
-        let taken = poll::current_watch_slot().and_then(|slot| slot.take_stack(seq));
-        let (stack, stack_unavailable) = match taken {
-            Some(t) => (t.frames, t.unavailable),
-            None => (
-                Vec::new(),
-                Some("the poll ended before the watchdog sampled its stack".to_string()),
-            ),
-        };
         let finding = Finding::new(
             FindingKind::SlowPoll {
                 duration_ms: took_ns as f64 / 1e6,
                 threshold_ms: self.settings.slow_poll_threshold.as_millis() as u64,
                 thread: thread.name().unwrap_or("<unnamed>").to_string(),
-                stack,
-                stack_unavailable,
+                stack: Vec::new(),
+                stack_unavailable: None,
                 in_progress: false,
                 poll: cell.polls.load(std::sync::atomic::Ordering::Relaxed),
             },
             Some(TaskRef::of(cell)),
         );
-        self.submit(finding);
+        match poll::current_watch_slot() {
+            Some(slot) if seq != 0 => slot.finish_slow_poll(seq, finding, |f| self.submit(f)),
+            _ => self.submit(finding),
+        }
     }
 
     pub(crate) fn submit(&self, finding: Finding) {
@@ -128,6 +123,11 @@ impl Core {
     /// The app is shutting down (its guard is dropped): report what is left behind.
     pub(crate) fn shutting_down(&self) {
         crate::leaks::report_alive_at_shutdown(self);
+        // Final slow-poll reports waiting for the watchdog's stack.
+        let deadline = std::time::Instant::now() + crate::FLUSH_TIMEOUT;
+        while crate::watch_slot::any_pending_final() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Flushes every accepted finding to the sinks, waiting at most `timeout`.

@@ -213,7 +213,7 @@ impl Finding {
                 } else {
                     format!("Executing {task} took {secs:.3} seconds")
                 };
-                if let Some(frame) = stack.first() {
+                if let Some(frame) = blocking_frame(stack) {
                     text.push_str(&format!("; blocked in {}", frame_text(frame)));
                 }
                 text
@@ -253,6 +253,47 @@ impl Finding {
             }
         }
     }
+}
+
+impl StackFrame {
+    /// True for frames of the standard library, the C library, Tokio and
+    /// other runtime plumbing: not where the app's own code blocked.
+    pub fn is_runtime_plumbing(&self) -> bool {
+        const PREFIXES: [&str; 10] = [
+            "std::",
+            "core::",
+            "alloc::",
+            "tokio::",
+            "__",
+            "<std::",
+            "<core::",
+            "<alloc::",
+            "<tokio::",
+            "tracing::",
+        ];
+        let f = self.function.as_str();
+        PREFIXES.iter().any(|p| f.starts_with(p))
+            || self
+                .file
+                .as_deref()
+                .is_some_and(|file| file.starts_with("/rustc/") || file.starts_with("./"))
+    }
+}
+
+/// The frame to name as "where it blocked": the innermost frame of the app's
+/// own code, or the innermost frame when every frame is runtime plumbing.
+///
+/// ```
+/// use taskscope::{StackFrame, blocking_frame};
+/// let frame = |f: &str| StackFrame { function: f.into(), file: None, line: None };
+/// let stack = [frame("__GI___clock_nanosleep"), frame("std::thread::sleep"), frame("app::load_config")];
+/// assert_eq!(blocking_frame(&stack).unwrap().function, "app::load_config");
+/// ```
+pub fn blocking_frame(stack: &[StackFrame]) -> Option<&StackFrame> {
+    stack
+        .iter()
+        .find(|f| !f.is_runtime_plumbing())
+        .or_else(|| stack.first())
 }
 
 fn frame_text(frame: &StackFrame) -> String {

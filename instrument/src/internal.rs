@@ -7,7 +7,6 @@ thread_local! {
 }
 
 /// Marks the calling thread as taskscope's own: tasks spawned on it are not recorded.
-#[allow(dead_code)]
 pub(crate) fn mark_internal_thread() {
     INTERNAL.with(|i| i.set(true));
 }

@@ -78,17 +78,31 @@ mod registry;
 mod report;
 mod server;
 mod settings;
-#[allow(dead_code)]
 mod stack;
-mod stack_facade;
 mod table;
 mod task;
 mod tracked;
 mod watch_slot;
 mod watchdog;
 
-pub use builder::{Builder, FLUSH_TIMEOUT, Guard, __private, init, try_init};
+pub use builder::{__private, Builder, FLUSH_TIMEOUT, Guard, init, try_init};
 
+pub use capture::layer::{TaskFilter, TaskLayer};
+pub use error::Error;
+pub use findings::{
+    Finding, FindingKind, LeakReason, SCHEMA_VERSION, StackFrame, TaskRef, blocking_frame,
+};
+pub use leak_guard::{DEFAULT_GRACE, LeakGuard, Leaks};
+pub use listing::{all_tasks, dump, findings, finished_tasks, flush, format_tasks, pipeline_stats};
+pub use pipeline::PipelineStats;
+pub use settings::{
+    DEFAULT_ADDR, DEFAULT_FINISHED_CAPACITY, DEFAULT_FINISHED_MAX_AGE, DEFAULT_SLOW_POLL,
+    ServerAddr, SettingError, Settings,
+};
+pub use task::{
+    FinishedTask, POLL_HISTOGRAM_BUCKETS, SpawnLocation, TaskEnd, TaskInfo, TaskState,
+    poll_histogram_bucket_limit,
+};
 /// Like `#[tokio::main]`, with taskscope installed on the runtime through
 /// Tokio's task hooks — the cheapest way to see every task (no task names or
 /// wakes; see the crate docs) — and a stderr subscriber for the warnings.
@@ -101,20 +115,6 @@ pub use builder::{Builder, FLUSH_TIMEOUT, Guard, __private, init, try_init};
 /// }
 /// ```
 pub use taskscope_macros::main;
-pub use capture::layer::{TaskFilter, TaskLayer};
-pub use error::Error;
-pub use findings::{Finding, FindingKind, LeakReason, SCHEMA_VERSION, StackFrame, TaskRef};
-pub use leak_guard::{DEFAULT_GRACE, LeakGuard, Leaks};
-pub use listing::{all_tasks, dump, findings, finished_tasks, flush, format_tasks, pipeline_stats};
-pub use pipeline::PipelineStats;
-pub use settings::{
-    DEFAULT_ADDR, DEFAULT_FINISHED_CAPACITY, DEFAULT_FINISHED_MAX_AGE, DEFAULT_SLOW_POLL,
-    ServerAddr, SettingError, Settings,
-};
-pub use task::{
-    FinishedTask, POLL_HISTOGRAM_BUCKETS, SpawnLocation, TaskEnd, TaskInfo, TaskState,
-    poll_histogram_bucket_limit,
-};
 pub use tracked::{TrackExt, Tracked, track, track_named};
 
 #[cfg(test)]

@@ -43,7 +43,10 @@ pub(crate) struct Pipeline {
 struct Shared {
     progress: Mutex<Progress>,
     done: Condvar,
-    recent: Mutex<VecDeque<Finding>>,
+    /// The recent findings with their sequence numbers (from 1, one more for
+    /// each finding the sinks handle), so the viewer server can ask for the
+    /// ones newer than those it has sent.
+    recent: Mutex<VecDeque<(u64, Finding)>>,
 }
 
 #[derive(Default)]
@@ -124,7 +127,22 @@ impl Pipeline {
     }
 
     pub(crate) fn recent(&self) -> Vec<Finding> {
-        lock(&self.shared.recent).iter().cloned().collect()
+        lock(&self.shared.recent)
+            .iter()
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+
+    /// The recent findings with a sequence number above `after`, oldest first,
+    /// with their sequence numbers (`recent_since(0)`: all of them).
+    pub(crate) fn recent_since(&self, after: u64) -> Vec<(u64, Finding)> {
+        let recent = lock(&self.shared.recent);
+        let newer = recent
+            .iter()
+            .rev()
+            .take_while(|(seq, _)| *seq > after)
+            .count();
+        recent.iter().skip(recent.len() - newer).cloned().collect()
     }
 
     /// Reports the drops not reported yet, as one `findings_dropped` finding.
@@ -154,10 +172,11 @@ fn run_sinks(rx: Receiver<Finding>, mut report: Option<ReportFile>, shared: Arc<
         let wrote = report.as_mut().map(|r| r.write(&finding));
         {
             let mut recent = lock(&shared.recent);
+            let seq = recent.back().map_or(1, |(seq, _)| seq + 1);
             if recent.len() == RECENT_CAPACITY {
                 recent.pop_front();
             }
-            recent.push_back(finding);
+            recent.push_back((seq, finding));
         }
         let mut p = lock(&shared.progress);
         p.processed += 1;

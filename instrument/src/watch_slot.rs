@@ -5,15 +5,21 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::findings::StackFrame;
-use crate::stack_facade::ThreadHandle;
+use crate::findings::{Finding, StackFrame};
+use crate::stack::ThreadHandle;
 use crate::table::lock;
 
-/// The stack the watchdog took for one poll (`seq`), kept for its final report.
+/// The watchdog's stack of one poll (`seq`), shared with that poll's final report.
+///
+/// The watchdog sets `Capturing` before it signals the thread, then `Ready`
+/// once the stack is symbolized. A poll that ends in between leaves its final
+/// finding in `pending_final`; the watchdog completes it with the stack and
+/// submits it. Both sides act under the slot's mutex, so the `in_progress`
+/// report always precedes the final one.
 pub(crate) struct TakenStack {
     pub(crate) seq: u64,
-    pub(crate) frames: Vec<StackFrame>,
-    pub(crate) unavailable: Option<String>,
+    pub(crate) ready: Option<(Vec<StackFrame>, Option<String>)>,
+    pub(crate) pending_final: Option<Finding>,
 }
 
 #[repr(align(128))]
@@ -47,6 +53,9 @@ thread_local! {
 }
 
 fn register() -> Arc<WatchSlot> {
+    // Once per thread, at its first poll: the app's runtime, for the viewer's
+    // metrics (with `install_on` it did not exist when taskscope started).
+    crate::server::note_current_runtime();
     let slot = Arc::new(WatchSlot {
         start: AtomicU64::new(0),
         key: AtomicU64::new(0),
@@ -70,10 +79,11 @@ pub(crate) fn current() -> Option<*const WatchSlot> {
     OWNER.try_with(|o| Arc::as_ptr(&o.0)).ok()
 }
 
-/// The live slots; prunes those of exited threads.
+/// The live slots; prunes those of exited threads, but not while a final
+/// report of theirs still waits for the watchdog.
 pub(crate) fn all() -> Vec<Arc<WatchSlot>> {
     let mut slots = lock(&SLOTS);
-    slots.retain(|s| !s.dead.load(Ordering::Relaxed));
+    slots.retain(|s| !s.dead.load(Ordering::Relaxed) || s.has_pending_final());
     slots.clone()
 }
 
@@ -94,15 +104,56 @@ impl WatchSlot {
         self.start.store(0, Ordering::Release);
     }
 
-    /// The stack taken for poll `seq`, if the watchdog took one.
-    pub(crate) fn take_stack(&self, seq: u64) -> Option<TakenStack> {
-        let mut stack = lock(&self.stack);
-        match stack.take() {
-            Some(s) if s.seq == seq => Some(s),
-            other => {
-                *stack = other;
-                None
+    fn has_pending_final(&self) -> bool {
+        lock(&self.stack)
+            .as_ref()
+            .is_some_and(|t| t.pending_final.is_some())
+    }
+
+    /// The final report of poll `seq` (stack still empty): submitted now with
+    /// the watchdog's stack, handed to the watchdog if it is still taking it, or
+    /// submitted without a stack if the watchdog never saw this poll.
+    pub(crate) fn finish_slow_poll(
+        &self,
+        seq: u64,
+        mut finding: Finding,
+        submit: impl FnOnce(Finding),
+    ) {
+        let mut state = lock(&self.stack);
+        match state.as_mut() {
+            Some(taken) if taken.seq == seq => match &taken.ready {
+                Some((frames, unavailable)) => {
+                    set_stack(&mut finding, frames.clone(), unavailable.clone());
+                    submit(finding);
+                }
+                None => taken.pending_final = Some(finding),
+            },
+            _ => {
+                set_stack(
+                    &mut finding,
+                    Vec::new(),
+                    Some("the poll ended before the watchdog sampled its stack".into()),
+                );
+                submit(finding);
             }
         }
+    }
+}
+
+/// Whether some poll's final report is waiting for the watchdog's stack.
+pub(crate) fn any_pending_final() -> bool {
+    all().iter().any(|slot| slot.has_pending_final())
+}
+
+/// Fills the stack of a `slow_poll` finding.
+pub(crate) fn set_stack(finding: &mut Finding, frames: Vec<StackFrame>, why_not: Option<String>) {
+    if let crate::findings::FindingKind::SlowPoll {
+        stack,
+        stack_unavailable,
+        ..
+    } = &mut finding.kind
+    {
+        *stack = frames;
+        *stack_unavailable = why_not;
     }
 }

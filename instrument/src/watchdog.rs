@@ -5,13 +5,14 @@
 //! it stays blocked. Every [`SCAN_EVERY`] it also runs the leak scans.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::clock;
 use crate::core::Core;
 use crate::findings::{Finding, FindingKind, TaskRef};
-use crate::stack_facade as stack;
+use crate::stack;
 use crate::table::lock;
 use crate::watch_slot::{self, TakenStack, WatchSlot};
 
@@ -32,6 +33,9 @@ struct Watched {
 }
 
 pub(crate) fn start(core: &Arc<Core>) {
+    if let Err(err) = stack::install() {
+        eprintln!("taskscope: stacks of blocked polls are unavailable: {err}");
+    }
     let weak = Arc::downgrade(core);
     let spawned = std::thread::Builder::new()
         .name("taskscope-watchdog".into())
@@ -44,6 +48,11 @@ pub(crate) fn start(core: &Arc<Core>) {
 }
 
 fn run(core: Weak<Core>) {
+    // Warm up on a thread of its own: the watchdog must be free to take stacks
+    // at once; their symbolization waits for the warm-up, the capture does not.
+    let _ = std::thread::Builder::new()
+        .name("taskscope-symbols".into())
+        .spawn(warm_up_symbolizer);
     let mut watched: HashMap<usize, Watched> = HashMap::new();
     let mut last_scan = Instant::now();
     loop {
@@ -62,69 +71,85 @@ fn run(core: Weak<Core>) {
 }
 
 fn check_slot(core: &Core, slot: &Arc<WatchSlot>, watched: &mut HashMap<usize, Watched>) {
-    let start = slot.start.load(std::sync::atomic::Ordering::Acquire);
+    let start = slot.start.load(Ordering::Acquire);
     if start == 0 {
         return;
     }
-    let seq = slot.seq.load(std::sync::atomic::Ordering::Relaxed);
-    let key = slot.key.load(std::sync::atomic::Ordering::Relaxed);
-    let poll_no = slot.poll_no.load(std::sync::atomic::Ordering::Relaxed);
-    let elapsed = clock::since(start, clock::now());
-    if elapsed < core.slow_poll_ns {
+    let seq = slot.seq.load(Ordering::Relaxed);
+    let key = slot.key.load(Ordering::Relaxed);
+    let poll_no = slot.poll_no.load(Ordering::Relaxed);
+    if clock::since(start, clock::now()) < core.slow_poll_ns {
         return;
     }
     let addr = Arc::as_ptr(slot) as usize;
-    let entry = watched.get(&addr).filter(|w| w.seq == seq);
-    if entry.is_some_and(|w| w.last_report.elapsed() < REPEAT) {
+    let known = watched.get(&addr).filter(|w| w.seq == seq);
+    if known.is_some_and(|w| w.last_report.elapsed() < REPEAT) {
         return;
     }
     let Some(cell) = core.registry.get(key) else {
         return;
     };
-    let (frames, unavailable) = match entry {
+    let (frames, unavailable) = match known {
         Some(w) => (w.frames.clone(), w.unavailable.clone()),
-        None => match stack::capture(&slot.thread, CAPTURE_TIMEOUT) {
-            Ok(raw) => (stack::symbolize(&raw), None),
-            Err(err) => (Vec::new(), Some(err.to_string())),
-        },
+        None => {
+            *lock(&slot.stack) = Some(TakenStack {
+                seq,
+                ready: None,
+                pending_final: None,
+            });
+            match stack::capture(&slot.thread, CAPTURE_TIMEOUT) {
+                Ok(raw) => (stack::symbolize(&raw), None),
+                Err(err) => (Vec::new(), Some(err.to_string())),
+            }
+        }
     };
-    // Still the same poll? It may have ended while we took its stack.
-    if slot.seq.load(std::sync::atomic::Ordering::Relaxed) != seq
-        || slot.start.load(std::sync::atomic::Ordering::Acquire) != start
+    let still_running =
+        slot.seq.load(Ordering::Relaxed) == seq && slot.start.load(Ordering::Acquire) == start;
     {
-        return;
+        let mut state = lock(&slot.stack);
+        let Some(taken) = state.as_mut().filter(|t| t.seq == seq) else {
+            return;
+        };
+        taken.ready = Some((frames.clone(), unavailable.clone()));
+        if still_running {
+            let finding = Finding::new(
+                FindingKind::SlowPoll {
+                    duration_ms: clock::since(start, clock::now()) as f64 / 1e6,
+                    threshold_ms: core.settings.slow_poll_threshold.as_millis() as u64,
+                    thread: slot.thread_name.clone(),
+                    stack: frames.clone(),
+                    stack_unavailable: unavailable.clone(),
+                    in_progress: true,
+                    poll: poll_no,
+                },
+                Some(TaskRef::of(&cell)),
+            );
+            core.submit(finding);
+        }
+        // The poll ended while its stack was being taken: its final report
+        // waited for the stack; send it now.
+        if let Some(mut last) = taken.pending_final.take() {
+            watch_slot::set_stack(&mut last, frames.clone(), unavailable.clone());
+            core.submit(last);
+        }
     }
-    let elapsed = clock::since(start, clock::now());
-    let finding = Finding::new(
-        FindingKind::SlowPoll {
-            duration_ms: elapsed as f64 / 1e6,
-            threshold_ms: core.settings.slow_poll_threshold.as_millis() as u64,
-            thread: slot.thread_name.clone(),
-            stack: frames.clone(),
-            stack_unavailable: unavailable.clone(),
-            in_progress: true,
-            poll: poll_no,
-        },
-        Some(TaskRef::of(&cell)),
-    );
-    {
-        // Hold the slot's stack while submitting, so that the poll's final
-        // report (which takes this stack) is queued after this one.
-        let mut taken = lock(&slot.stack);
-        *taken = Some(TakenStack {
-            seq,
-            frames: frames.clone(),
-            unavailable: unavailable.clone(),
-        });
-        core.submit(finding);
+    if still_running {
+        watched.insert(
+            addr,
+            Watched {
+                seq,
+                last_report: Instant::now(),
+                frames,
+                unavailable,
+            },
+        );
     }
-    watched.insert(
-        addr,
-        Watched {
-            seq,
-            last_report: Instant::now(),
-            frames,
-            unavailable,
-        },
-    );
+}
+
+/// The first symbolization loads the debug info (up to a second in a debug
+/// build): do it now, on this thread, not when the first blocked poll is seen.
+fn warm_up_symbolizer() {
+    if let Ok(raw) = stack::capture(&stack::ThreadHandle::current(), CAPTURE_TIMEOUT) {
+        let _ = stack::symbolize(&raw);
+    }
 }

@@ -162,6 +162,7 @@ fn blocked_poll_is_reported_in_progress_while_still_blocked() {
         "the app was still blocked when the finding was read"
     );
     assert!(spawned_at(&f).starts_with(&location_prefix(SRC, concat!("SPAWN-", "STUCK"))));
+    assert_stack_names(&f, "stuck_for_five_seconds");
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let all = read_report(&report);
@@ -181,4 +182,72 @@ fn blocked_poll_is_reported_in_progress_while_still_blocked() {
         (3..=7).contains(&repeats),
         "{repeats} in_progress reports for a 5 s poll"
     );
+}
+
+fn frames(f: &serde_json::Value) -> Vec<String> {
+    f["stack"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|fr| {
+                    format!(
+                        "{} {}:{}",
+                        fr["function"].as_str().unwrap_or(""),
+                        fr["file"].as_str().unwrap_or(""),
+                        fr["line"]
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn assert_stack_names(f: &serde_json::Value, function: &str) {
+    let frames = frames(f);
+    let at = frames
+        .iter()
+        .position(|fr| fr.contains(function))
+        .unwrap_or_else(|| panic!("no frame {function} in {frames:#?} ({f})"));
+    assert!(frames[at].contains("detect_app.rs:"), "{}", frames[at]);
+    assert!(
+        !frames.iter().any(|fr| fr.starts_with("taskscope::")),
+        "taskscope's own frames are trimmed: {frames:#?}"
+    );
+}
+
+#[test]
+fn sleeping_task_is_reported_with_the_sleeping_function_on_its_stack() {
+    let run = run("sleep");
+    let slow: Vec<_> = run
+        .of_kind("slow_poll")
+        .into_iter()
+        .filter(|f| f["in_progress"] == false)
+        .collect();
+    assert_eq!(slow.len(), 1, "{:#?}", run.findings);
+    assert!(spawned_at(slow[0]).starts_with(&location_prefix(SRC, concat!("SPAWN-", "SLEEP"))));
+    assert_stack_names(slow[0], "sleepy_handler");
+    let sleep_line = marker_line(SRC, concat!("BLOCK-", "SLEEP"));
+    assert!(
+        frames(slow[0])
+            .iter()
+            .any(|f| f.contains("sleepy_handler")
+                && f.ends_with(&format!("detect_app.rs:{sleep_line}"))),
+        "the frame names the line of the sleep: {:#?}",
+        frames(slow[0])
+    );
+    assert!(run.stderr().contains("blocked in "), "{}", run.stderr());
+}
+
+#[test]
+fn cpu_loop_in_a_named_task_is_reported_with_its_function() {
+    let run = run("spin");
+    let slow: Vec<_> = run
+        .of_kind("slow_poll")
+        .into_iter()
+        .filter(|f| f["in_progress"] == false)
+        .collect();
+    assert_eq!(slow.len(), 1, "{:#?}", run.findings);
+    assert_eq!(slow[0]["task"]["name"], "spinner");
+    assert!(spawned_at(slow[0]).starts_with(&location_prefix(SRC, concat!("SPAWN-", "SPIN"))));
+    assert_stack_names(slow[0], "spin_for_a_while");
 }

@@ -1,1 +1,153 @@
-fn main() {}
+//! `taskscope`: attach to a running app instrumented with the `taskscope` crate,
+//! dump its tasks, review saved report files, or run a demo app.
+//!
+//! ```text
+//! taskscope [attach [ADDR]]      live view (the default)
+//! taskscope dump [ADDR] [--json]  list the tasks once
+//! taskscope report FILE... [--json] [--since T] [--until T]
+//! taskscope demo                  run a misbehaving app to look at
+//! ```
+//!
+//! `ADDR` is `host:port` (default `127.0.0.1:6670`), `http://host:port` or
+//! `unix:/path`.
+
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use clap::{Args, Parser, Subcommand};
+use taskscope::ServerAddr;
+
+/// Tokio task debugger: asyncio's debug mode and all_tasks() for Tokio.
+#[derive(Debug, Parser)]
+#[command(name = "taskscope", version)]
+struct Cli {
+    /// What to do; `attach` when none is given.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Attach to a running app and show its tasks live (the default).
+    Attach(Target),
+    /// List the tasks of a running app once.
+    Dump {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Review report files: slow polls by spawn location, and the other findings.
+    Report(ReportArgs),
+    /// Run a built-in misbehaving app, to see taskscope at work.
+    Demo,
+}
+
+/// The app to talk to.
+#[derive(Debug, Args)]
+struct Target {
+    /// The app's address: host:port, http://host:port or unix:/path.
+    #[arg(value_name = "ADDR", default_value = taskscope::DEFAULT_ADDR, value_parser = parse_addr)]
+    addr: ServerAddr,
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Report files (JSON lines) written by the app; `-` reads standard input.
+    #[arg(value_name = "FILE", required = true)]
+    files: Vec<PathBuf>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Only findings at or after this time (RFC 3339, e.g. 2026-11-22T10:00:00Z).
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    since: Option<SystemTime>,
+    /// Only findings at or before this time (RFC 3339).
+    #[arg(long, value_name = "T", value_parser = parse_time)]
+    until: Option<SystemTime>,
+}
+
+fn parse_addr(text: &str) -> Result<ServerAddr, String> {
+    match ServerAddr::parse(text)? {
+        ServerAddr::Off => Err("`off` is not an address to connect to".into()),
+        addr => Ok(addr),
+    }
+}
+
+fn parse_time(text: &str) -> Result<SystemTime, String> {
+    report::parse_time(text)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None => attach(ServerAddr::parse(taskscope::DEFAULT_ADDR).expect("default address")),
+        Some(Command::Attach(target)) => attach(target.addr),
+        Some(Command::Dump { target, json }) => taskscope_viewer::dump::main(&target.addr, json),
+        Some(Command::Demo) => demo(),
+        Some(Command::Report(args)) => {
+            let window = report::Window {
+                since: args.since,
+                until: args.until,
+            };
+            if let (Some(since), Some(until)) = (window.since, window.until)
+                && since > until
+            {
+                eprintln!("taskscope report: --since is after --until: no finding can match");
+                return ExitCode::from(2);
+            }
+            report::run(&report::Options {
+                files: args.files,
+                json: args.json,
+                window,
+            })
+        }
+    }
+}
+
+/// `taskscope attach`: the live view, until the user quits.
+fn attach(addr: ServerAddr) -> ExitCode {
+    match live_view(addr) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("taskscope attach: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn live_view(addr: ServerAddr) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    // The viewer's own tasks are not the app's (this matters for `demo`).
+    taskscope::__private::mark_internal_thread();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the viewer's runtime")?;
+    runtime.block_on(async move {
+        let (updates_tx, updates_rx) = tokio::sync::mpsc::channel(1024);
+        let (requests_tx, requests_rx) = tokio::sync::mpsc::channel(16);
+        let text = addr.to_string();
+        tokio::spawn(taskscope_viewer::client::watch(
+            addr,
+            updates_tx,
+            requests_rx,
+        ));
+        taskscope_viewer::tui::run(text, updates_rx, requests_tx).await
+    })
+}
+
+/// `taskscope demo`: the misbehaving sample app in this process, and the live view on it.
+fn demo() -> ExitCode {
+    match taskscope_viewer::demo::start_app() {
+        Ok(addr) => attach(addr),
+        Err(err) => {
+            eprintln!("taskscope demo: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

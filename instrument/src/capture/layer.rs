@@ -177,15 +177,16 @@ where
             },
             None => SpawnLocation::UNKNOWN,
         };
-        let name = fields.name.filter(|n| !n.is_empty()).or_else(|| {
-            (fields.kind.as_deref() == Some("block_on")).then(|| "block_on".to_string())
-        });
-        let cell = Arc::new(TaskCell::new(
+        let name = fields.name.filter(|n| !n.is_empty());
+        let mut cell = TaskCell::new(
             task_id,
             name.map(String::into_boxed_str),
             spawned_at,
             Core::current_task_id(),
-        ));
+        );
+        // `#[tokio::main]`'s body and other `block_on` futures: not spawned tasks.
+        cell.is_block_on = fields.kind.as_deref() == Some("block_on");
+        let cell = Arc::new(cell);
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(Arc::clone(&cell));
         }

@@ -1,0 +1,116 @@
+//! An instrumented app driven line by line from stdin, for the end-to-end
+//! tests of the viewer protocol (`tests/grpc.rs`). It serves taskscope's viewer
+//! server on `TASKSCOPE_ADDR`, starts `GRPC_APP_TASKS` (default 50) named
+//! tasks `worker-0`, `worker-1`, ... that wait, prints `ready`, then obeys:
+//!
+//! - `spawn NAME`: another waiting task named NAME;
+//! - `finish NAME`: the task NAME completes;
+//! - `block MS`: a task named `blocker` that blocks its worker for MS ms;
+//! - `quit` (or end of input): exit.
+//!
+//! Each command is answered `ok COMMAND` on stdout once done. A task named
+//! `parent` waits with its two children, `child-0` and `child-1`.
+//!
+//! taskscope starts before the runtime exists (as with `init()` in a plain
+//! `fn main`), so the runtime's `block_on` future is a task too, and the
+//! runtime handle for the metrics is found at the first poll.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+fn spawn_waiter(name: &str, finish: &mut HashMap<String, oneshot::Sender<()>>) {
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::task::Builder::new()
+        .name(name)
+        .spawn(async move { rx.await.unwrap_or(()) }) // SPAWN-NAMED
+        .expect("spawn");
+    finish.insert(name.to_string(), tx);
+}
+
+async fn blocker(ms: u64) {
+    // The bug taskscope must show: a blocking call inside a task.
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn main() {
+    let guard = taskscope::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(app());
+    drop(runtime);
+    drop(guard);
+}
+
+async fn family() {
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            tokio::task::Builder::new()
+                .name(&format!("child-{i}"))
+                .spawn(std::future::pending::<()>())
+                .expect("spawn")
+        })
+        .collect();
+    std::future::pending::<()>().await;
+    drop(children);
+}
+
+async fn app() {
+    tokio::task::Builder::new()
+        .name("parent")
+        .spawn(family())
+        .expect("spawn");
+    let count: usize = std::env::var("GRPC_APP_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let mut finish = HashMap::new();
+    for i in 0..count {
+        spawn_waiter(&format!("worker-{i}"), &mut finish);
+    }
+
+    let (lines_tx, mut lines) = mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+        let _ = lines_tx.send("quit".into());
+    });
+    say("ready");
+
+    while let Some(line) = lines.recv().await {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("spawn"), Some(name)) => spawn_waiter(name, &mut finish),
+            (Some("finish"), Some(name)) => {
+                if let Some(tx) = finish.remove(name) {
+                    let _ = tx.send(());
+                }
+            }
+            (Some("block"), Some(ms)) => {
+                let ms = ms.parse().expect("block MS");
+                tokio::task::Builder::new()
+                    .name("blocker")
+                    .spawn(blocker(ms)) // SPAWN-BLOCKER
+                    .expect("spawn");
+            }
+            (Some("quit"), _) => break,
+            _ => eprintln!("grpc_app: unknown command {line:?}"),
+        }
+        say(&format!("ok {line}"));
+    }
+}
+
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}

@@ -1,0 +1,47 @@
+//! Opening a channel to an app's server, from any address form taskscope takes.
+
+use std::time::Duration;
+
+use taskscope::ServerAddr;
+use taskscope::proto::taskscope_client::TaskscopeClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::client::ClientError;
+
+/// How long connecting may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// HTTP/2 pings, so a vanished app is noticed even when no update is due.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+
+/// The endpoint for `addr` (`host:port`, `http://host:port` or `unix:/path`,
+/// parsed with [`ServerAddr::parse`]).
+pub fn endpoint(addr: &ServerAddr) -> Result<Endpoint, ClientError> {
+    let uri = match addr {
+        ServerAddr::Tcp(socket) => format!("http://{socket}"),
+        ServerAddr::Unix(path) => format!("unix:{}", path.display()),
+        ServerAddr::Off => {
+            return Err(ClientError::NotListening {
+                addr: addr.to_string(),
+            });
+        }
+    };
+    let endpoint = Endpoint::from_shared(uri).map_err(|e| ClientError::Lost {
+        addr: addr.to_string(),
+        detail: format!("not a usable address ({e})"),
+    })?;
+    Ok(endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(KEEPALIVE)
+        .keep_alive_while_idle(true))
+}
+
+/// A client of the app's taskscope service at `addr`.
+pub async fn connect(addr: &ServerAddr) -> Result<TaskscopeClient<Channel>, ClientError> {
+    let channel = endpoint(addr)?
+        .connect()
+        .await
+        .map_err(|e| ClientError::from_transport(&addr.to_string(), &e))?;
+    Ok(TaskscopeClient::new(channel))
+}

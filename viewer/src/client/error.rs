@@ -1,0 +1,235 @@
+//! What can go wrong talking to an app, in words a person understands, and how
+//! a transport error or a gRPC status maps to it.
+
+use std::error::Error as _;
+use std::io;
+
+/// Why the viewer could not get (or keep) what it asked the app for. The text
+/// names the address and says what to check.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// Connection refused, or no socket file: no app there.
+    #[error(
+        "nothing listens on {addr} — is the app running with taskscope, and TASKSCOPE_ADDR set to it?"
+    )]
+    NotListening {
+        /// The address.
+        addr: String,
+    },
+    /// Something answered, but it does not speak HTTP/2 gRPC.
+    #[error("{addr} answered, but not with gRPC (HTTP/1? TLS?)")]
+    NotGrpc {
+        /// The address.
+        addr: String,
+    },
+    /// A gRPC server without the taskscope service.
+    #[error("{addr} is a gRPC server, but not taskscope (console-subscriber? another service?)")]
+    NotTaskscope {
+        /// The address.
+        addr: String,
+    },
+    /// A taskscope server that speaks another protocol version.
+    #[error("{addr}: {reason}")]
+    Incompatible {
+        /// The address.
+        addr: String,
+        /// Both versions, as the side that noticed put it.
+        reason: String,
+    },
+    /// No answer in time.
+    #[error("{addr} did not answer in time ({what})")]
+    TimedOut {
+        /// The address.
+        addr: String,
+        /// What was waited for.
+        what: String,
+    },
+    /// The app dropped this viewer (it could not keep up).
+    #[error("the app at {addr} dropped this viewer: {reason}")]
+    Dropped {
+        /// The address.
+        addr: String,
+        /// The app's reason.
+        reason: String,
+    },
+    /// The task asked for is gone.
+    #[error("{addr}: {reason}")]
+    NotFound {
+        /// The address.
+        addr: String,
+        /// The app's words.
+        reason: String,
+    },
+    /// The connection was lost or broke down.
+    #[error("lost the connection to {addr}: {detail}")]
+    Lost {
+        /// The address.
+        addr: String,
+        /// What happened.
+        detail: String,
+    },
+}
+
+impl ClientError {
+    /// Whether trying again later can help. An incompatible server or one
+    /// without the taskscope service will not change by itself.
+    pub fn retry(&self) -> bool {
+        !matches!(
+            self,
+            ClientError::Incompatible { .. } | ClientError::NotTaskscope { .. }
+        )
+    }
+
+    /// Whether the server is not a taskscope server of this protocol version
+    /// (what the live view shows as "incompatible").
+    pub fn is_incompatible(&self) -> bool {
+        !self.retry()
+    }
+
+    /// An error while connecting (or below gRPC).
+    pub fn from_transport(addr: &str, err: &(dyn std::error::Error + 'static)) -> ClientError {
+        let addr = addr.to_string();
+        let mut text = String::new();
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                match io.kind() {
+                    io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::NotFound
+                    | io::ErrorKind::AddrNotAvailable => return ClientError::NotListening { addr },
+                    io::ErrorKind::TimedOut => {
+                        return ClientError::TimedOut {
+                            addr,
+                            what: "connecting".into(),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+            let here = e.to_string();
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&here);
+            cur = e.source();
+        }
+        let lower = text.to_ascii_lowercase();
+        if lower.contains("timed out") || lower.contains("timeout") {
+            return ClientError::TimedOut {
+                addr,
+                what: "connecting".into(),
+            };
+        }
+        if speaks_something_else(&lower) {
+            return ClientError::NotGrpc { addr };
+        }
+        ClientError::Lost { addr, detail: text }
+    }
+
+    /// An error status from a call (or from the stream of a call).
+    pub fn from_status(addr: &str, status: &tonic::Status) -> ClientError {
+        use tonic::Code;
+        let message = status.message().to_string();
+        match status.code() {
+            Code::Unimplemented => ClientError::NotTaskscope {
+                addr: addr.to_string(),
+            },
+            Code::FailedPrecondition if message.contains("protocol") => ClientError::Incompatible {
+                addr: addr.to_string(),
+                reason: message,
+            },
+            Code::ResourceExhausted => ClientError::Dropped {
+                addr: addr.to_string(),
+                reason: message,
+            },
+            Code::NotFound => ClientError::NotFound {
+                addr: addr.to_string(),
+                reason: message,
+            },
+            Code::DeadlineExceeded => ClientError::TimedOut {
+                addr: addr.to_string(),
+                what: "an answer".into(),
+            },
+            _ => {
+                if let Some(source) = status.source() {
+                    let err = ClientError::from_transport(addr, source);
+                    if !matches!(err, ClientError::Lost { .. }) {
+                        return err;
+                    }
+                }
+                let lower = message.to_ascii_lowercase();
+                if speaks_something_else(&lower) {
+                    ClientError::NotGrpc {
+                        addr: addr.to_string(),
+                    }
+                } else {
+                    let detail = if message.is_empty() {
+                        format!("{:?}", status.code())
+                    } else {
+                        message
+                    };
+                    ClientError::Lost {
+                        addr: addr.to_string(),
+                        detail,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The peer answered in some other protocol: HTTP/2 framing errors (an HTTP/1
+/// reply or a TLS record read as frames), or an HTTP reply that is not gRPC.
+fn speaks_something_else(lower: &str) -> bool {
+    [
+        "frame with invalid size",
+        "frame_size_error",
+        "protocol_error",
+        "protocol error",
+        "invalid frame",
+        "http2 error",
+        "content-type",
+        "invalid compression flag",
+        "http status",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_reasons() {
+        let addr = "127.0.0.1:6670";
+        let e = ClientError::from_status(addr, &tonic::Status::unimplemented(""));
+        assert_eq!(
+            e.to_string(),
+            "127.0.0.1:6670 is a gRPC server, but not taskscope (console-subscriber? another service?)"
+        );
+        assert!(e.is_incompatible());
+        let e = ClientError::from_status(
+            addr,
+            &tonic::Status::failed_precondition("taskscope protocol mismatch: the app speaks 2"),
+        );
+        assert!(matches!(e, ClientError::Incompatible { .. }), "{e:?}");
+        assert!(!e.retry());
+        let e = ClientError::from_status(
+            addr,
+            &tonic::Status::resource_exhausted("viewer too slow: 16 updates behind"),
+        );
+        assert!(e.retry());
+        assert!(e.to_string().contains("viewer too slow: 16 updates behind"));
+    }
+
+    #[test]
+    fn refused_is_nothing_listens() {
+        let io = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let e = ClientError::from_transport("127.0.0.1:1", &io);
+        assert_eq!(
+            e.to_string(),
+            "nothing listens on 127.0.0.1:1 — is the app running with taskscope, and TASKSCOPE_ADDR set to it?"
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! `taskscope dump [ADDR] [--json]`: every live task of a running app, once,
+//! as an aligned table (in the spirit of `python -m asyncio ps`) or a JSON
+//! array. Only the app's own tasks: the app's server never lists taskscope's.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use taskscope::ServerAddr;
+use taskscope::format;
+
+use crate::client::{self, ClientError, ListedTask, Listing, TaskKind};
+
+/// Runs the command: prints the tasks on stdout and exits 0, or prints one
+/// line naming the address and the cause on stderr and exits 1.
+pub fn main(addr: &ServerAddr, json: bool) -> ExitCode {
+    match run(addr, json) {
+        Ok(text) => {
+            let mut out = std::io::stdout().lock();
+            if out
+                .write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .is_err()
+            {
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("taskscope dump: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The text `taskscope dump` prints for the app at `addr`.
+pub fn run(addr: &ServerAddr, json: bool) -> Result<String, ClientError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Lost {
+            addr: addr.to_string(),
+            detail: format!("cannot start a runtime to connect ({e})"),
+        })?;
+    let listing = runtime.block_on(client::list_tasks(addr))?;
+    Ok(if json {
+        to_json(&listing)
+    } else {
+        to_table(&listing)
+    })
+}
+
+/// The listing as a table, one row a task, with a header.
+pub fn to_table(listing: &Listing) -> String {
+    let rows: Vec<Vec<String>> = listing
+        .tasks
+        .iter()
+        .map(|ListedTask { task: t, kind }| {
+            let name = match (&t.name, kind) {
+                (Some(name), _) => name.clone(),
+                (None, TaskKind::BlockOn) => "(block_on)".into(),
+                (None, TaskKind::Task) => "-".into(),
+            };
+            vec![
+                t.id.to_string(),
+                name,
+                t.state.to_string(),
+                t.spawned_at.clone(),
+                t.parent.map_or_else(|| "-".into(), |p| p.to_string()),
+                format::duration(t.age),
+                t.polls.to_string(),
+                format::duration(t.busy),
+                format::duration(t.idle),
+                t.since_last_poll.map_or_else(
+                    || "never".into(),
+                    |d| format!("{} ago", format::duration(d)),
+                ),
+                t.wakes.to_string(),
+            ]
+        })
+        .collect();
+    format::table(
+        &[
+            "ID",
+            "NAME",
+            "STATE",
+            "SPAWNED AT",
+            "PARENT",
+            "AGE",
+            "POLLS",
+            "BUSY",
+            "IDLE",
+            "LAST POLL",
+            "WAKES",
+        ],
+        &rows,
+        &[0, 4, 5, 6, 7, 8, 10],
+    )
+}
+
+/// One task of `dump --json`, fields in this order.
+#[derive(serde::Serialize)]
+struct JsonTask<'a> {
+    id: u64,
+    name: Option<&'a str>,
+    kind: &'static str,
+    state: &'static str,
+    spawned_at: &'a str,
+    parent: Option<u64>,
+    polls: u64,
+    busy_ms: f64,
+    idle_ms: f64,
+    age_ms: f64,
+    since_last_poll_ms: Option<f64>,
+    max_poll_ms: f64,
+    wakes: u64,
+    wakers: i64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1e6
+}
+
+/// The listing as a JSON array, one object a task: `id`, `name`, `kind`
+/// (`task` or `block_on`), `state` (`running`, `scheduled`, `idle`),
+/// `spawned_at`, `parent`, `polls`, `busy_ms`, `idle_ms`, `age_ms`,
+/// `since_last_poll_ms`, `max_poll_ms`, `wakes`, `wakers`.
+pub fn to_json(listing: &Listing) -> String {
+    let tasks: Vec<JsonTask<'_>> = listing
+        .tasks
+        .iter()
+        .map(|ListedTask { task: t, kind }| JsonTask {
+            id: t.id,
+            name: t.name.as_deref(),
+            kind: kind.as_str(),
+            state: t.state.as_str(),
+            spawned_at: &t.spawned_at,
+            parent: t.parent,
+            polls: t.polls,
+            busy_ms: ms(t.busy),
+            idle_ms: ms(t.idle),
+            age_ms: ms(t.age),
+            since_last_poll_ms: t.since_last_poll.map(ms),
+            max_poll_ms: ms(t.max_poll),
+            wakes: t.wakes,
+            wakers: t.wakers,
+        })
+        .collect();
+    let mut text = serde_json::to_string_pretty(&tasks).expect("JSON values serialize");
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::model::{AppInfo, Task, TaskState};
+
+    fn listing() -> Listing {
+        let task = |id: u64, name: Option<&str>, kind| ListedTask {
+            task: Task {
+                id,
+                name: name.map(str::to_owned),
+                state: TaskState::Idle,
+                ended: None,
+                spawned_at: format!("src/main.rs:{id}:5"),
+                parent: (id > 1).then_some(1),
+                age: Duration::from_millis(1_500),
+                polls: 3,
+                busy: Duration::from_micros(250),
+                idle: Duration::from_micros(1_499_750),
+                since_last_poll: Some(Duration::from_millis(2)),
+                max_poll: Duration::from_micros(200),
+                wakes: 2,
+                wakers: 1,
+            },
+            kind,
+        };
+        Listing {
+            app: AppInfo::default(),
+            tasks: vec![
+                task(1, None, TaskKind::BlockOn),
+                task(12, Some("waiter-7"), TaskKind::Task),
+            ],
+            at: std::time::SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn table_is_aligned_with_a_header() {
+        let text = to_table(&listing());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("ID  NAME"), "{text}");
+        assert!(lines[1].contains("(block_on)") && lines[1].contains("src/main.rs:1:5"));
+        assert!(
+            lines[2].contains("waiter-7") && lines[2].contains("1.50s"),
+            "{text}"
+        );
+        let col = |l: &str| l.find("src/main.rs").unwrap();
+        assert_eq!(col(lines[1]), col(lines[2]), "aligned:\n{text}");
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let v: serde_json::Value = serde_json::from_str(&to_json(&listing())).unwrap();
+        let t = &v[1];
+        assert_eq!(t["id"], 12);
+        assert_eq!(t["name"], "waiter-7");
+        assert_eq!(t["kind"], "task");
+        assert_eq!(t["state"], "idle");
+        assert_eq!(t["spawned_at"], "src/main.rs:12:5");
+        assert_eq!(t["polls"], 3);
+        assert_eq!(t["busy_ms"], 0.25);
+        assert_eq!(t["age_ms"], 1500.0);
+        assert_eq!(v[0]["kind"], "block_on");
+        assert!(v[0]["name"].is_null());
+    }
+}

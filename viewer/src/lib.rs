@@ -1,0 +1,13 @@
+//! The `taskscope` viewer as a library: the model of the remote app
+//! ([`state`]), the views that draw it ([`ui`]) and the terminal loop
+//! ([`tui`]). The binary (`src/main.rs`) parses the command line and wires
+//! the client to [`tui::run`].
+
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod demo;
+pub mod dump;
+pub mod state;
+pub mod tui;
+pub mod ui;

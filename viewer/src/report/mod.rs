@@ -1,0 +1,109 @@
+//! `taskscope report FILE...`: offline review of report files.
+//!
+//! Reads the JSON-lines report files the instrumented app wrote
+//! ([`taskscope::Finding`], one a line), and shows which spawn locations block
+//! the runtime (slow polls: how often, how long, where they blocked) and the
+//! other findings by kind and location.
+//!
+//! Malformed lines are named on stderr as `FILE:LINE: reason` and skipped; a
+//! file that can't be read is named on stderr and the others are still read.
+//!
+//! Exit status: 0, or 1 when a file could not be read.
+//!
+//! `--json` prints one object:
+//! `{"slow_polls": [{"spawned_at", "count", "unfinished", "total_ms", "max_ms",
+//! "p50_ms", "p99_ms", "top_frame", "top_frame_polls", "worst_stack",
+//! "worst_task", "task_names"}], "other": [{"kind", "location", "count",
+//! "reason"?, "example_task"?, "example"?}], "lines": {"valid", "malformed",
+//! "outside_window"}, "files": [..], "unreadable": [..]}`.
+//! `spawned_at` and `location` are null when unknown (and `location` for
+//! `findings_dropped`); `example_task` is a [`taskscope::TaskRef`].
+
+mod group;
+mod parse;
+mod render;
+mod window;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub use window::{Window, parse_time};
+
+/// What `taskscope report` was asked for.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The report files, in order; `-` is standard input.
+    pub files: Vec<PathBuf>,
+    /// Print one JSON object instead of text.
+    pub json: bool,
+    /// Keep only the findings in this time window.
+    pub window: Window,
+}
+
+/// Findings to the aggregator, problems to stderr (buffered: a file of garbage
+/// is reported quickly).
+struct Collect<W: Write> {
+    aggregator: group::Aggregator,
+    stderr: W,
+}
+
+impl<W: Write> parse::Sink for Collect<W> {
+    fn finding(&mut self, entry: parse::Entry) {
+        self.aggregator.add(entry);
+    }
+
+    fn problem(&mut self, problem: &parse::Problem) {
+        let _ = writeln!(self.stderr, "{problem}");
+    }
+
+    fn unreadable(&mut self, error: &anyhow::Error) {
+        let _ = writeln!(self.stderr, "taskscope report: {error:#}");
+    }
+}
+
+/// Runs the report: output on stdout, problems on stderr.
+pub fn run(options: &Options) -> ExitCode {
+    let mut sink = Collect {
+        aggregator: group::Aggregator::new(),
+        stderr: io::BufWriter::new(io::stderr().lock()),
+    };
+    let reading = parse::read_files(&options.files, &options.window, &mut sink);
+    let Collect {
+        aggregator,
+        mut stderr,
+    } = sink;
+    if reading.malformed > 0 {
+        let _ = writeln!(
+            stderr,
+            "taskscope report: {}",
+            render::malformed_text(reading.malformed)
+        );
+    }
+    let _ = stderr.flush();
+    drop(stderr);
+
+    let summary = aggregator.finish();
+    let mut output = if options.json {
+        render::json(&summary, &reading)
+    } else {
+        render::text(&summary, &reading)
+    };
+    if !output.ends_with('\n') {
+        output.push('\n');
+    }
+    let mut stdout = io::stdout().lock();
+    if let Err(error) = stdout
+        .write_all(output.as_bytes())
+        .and_then(|()| stdout.flush())
+        && error.kind() != io::ErrorKind::BrokenPipe
+    {
+        eprintln!("taskscope report: cannot write the report: {error}");
+        return ExitCode::FAILURE;
+    }
+    if reading.unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

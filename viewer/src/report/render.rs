@@ -1,0 +1,329 @@
+//! Output: the text tables, and the `--json` object.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use taskscope::format::{duration, table};
+use taskscope::{LeakReason, StackFrame, TaskRef};
+
+use super::group::{OtherGroup, SlowPollGroup, Summary, WorstPoll, frame_text};
+use super::parse::Reading;
+
+/// Frames of a worst stack shown in text; `--json` has them all.
+pub const STACK_FRAMES_SHOWN: usize = 16;
+/// Task names shown in text per group.
+const NAMES_SHOWN: usize = 5;
+
+/// The report as text: a section of slow polls (each with its worst stack), one
+/// of other findings, and a line about what was read.
+pub fn text(summary: &Summary, reading: &Reading) -> String {
+    let mut out = String::new();
+    slow_polls_text(&summary.slow_polls, &mut out);
+    out.push('\n');
+    other_text(&summary.other, &mut out);
+    out.push('\n');
+    out.push_str(&lines_text(reading));
+    out.push('\n');
+    out
+}
+
+fn slow_polls_text(groups: &[SlowPollGroup], out: &mut String) {
+    if groups.is_empty() {
+        out.push_str("Slow polls: none\n");
+        return;
+    }
+    let polls: u64 = groups.iter().map(|g| g.count).sum();
+    out.push_str(&format!(
+        "Slow polls: {polls} {} at {} spawn {}, longest total first\n",
+        plural(polls, "poll", "polls"),
+        groups.len(),
+        plural(groups.len() as u64, "location", "locations"),
+    ));
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| {
+            vec![
+                location(g.spawned_at.as_deref(), "(no task)"),
+                g.count.to_string(),
+                ms(g.total_ms),
+                ms(g.max_ms),
+                ms(g.p50_ms),
+                ms(g.p99_ms),
+                g.top_frame.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let header = [
+        "SPAWNED AT",
+        "POLLS",
+        "TOTAL",
+        "MAX",
+        "P50",
+        "P99",
+        "TOP FRAME",
+    ];
+    let laid_out = table(&header, &rows, &[1, 2, 3, 4, 5]);
+    let mut lines = laid_out.lines();
+    if let Some(head) = lines.next() {
+        out.push_str(head);
+        out.push('\n');
+    }
+    for (group, line) in groups.iter().zip(lines) {
+        out.push_str(line);
+        out.push('\n');
+        if group.unfinished > 0 {
+            out.push_str(&format!(
+                "    {} still running at the last report\n",
+                plural(
+                    group.unfinished,
+                    "1 poll",
+                    &format!("{} polls", group.unfinished)
+                )
+            ));
+        }
+        if !group.task_names.is_empty() {
+            let mut names = group.task_names[..group.task_names.len().min(NAMES_SHOWN)].join(", ");
+            if group.task_names.len() > NAMES_SHOWN {
+                names.push_str(&format!(", … ({} names)", group.task_names.len()));
+            }
+            out.push_str(&format!("    tasks: {names}\n"));
+        }
+        worst_text(&group.worst, out);
+    }
+}
+
+fn worst_text(worst: &WorstPoll, out: &mut String) {
+    let mut head = format!("    worst poll: {}", ms(worst.duration_ms));
+    if worst.unfinished {
+        head.push_str(" so far");
+    }
+    if let Some(task) = &worst.task {
+        head.push_str(&format!(", task {}", task_text(task)));
+    }
+    if !worst.thread.is_empty() {
+        head.push_str(&format!(", thread {}", worst.thread));
+    }
+    out.push_str(&head);
+    out.push('\n');
+    if worst.stack.is_empty() {
+        let why = worst
+            .stack_unavailable
+            .as_deref()
+            .unwrap_or("none was captured");
+        out.push_str(&format!("      (no stack: {why})\n"));
+    }
+    for frame in worst.stack.iter().take(STACK_FRAMES_SHOWN) {
+        out.push_str(&format!("      {}\n", frame_text(frame)));
+    }
+    if worst.stack.len() > STACK_FRAMES_SHOWN {
+        out.push_str(&format!(
+            "      … {} more frames (--json has them all)\n",
+            worst.stack.len() - STACK_FRAMES_SHOWN
+        ));
+    }
+}
+
+fn other_text(groups: &[OtherGroup], out: &mut String) {
+    if groups.is_empty() {
+        out.push_str("Other findings: none\n");
+        return;
+    }
+    out.push_str("Other findings by kind and location\n");
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| {
+            let detail = match (g.reason, &g.example) {
+                (Some(reason), _) => reason_name(reason).to_string(),
+                (None, Some(example)) if g.kind == "task_panicked" => format!("{example:?}"),
+                (None, Some(example)) => example.clone(),
+                (None, None) => "-".into(),
+            };
+            vec![
+                g.kind.to_string(),
+                location(g.location.as_deref(), "-"),
+                g.count.to_string(),
+                detail,
+                g.example_task
+                    .as_ref()
+                    .map_or_else(|| "-".into(), task_text),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["KIND", "LOCATION", "COUNT", "DETAIL", "EXAMPLE TASK"],
+        &rows,
+        &[2],
+    ));
+}
+
+fn lines_text(reading: &Reading) -> String {
+    let read = reading.files.len() - reading.unreadable.len();
+    let mut text = format!(
+        "Read {read} {}: {} valid {}",
+        plural(read as u64, "file", "files"),
+        reading.valid,
+        plural(reading.valid, "line", "lines"),
+    );
+    if reading.outside_window > 0 {
+        text.push_str(&format!(
+            ", {} outside the time window",
+            reading.outside_window
+        ));
+    }
+    if reading.malformed > 0 {
+        text.push_str(&format!("; {}", malformed_text(reading.malformed)));
+    }
+    if !reading.unreadable.is_empty() {
+        let names: Vec<&str> = reading
+            .unreadable
+            .iter()
+            .map(|&i| reading.files[i].as_str())
+            .collect();
+        text.push_str(&format!("; could not read {}", names.join(", ")));
+    }
+    text
+}
+
+/// `N malformed lines skipped`.
+pub fn malformed_text(n: u64) -> String {
+    format!("{n} malformed {} skipped", plural(n, "line", "lines"))
+}
+
+/// The report as one JSON object (see the crate docs for its fields).
+pub fn json(summary: &Summary, reading: &Reading) -> String {
+    let report = JsonReport {
+        slow_polls: summary.slow_polls.iter().map(JsonSlowPoll::from).collect(),
+        other: summary.other.iter().map(JsonOther::from).collect(),
+        lines: JsonLines {
+            valid: reading.valid,
+            malformed: reading.malformed,
+            outside_window: reading.outside_window,
+        },
+        files: reading
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !reading.unreadable.contains(i))
+            .map(|(_, name)| name.as_str())
+            .collect(),
+        unreadable: reading
+            .unreadable
+            .iter()
+            .map(|&i| reading.files[i].as_str())
+            .collect(),
+    };
+    // Serializing plain structs of strings and numbers can't fail; say so if it does.
+    serde_json::to_string_pretty(&report)
+        .unwrap_or_else(|err| format!("{{\"error\":{:?}}}", err.to_string()))
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    slow_polls: Vec<JsonSlowPoll<'a>>,
+    other: Vec<JsonOther<'a>>,
+    lines: JsonLines,
+    /// The files read.
+    files: Vec<&'a str>,
+    /// The files that could not be read (to the end).
+    unreadable: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonSlowPoll<'a> {
+    spawned_at: Option<&'a str>,
+    count: u64,
+    unfinished: u64,
+    total_ms: f64,
+    max_ms: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    top_frame: Option<&'a str>,
+    top_frame_polls: u64,
+    worst_stack: &'a [StackFrame],
+    worst_task: Option<&'a TaskRef>,
+    task_names: &'a [String],
+}
+
+impl<'a> From<&'a SlowPollGroup> for JsonSlowPoll<'a> {
+    fn from(g: &'a SlowPollGroup) -> Self {
+        JsonSlowPoll {
+            spawned_at: g.spawned_at.as_deref(),
+            count: g.count,
+            unfinished: g.unfinished,
+            total_ms: g.total_ms,
+            max_ms: g.max_ms,
+            p50_ms: g.p50_ms,
+            p99_ms: g.p99_ms,
+            top_frame: g.top_frame.as_deref(),
+            top_frame_polls: g.top_frame_polls,
+            worst_stack: &g.worst.stack,
+            worst_task: g.worst.task.as_ref(),
+            task_names: &g.task_names,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonOther<'a> {
+    kind: &'static str,
+    location: Option<&'a str>,
+    count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<LeakReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    example_task: Option<&'a TaskRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    example: Option<&'a str>,
+}
+
+impl<'a> From<&'a OtherGroup> for JsonOther<'a> {
+    fn from(g: &'a OtherGroup) -> Self {
+        JsonOther {
+            kind: g.kind,
+            location: g.location.as_deref(),
+            count: g.count,
+            reason: g.reason,
+            example_task: g.example_task.as_ref(),
+            example: g.example.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonLines {
+    valid: u64,
+    malformed: u64,
+    outside_window: u64,
+}
+
+/// Milliseconds in the unit that keeps them short (`153.2ms`, `1.53s`).
+fn ms(value: f64) -> String {
+    match Duration::try_from_secs_f64(value / 1000.0) {
+        Ok(d) => duration(d),
+        Err(_) => format!("{value}ms"),
+    }
+}
+
+fn location(at: Option<&str>, none: &str) -> String {
+    at.unwrap_or(none).to_string()
+}
+
+/// `17 "handler"`, or `17` for an unnamed task.
+fn task_text(task: &TaskRef) -> String {
+    match &task.name {
+        Some(name) => format!("{} {name:?}", task.id),
+        None => task.id.to_string(),
+    }
+}
+
+fn reason_name(reason: LeakReason) -> &'static str {
+    match reason {
+        LeakReason::AliveAtShutdown => "alive_at_shutdown",
+        LeakReason::LostWaker => "lost_waker",
+        LeakReason::IdleTooLong => "idle_too_long",
+    }
+}
+
+fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}

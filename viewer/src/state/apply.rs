@@ -1,0 +1,300 @@
+//! Folding [`Update`]s into the [`Model`]: a snapshot replaces, a delta merges.
+//! While paused, updates are held coalesced (see the module docs of
+//! [`crate::state`]).
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+use taskscope::LeakReason;
+
+use super::{
+    AppInfo, Dropped, Finding, FindingKind, MAX_HELD_FINDINGS, MAX_PROBLEMS, Marks, Model,
+    RuntimeMetrics, Task, TaskEntry, Update,
+};
+
+/// Updates held while paused, coalesced.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    /// A snapshot came: at resume, replace everything (with `live`/`finished`).
+    snapshot: Option<AppInfo>,
+    /// Live tasks changed (or, after a snapshot, all live tasks), latest record each.
+    live: HashMap<u64, Task>,
+    /// Tasks that ended.
+    finished: HashMap<u64, Task>,
+    /// Findings, oldest first.
+    findings: Vec<Finding>,
+    metrics: Option<RuntimeMetrics>,
+    dropped: Option<Dropped>,
+    at: Option<SystemTime>,
+    /// Updates held (as they came).
+    pub count: u64,
+    /// Findings dropped because `findings` was full.
+    pub findings_dropped: u64,
+}
+
+impl Held {
+    fn hold(&mut self, update: Update) {
+        self.count += 1;
+        match update {
+            Update::Snapshot {
+                app,
+                tasks,
+                finished,
+                findings,
+                metrics,
+                dropped,
+                at,
+            } => {
+                let (count, findings_dropped) = (self.count, self.findings_dropped);
+                *self = Held {
+                    snapshot: Some(app),
+                    live: tasks.into_iter().map(|t| (t.id, t)).collect(),
+                    finished: finished.into_iter().map(|t| (t.id, t)).collect(),
+                    findings: Vec::new(),
+                    metrics: Some(metrics),
+                    dropped: Some(dropped),
+                    at: Some(at),
+                    count,
+                    findings_dropped,
+                };
+                self.hold_findings(findings);
+            }
+            Update::Delta {
+                changed,
+                finished,
+                findings,
+                metrics,
+                dropped,
+                at,
+            } => {
+                for task in changed {
+                    if !self.finished.contains_key(&task.id) {
+                        self.live.insert(task.id, task);
+                    }
+                }
+                for task in finished {
+                    self.live.remove(&task.id);
+                    self.finished.insert(task.id, task);
+                }
+                self.hold_findings(findings);
+                self.metrics = Some(metrics);
+                self.dropped = Some(dropped);
+                self.at = Some(at);
+            }
+            // Applied at once, never held.
+            Update::Detail(_) | Update::Connection(_) => {}
+        }
+    }
+
+    fn hold_findings(&mut self, findings: Vec<Finding>) {
+        for finding in findings {
+            if self.findings.len() < MAX_HELD_FINDINGS {
+                self.findings.push(finding);
+            } else {
+                self.findings_dropped += 1;
+            }
+        }
+    }
+
+    /// What was held, as updates to apply in order.
+    pub fn into_updates(self) -> Vec<Update> {
+        if self.count == 0 {
+            return Vec::new();
+        }
+        let tasks: Vec<Task> = self.live.into_values().collect();
+        let finished: Vec<Task> = self.finished.into_values().collect();
+        let metrics = self.metrics.unwrap_or_default();
+        let dropped = self.dropped.unwrap_or_default();
+        let at = self.at.unwrap_or_else(SystemTime::now);
+        let update = match self.snapshot {
+            Some(app) => Update::Snapshot {
+                app,
+                tasks,
+                finished,
+                findings: self.findings,
+                metrics,
+                dropped,
+                at,
+            },
+            None => Update::Delta {
+                changed: tasks,
+                finished,
+                findings: self.findings,
+                metrics,
+                dropped,
+                at,
+            },
+        };
+        vec![update]
+    }
+}
+
+impl Model {
+    /// Folds `update` in, as received at `now`.
+    ///
+    /// - `Snapshot` replaces the tasks, findings, metrics and counters.
+    /// - `Delta` merges: changed tasks are replaced whole, finished ones are
+    ///   kept (dimmed) for [`Model::keep_finished`], findings are added.
+    /// - `Detail` is kept for the detail view.
+    /// - `Connection` replaces the connection state.
+    ///
+    /// While paused, snapshots and deltas are held (coalesced) and applied on
+    /// resume; details and connection changes are applied at once.
+    pub fn apply(&mut self, update: Update, now: Instant) {
+        self.clock = self.clock.max(now);
+        match update {
+            Update::Connection(connection) => {
+                self.connection = connection;
+                self.connection_since = now;
+            }
+            Update::Detail(detail) => self.detail = Some(detail),
+            update if self.paused => self.held.hold(update),
+            Update::Snapshot {
+                app,
+                tasks,
+                finished,
+                findings,
+                metrics,
+                dropped,
+                at,
+            } => {
+                self.now = self.now.max(now);
+                self.app = Some(app);
+                self.tasks.clear();
+                self.tasks.reserve(tasks.len() + finished.len());
+                self.finish_queue.clear();
+                self.marks.clear();
+                self.slow.clear();
+                self.problems.clear();
+                self.problems_overflow = 0;
+                self.findings_dropped_reported = 0;
+                for task in tasks {
+                    self.upsert_live(task, now);
+                }
+                for task in finished {
+                    self.insert_finished(task, now);
+                }
+                for finding in findings {
+                    self.ingest(finding);
+                }
+                self.metrics = metrics;
+                self.dropped = dropped;
+                self.last_update_at = Some(at);
+                self.invalidate_order();
+            }
+            Update::Delta {
+                changed,
+                finished,
+                findings,
+                metrics,
+                dropped,
+                at,
+            } => {
+                self.now = self.now.max(now);
+                // New rows and rows that ended change what the table holds:
+                // re-sort now. Changed values of known rows only change the
+                // order: see `Model::task_order` for when that is redone.
+                let mut rows_changed = !finished.is_empty();
+                let values_changed = !changed.is_empty() || !findings.is_empty();
+                for task in changed {
+                    rows_changed |= self.upsert_live(task, now);
+                }
+                for task in finished {
+                    self.insert_finished(task, now);
+                }
+                for finding in findings {
+                    self.ingest(finding);
+                }
+                self.metrics = metrics;
+                self.dropped = dropped;
+                self.last_update_at = Some(at);
+                if rows_changed {
+                    self.invalidate_order();
+                } else if values_changed {
+                    self.invalidate_order_values();
+                }
+            }
+        }
+    }
+
+    /// Adds or replaces a live task; returns whether it is a new row.
+    fn upsert_live(&mut self, task: Task, now: Instant) -> bool {
+        if task.ended.is_some() {
+            self.insert_finished(task, now);
+            return true;
+        }
+        match self.tasks.get_mut(&task.id) {
+            // A late change of a task already known to have ended: its end wins.
+            Some(entry) if entry.is_finished() => false,
+            Some(entry) => {
+                entry.task = task;
+                entry.updated_at = now;
+                false
+            }
+            None => {
+                self.tasks.insert(
+                    task.id,
+                    TaskEntry {
+                        task,
+                        updated_at: now,
+                        ended_at: None,
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    fn insert_finished(&mut self, task: Task, now: Instant) {
+        let id = task.id;
+        let ended_at = match self.tasks.get(&id).and_then(|e| e.ended_at) {
+            Some(earlier) => earlier,
+            None => {
+                self.finish_queue.push_back((now, id));
+                now
+            }
+        };
+        self.tasks.insert(
+            id,
+            TaskEntry {
+                task,
+                updated_at: now,
+                ended_at: Some(ended_at),
+            },
+        );
+    }
+
+    fn mark(&mut self, finding: &Finding, marks: Marks) {
+        if let Some(task) = &finding.task {
+            self.marks.entry(task.id).or_default().insert(marks);
+        }
+    }
+
+    fn ingest(&mut self, finding: Finding) {
+        match &finding.kind {
+            FindingKind::SlowPoll { .. } => {
+                self.slow.ingest(&finding);
+                self.mark(&finding, Marks::SLOW);
+                return;
+            }
+            FindingKind::FindingsDropped { count } => {
+                self.findings_dropped_reported += count;
+                return;
+            }
+            FindingKind::NeverAwaited { .. } => {}
+            FindingKind::LeakedTask { reason, .. } => {
+                let marks = match reason {
+                    LeakReason::LostWaker => Marks::LOST_WAKER,
+                    LeakReason::AliveAtShutdown | LeakReason::IdleTooLong => Marks::LEAKED,
+                };
+                self.mark(&finding, marks);
+            }
+            FindingKind::TaskPanicked { .. } => self.mark(&finding, Marks::PANICKED),
+        }
+        if self.problems.len() == MAX_PROBLEMS {
+            self.problems.pop_front();
+            self.problems_overflow += 1;
+        }
+        self.problems.push_back(finding);
+    }
+}

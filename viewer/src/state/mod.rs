@@ -1,0 +1,638 @@
+//! The viewer's model of the remote app, and the state of the interface.
+//!
+//! The client turns what the app sends into [`Update`]s; [`Model::apply`] folds
+//! them in; [`Model::handle_key`] turns keys into changes of the interface
+//! state and, when the outside world must act, into an [`Action`]; the views in
+//! [`crate::ui`] only draw what is here. Nothing in this module touches a
+//! terminal or a socket, so tests drive it with hand-made updates.
+//!
+//! Time is passed in (`now`), never read, for the same reason.
+//!
+//! # What is kept
+//!
+//! - every live task the app reported, by id, with the time it was last
+//!   updated (ages and idle times are extrapolated from it between updates);
+//! - finished tasks, for [`Model::keep_finished`] (10 s) after the viewer
+//!   learnt that they ended; then they are removed;
+//! - slow polls, grouped by the spawn location of their task
+//!   ([`slow_polls::SlowPolls`]);
+//! - the other findings (never awaited, leaked, panicked), the newest
+//!   [`MAX_PROBLEMS`];
+//! - runtime metrics, drop counters, the connection state.
+//!
+//! # Pause
+//!
+//! While paused the picture on screen does not change, but nothing is lost:
+//! updates are buffered *coalesced* (a task changed ten times is held once, in
+//! its latest form; a snapshot replaces what was held), so the buffer is
+//! bounded by the number of tasks, plus at most [`MAX_HELD_FINDINGS`] findings
+//! (findings past that are dropped and counted, and the count is shown).
+//! Resuming applies what was held as one update. Connection changes and task
+//! details are applied at once even while paused: the connection state is
+//! always shown, and a detail is something the user just asked for.
+
+mod apply;
+pub mod filter;
+pub mod keys;
+pub mod model;
+pub mod slow_polls;
+pub mod sort;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
+
+pub use keys::Action;
+pub use model::*;
+pub use slow_polls::{SlowGroup, SlowOrder, SlowPolls};
+pub use sort::{Column, SortSpec};
+
+use apply::Held;
+use sort::TaskOrder;
+
+/// How long a finished task stays in the table after the viewer learnt it ended.
+pub const KEEP_FINISHED: Duration = Duration::from_secs(10);
+
+/// The most findings other than slow polls kept for the problems view (the oldest go first).
+pub const MAX_PROBLEMS: usize = 5_000;
+
+/// Up to this many tasks, the table is re-sorted whenever a value changes.
+pub const RESORT_AT_ONCE_UP_TO: usize = 10_000;
+
+/// Above [`RESORT_AT_ONCE_UP_TO`] tasks, the longest a changed value waits to move its row.
+pub const RESORT_EVERY: Duration = Duration::from_secs(1);
+
+/// The most findings held while paused; more are dropped and counted.
+pub const MAX_HELD_FINDINGS: usize = 10_000;
+
+/// The views, in tab order (keys `1`..`5`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum View {
+    /// Every task, as a table.
+    Tasks,
+    /// Everything about the selected task.
+    Detail,
+    /// Slow polls grouped by spawn location.
+    SlowPolls,
+    /// Never-awaited futures, leaked and lost tasks, panics, dropped counts.
+    Problems,
+    /// Runtime metrics: workers, queues, blocking pool.
+    Runtime,
+}
+
+impl View {
+    /// Every view, in tab order.
+    pub const ALL: [View; 5] = [
+        View::Tasks,
+        View::Detail,
+        View::SlowPolls,
+        View::Problems,
+        View::Runtime,
+    ];
+
+    /// The tab's title.
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Tasks => "Tasks",
+            View::Detail => "Detail",
+            View::SlowPolls => "Slow polls",
+            View::Problems => "Problems",
+            View::Runtime => "Runtime",
+        }
+    }
+
+    /// Position in the tab bar, from 0.
+    pub fn index(self) -> usize {
+        View::ALL.iter().position(|v| *v == self).unwrap_or(0)
+    }
+
+    /// The next view in tab order (wrapping).
+    pub fn next(self) -> View {
+        View::ALL[(self.index() + 1) % View::ALL.len()]
+    }
+
+    /// The previous view in tab order (wrapping).
+    pub fn prev(self) -> View {
+        View::ALL[(self.index() + View::ALL.len() - 1) % View::ALL.len()]
+    }
+}
+
+/// Warning marks of a task, shown in the tasks table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Marks(u8);
+
+impl Marks {
+    /// It had a slow poll (`⚠`).
+    pub const SLOW: Marks = Marks(1);
+    /// It panicked (`✗`).
+    pub const PANICKED: Marks = Marks(2);
+    /// It can never be woken again: no waker left (`↯`).
+    pub const LOST_WAKER: Marks = Marks(4);
+    /// Reported leaked: alive at shutdown or idle too long (`⧖`).
+    pub const LEAKED: Marks = Marks(8);
+
+    /// No mark.
+    pub const NONE: Marks = Marks(0);
+
+    /// Every mark with its symbol and meaning, most severe first.
+    pub const LEGEND: [(Marks, &'static str, &'static str); 4] = [
+        (Marks::PANICKED, "✗", "panicked"),
+        (
+            Marks::LOST_WAKER,
+            "↯",
+            "lost waker: can never be woken again",
+        ),
+        (
+            Marks::LEAKED,
+            "⧖",
+            "leaked: alive at shutdown or idle too long",
+        ),
+        (Marks::SLOW, "⚠", "had a slow poll"),
+    ];
+
+    /// Whether every mark of `other` is set.
+    pub fn contains(self, other: Marks) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Sets the marks of `other`.
+    pub fn insert(&mut self, other: Marks) {
+        self.0 |= other.0;
+    }
+
+    /// Both sets of marks.
+    pub fn union(self, other: Marks) -> Marks {
+        Marks(self.0 | other.0)
+    }
+
+    /// Whether no mark is set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The symbols of the marks set, most severe first (`"✗⚠"`).
+    pub fn symbols(self) -> String {
+        Marks::LEGEND
+            .iter()
+            .filter(|(m, _, _)| self.contains(*m))
+            .map(|(_, s, _)| *s)
+            .collect()
+    }
+
+    /// A number that orders marks by severity (panicked > lost waker > leaked > slow).
+    pub fn severity(self) -> u8 {
+        // The bits are laid out slow < panicked < lost waker < leaked; weigh them
+        // in the order of the legend instead.
+        let mut score = 0;
+        for (i, (m, _, _)) in Marks::LEGEND.iter().enumerate() {
+            if self.contains(*m) {
+                score |= 1 << (Marks::LEGEND.len() - 1 - i);
+            }
+        }
+        score
+    }
+}
+
+/// The marks of `entry`: those from findings, plus what its record shows
+/// (ended by a panic; a poll at least `slow_threshold` long, unless zero).
+pub(crate) fn marks_for(
+    marks: &HashMap<u64, Marks>,
+    slow_threshold: Duration,
+    entry: &TaskEntry,
+) -> Marks {
+    let mut m = marks.get(&entry.task.id).copied().unwrap_or_default();
+    if entry.task.ended == Some(TaskEnd::Panicked) {
+        m.insert(Marks::PANICKED);
+    }
+    if !slow_threshold.is_zero() && entry.task.max_poll >= slow_threshold {
+        m.insert(Marks::SLOW);
+    }
+    m
+}
+
+/// One task in the model: the last record the app sent, and when.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskEntry {
+    /// The record as the app sent it.
+    pub task: Task,
+    /// When the viewer received it.
+    pub updated_at: Instant,
+    /// When the viewer learnt that the task ended (`None` while alive).
+    pub ended_at: Option<Instant>,
+}
+
+impl TaskEntry {
+    /// Whether the task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.ended_at.is_some() || self.task.ended.is_some()
+    }
+
+    fn since_update(&self, now: Instant) -> Duration {
+        if self.is_finished() {
+            Duration::ZERO
+        } else {
+            now.saturating_duration_since(self.updated_at)
+        }
+    }
+
+    /// Age at `now`: the age the app reported, plus the time since (while alive).
+    pub fn age_at(&self, now: Instant) -> Duration {
+        self.task.age + self.since_update(now)
+    }
+
+    /// Idle time at `now`: grows between updates while the task is not running.
+    pub fn idle_at(&self, now: Instant) -> Duration {
+        match self.task.state {
+            TaskState::Running => self.task.idle,
+            _ => self.task.idle + self.since_update(now),
+        }
+    }
+
+    /// Busy time at `now`: grows between updates while the task is running.
+    pub fn busy_at(&self, now: Instant) -> Duration {
+        match self.task.state {
+            TaskState::Running => self.task.busy + self.since_update(now),
+            _ => self.task.busy,
+        }
+    }
+
+    /// What to call the task's state: `running`, `idle`, ... or how it ended.
+    pub fn state_text(&self) -> &'static str {
+        match self.task.ended {
+            Some(end) => end.as_str(),
+            None if self.ended_at.is_some() => "finished",
+            None => self.task.state.as_str(),
+        }
+    }
+}
+
+/// Interface state: what is shown and how. Kept with the model so keys can be
+/// tested without a terminal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UiState {
+    /// The view shown.
+    pub view: View,
+    /// Whether the help is shown (over the current view).
+    pub help: bool,
+    /// Sort column and direction of the tasks view.
+    pub tasks_sort: SortSpec,
+    /// Order of the slow-polls view.
+    pub slow_order: SlowOrder,
+    /// The filter of the tasks view: matches name and spawn location, ignoring ASCII case.
+    pub filter: String,
+    /// Whether keys are typed into the filter.
+    pub filter_typing: bool,
+    /// The selected task (tasks view), by id.
+    pub selected: Option<u64>,
+    /// Row of the selection in the table's order, remembered so that when the
+    /// selected task goes away the selection stays where it was.
+    pub selected_row: usize,
+    /// First row drawn in the tasks table.
+    pub tasks_offset: usize,
+    /// Rows that fit on a page, as last drawn (for PageUp/PageDown).
+    pub page: usize,
+    /// Selected group in the slow-polls view, by spawn location (so that it
+    /// stays selected when newer slow polls reorder the groups).
+    pub slow_selected: Option<String>,
+    /// The task whose detail is shown.
+    pub detail_id: Option<u64>,
+    /// Scroll of the detail view, in lines.
+    pub detail_scroll: usize,
+    /// Scroll of the problems view, in lines.
+    pub problems_scroll: usize,
+}
+
+impl Default for UiState {
+    fn default() -> Self {
+        UiState {
+            view: View::Tasks,
+            help: false,
+            tasks_sort: SortSpec::default(),
+            slow_order: SlowOrder::Newest,
+            filter: String::new(),
+            filter_typing: false,
+            selected: None,
+            selected_row: 0,
+            tasks_offset: 0,
+            page: 20,
+            slow_selected: None,
+            detail_id: None,
+            detail_scroll: 0,
+            problems_scroll: 0,
+        }
+    }
+}
+
+/// The viewer's picture of the remote app, plus the interface state.
+#[derive(Debug)]
+pub struct Model {
+    /// The address the viewer attaches to, as the user gave it.
+    pub addr: String,
+    /// The connection state, always shown.
+    pub connection: Connection,
+    /// When the connection state last changed (for "retrying in 2s").
+    pub connection_since: Instant,
+    /// Who the app is, once a snapshot came.
+    pub app: Option<AppInfo>,
+    /// Live and recently finished tasks, by id.
+    pub tasks: HashMap<u64, TaskEntry>,
+    /// Finished tasks in the order they ended, to expire them.
+    finish_queue: VecDeque<(Instant, u64)>,
+    /// Warning marks by task id.
+    pub marks: HashMap<u64, Marks>,
+    /// Slow polls grouped by spawn location.
+    pub slow: SlowPolls,
+    /// Never-awaited, leaked and panicked findings, oldest first, at most [`MAX_PROBLEMS`].
+    pub problems: VecDeque<Finding>,
+    /// Problems dropped from [`Model::problems`] because it was full.
+    pub problems_overflow: u64,
+    /// Sum of the counts of `findings_dropped` findings received.
+    pub findings_dropped_reported: u64,
+    /// Runtime metrics, as last sent.
+    pub metrics: RuntimeMetrics,
+    /// Drop counters, as last sent.
+    pub dropped: Dropped,
+    /// The app's time of the last update applied.
+    pub last_update_at: Option<SystemTime>,
+    /// The time the screen shows: the last `now` given, frozen while paused.
+    pub now: Instant,
+    /// The last `now` given, even while paused (for the connection's countdown).
+    pub clock: Instant,
+    /// How long finished tasks stay ([`KEEP_FINISHED`]).
+    pub keep_finished: Duration,
+    /// Whether updates are held instead of applied.
+    pub paused: bool,
+    /// Updates held while paused.
+    held: Held,
+    /// The last task detail received.
+    pub detail: Option<TaskDetail>,
+    /// Interface state.
+    pub ui: UiState,
+    /// Cached table order of the tasks view.
+    order: TaskOrder,
+}
+
+/// Task counts for the tasks view's title.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskCounts {
+    /// Live tasks.
+    pub live: usize,
+    /// Finished tasks still shown.
+    pub finished: usize,
+    /// Rows that pass the filter.
+    pub shown: usize,
+}
+
+impl Model {
+    /// An empty model, connecting to `addr`.
+    pub fn new(addr: impl Into<String>, now: Instant) -> Model {
+        let addr = addr.into();
+        Model {
+            connection: Connection::Connecting {
+                addr: addr.clone(),
+                attempt: 1,
+            },
+            addr,
+            connection_since: now,
+            app: None,
+            tasks: HashMap::new(),
+            finish_queue: VecDeque::new(),
+            marks: HashMap::new(),
+            slow: SlowPolls::default(),
+            problems: VecDeque::new(),
+            problems_overflow: 0,
+            findings_dropped_reported: 0,
+            metrics: RuntimeMetrics::default(),
+            dropped: Dropped::default(),
+            last_update_at: None,
+            now,
+            clock: now,
+            keep_finished: KEEP_FINISHED,
+            paused: false,
+            held: Held::default(),
+            detail: None,
+            ui: UiState::default(),
+            order: TaskOrder::default(),
+        }
+    }
+
+    /// Advances the clock: expires finished tasks past their keep time.
+    /// Does nothing while paused (the picture is frozen).
+    pub fn tick(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
+        if self.paused {
+            return;
+        }
+        self.now = self.now.max(now);
+        self.expire_finished();
+    }
+
+    fn expire_finished(&mut self) {
+        let now = self.now;
+        while let Some(&(ended_at, id)) = self.finish_queue.front() {
+            if now.saturating_duration_since(ended_at) < self.keep_finished {
+                break;
+            }
+            self.finish_queue.pop_front();
+            if self.tasks.get(&id).and_then(|e| e.ended_at) == Some(ended_at) {
+                self.tasks.remove(&id);
+                self.marks.remove(&id);
+                self.order.dirty = true;
+            }
+        }
+        // Marks of tasks the viewer never saw (findings about tasks that ended
+        // long ago) would otherwise pile up.
+        if self.marks.len() > 2 * self.tasks.len() + 1024 {
+            let tasks = &self.tasks;
+            self.marks.retain(|id, _| tasks.contains_key(id));
+        }
+    }
+
+    /// Pauses or resumes. Resuming applies the updates held meanwhile, at `now`.
+    pub fn set_paused(&mut self, paused: bool, now: Instant) {
+        if paused == self.paused {
+            return;
+        }
+        self.paused = paused;
+        if !paused {
+            let held = std::mem::take(&mut self.held);
+            for update in held.into_updates() {
+                self.apply(update, now);
+            }
+            self.tick(now);
+        }
+    }
+
+    /// Updates held while paused (each counted once as it came).
+    pub fn held_updates(&self) -> u64 {
+        self.held.count
+    }
+
+    /// Findings dropped because too many were held while paused.
+    pub fn held_findings_dropped(&self) -> u64 {
+        self.held.findings_dropped
+    }
+
+    /// The warning marks of a task, including what its record shows
+    /// (ended by a panic, a poll longer than the app's threshold).
+    pub fn marks_of(&self, entry: &TaskEntry) -> Marks {
+        let threshold = self
+            .app
+            .as_ref()
+            .map(|a| a.slow_poll_threshold)
+            .unwrap_or_default();
+        marks_for(&self.marks, threshold, entry)
+    }
+
+    /// Re-sorts and re-filters the tasks table if anything changed since the
+    /// last time; returns the table's rows (task ids) in order.
+    ///
+    /// Rows added or removed, a new sort or filter: re-sorted at once. Only
+    /// values of known rows changed: re-sorted at once up to
+    /// [`RESORT_AT_ONCE_UP_TO`] tasks (never when sorted by id, where values
+    /// do not move rows); above that, at most every [`RESORT_EVERY`], so that
+    /// a big app sending deltas ten times a second is not re-sorted ten
+    /// times a second (its rows are then up to that long in a stale order).
+    pub fn task_order(&mut self) -> &[u64] {
+        let values_due = self.order.values_dirty
+            && self.ui.tasks_sort.column != Column::Id
+            && (self.tasks.len() <= RESORT_AT_ONCE_UP_TO
+                || self
+                    .order
+                    .rebuilt_at
+                    .is_none_or(|at| self.now.saturating_duration_since(at) >= RESORT_EVERY));
+        if self.order.dirty || values_due {
+            let slow_threshold = self
+                .app
+                .as_ref()
+                .map(|a| a.slow_poll_threshold)
+                .unwrap_or_default();
+            self.order.rebuild(
+                &self.tasks,
+                &self.marks,
+                slow_threshold,
+                self.ui.tasks_sort,
+                &self.ui.filter,
+                self.now,
+            );
+            self.order.rebuilt_at = Some(self.now);
+            self.sync_selection();
+        }
+        &self.order.ids
+    }
+
+    /// Counts for the tasks view's title (as of the last [`Model::task_order`]).
+    pub fn task_counts(&mut self) -> TaskCounts {
+        self.task_order();
+        self.order.counts
+    }
+
+    /// Marks the table order stale (after a change of sort or filter).
+    pub(crate) fn invalidate_order(&mut self) {
+        self.order.dirty = true;
+    }
+
+    /// Marks the table order possibly stale because values of known rows changed.
+    pub(crate) fn invalidate_order_values(&mut self) {
+        self.order.values_dirty = true;
+    }
+
+    /// Row of the selected task in the table order, if it is in it.
+    pub fn selected_row(&mut self) -> Option<usize> {
+        self.task_order();
+        let selected = self.ui.selected?;
+        if self.order.ids.get(self.ui.selected_row) == Some(&selected) {
+            return Some(self.ui.selected_row);
+        }
+        self.order.ids.iter().position(|id| *id == selected)
+    }
+
+    /// After a re-sort: keep the selected task selected; if it is gone, select
+    /// the row where it was.
+    fn sync_selection(&mut self) {
+        let ids = &self.order.ids;
+        if ids.is_empty() {
+            self.ui.selected_row = 0;
+            return;
+        }
+        let found = self
+            .ui
+            .selected
+            .and_then(|sel| ids.iter().position(|id| *id == sel));
+        match found {
+            Some(row) => self.ui.selected_row = row,
+            None => {
+                let row = self.ui.selected_row.min(ids.len() - 1);
+                self.ui.selected_row = row;
+                if self.ui.selected.is_some() {
+                    self.ui.selected = Some(ids[row]);
+                }
+            }
+        }
+    }
+
+    /// Selects the row `row` of the tasks table (clamped).
+    pub fn select_row(&mut self, row: usize) {
+        let ids = self.task_order();
+        if ids.is_empty() {
+            return;
+        }
+        let row = row.min(ids.len() - 1);
+        let id = ids[row];
+        self.ui.selected = Some(id);
+        self.ui.selected_row = row;
+    }
+
+    /// The selected task's id: the one chosen, or the first row when none was.
+    pub fn selected_task(&mut self) -> Option<u64> {
+        match self.selected_row() {
+            Some(row) => self.order.ids.get(row).copied(),
+            None => self.task_order().first().copied(),
+        }
+    }
+
+    /// The slow-poll groups in the order of the slow-polls view.
+    pub fn slow_groups(&self) -> Vec<&SlowGroup> {
+        self.slow.sorted(self.ui.slow_order)
+    }
+
+    /// Row of the selected group among `groups` (the first when none is chosen).
+    pub fn slow_selected_row(&self, groups: &[&SlowGroup]) -> usize {
+        self.ui
+            .slow_selected
+            .as_ref()
+            .and_then(|loc| groups.iter().position(|g| &g.location == loc))
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_symbols_and_severity_follow_the_legend() {
+        let mut m = Marks::NONE;
+        m.insert(Marks::SLOW);
+        m.insert(Marks::PANICKED);
+        assert_eq!(m.symbols(), "✗⚠");
+        assert!(Marks::PANICKED.severity() > Marks::LOST_WAKER.severity());
+        assert!(Marks::LOST_WAKER.severity() > Marks::LEAKED.severity());
+        assert!(Marks::LEAKED.severity() > Marks::SLOW.severity());
+        assert!(Marks::SLOW.severity() > Marks::NONE.severity());
+    }
+
+    #[test]
+    fn mark_symbols_are_one_cell_wide() {
+        // A wide symbol would shift every column right of the marks.
+        for (_, symbol, _) in Marks::LEGEND {
+            assert_eq!(ratatui::text::Span::raw(symbol).width(), 1, "{symbol}");
+        }
+    }
+
+    #[test]
+    fn views_cycle_in_tab_order() {
+        assert_eq!(View::Runtime.next(), View::Tasks);
+        assert_eq!(View::Tasks.prev(), View::Runtime);
+        assert_eq!(View::SlowPolls.index(), 2);
+    }
+}

@@ -1,0 +1,239 @@
+//! The detail view: everything about one task — its numbers, a histogram of
+//! its poll durations, its slow polls with the stacks where it blocked, wakes
+//! and wakers, parent and children, and its async stack when the app has one.
+
+use std::time::Duration;
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph};
+
+use super::{clamp_scroll, dur, frame_line, heading, ms};
+use crate::state::{FindingKind, Marks, Model, TaskDetail};
+
+/// Width of the longest histogram bar, in cells.
+const BAR_WIDTH: usize = 50;
+
+/// Draws the detail view into `area`.
+pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
+    let Some(id) = model.ui.detail_id else {
+        let block = Block::bordered().title(" Task detail ");
+        let text = "No task selected: choose one in Tasks (1) and press Enter.";
+        frame.render_widget(
+            Paragraph::new(text)
+                .style(Style::new().add_modifier(Modifier::DIM))
+                .block(block),
+            area,
+        );
+        return;
+    };
+    let lines = lines(model, id);
+    let block = Block::bordered().title(Line::from(Span::styled(
+        format!(" Task {id} "),
+        Style::new().add_modifier(Modifier::BOLD),
+    )));
+    let height = block.inner(area).height as usize;
+    model.ui.page = height.max(1);
+    clamp_scroll(&mut model.ui.detail_scroll, lines.len(), height);
+    let scroll = model.ui.detail_scroll.min(u16::MAX as usize) as u16;
+    frame.render_widget(Paragraph::new(lines).block(block).scroll((scroll, 0)), area);
+}
+
+fn lines(model: &Model, id: u64) -> Vec<Line<'static>> {
+    let mut out = Vec::new();
+    let dim = Style::new().add_modifier(Modifier::DIM);
+    let detail = model.detail.as_ref().filter(|d| d.id == id);
+    match model.tasks.get(&id) {
+        Some(entry) => {
+            let t = &entry.task;
+            let mut first = vec![Span::styled(
+                format!("Task {}", t.id),
+                Style::new().add_modifier(Modifier::BOLD),
+            )];
+            if let Some(name) = &t.name {
+                first.push(Span::styled(
+                    format!(" \"{name}\""),
+                    Style::new().add_modifier(Modifier::BOLD),
+                ));
+            }
+            first.push(Span::raw(format!(
+                "  {}  spawned at {}",
+                entry.state_text(),
+                t.spawned_at
+            )));
+            let marks = model.marks_of(entry);
+            if !marks.is_empty() {
+                let words: Vec<String> = Marks::LEGEND
+                    .iter()
+                    .filter(|(m, _, _)| marks.contains(*m))
+                    .map(|(_, s, what)| format!("{s} {what}"))
+                    .collect();
+                first.push(Span::styled(
+                    format!("  {}", words.join(", ")),
+                    Style::new().fg(Color::Yellow),
+                ));
+            }
+            out.push(Line::from(first));
+            let now = model.now;
+            out.push(Line::from(format!(
+                "age {}   polls {}   busy {}   idle {}   longest poll {}   last poll {}",
+                dur(entry.age_at(now)),
+                t.polls,
+                dur(entry.busy_at(now)),
+                dur(entry.idle_at(now)),
+                dur(t.max_poll),
+                match t.since_last_poll {
+                    Some(d) => format!("{} ago", dur(d)),
+                    None => "never".into(),
+                },
+            )));
+        }
+        None => out.push(Line::styled(
+            format!("Task {id} is no longer known (it ended more than a while ago)."),
+            dim,
+        )),
+    }
+
+    let Some(detail) = detail else {
+        out.push(Line::raw(""));
+        out.push(Line::styled("Asking the app for the detail…", dim));
+        return out;
+    };
+    out.push(Line::from(format!(
+        "wakes {}   wakers alive {}{}",
+        detail.wakes,
+        detail.wakers,
+        if detail.wakers == 0 {
+            "  (nothing can wake it)"
+        } else {
+            ""
+        }
+    )));
+    out.push(Line::from(format!(
+        "parent {}   children {}",
+        detail
+            .parent
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "none".into()),
+        if detail.children.is_empty() {
+            "none".to_string()
+        } else {
+            detail
+                .children
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    )));
+
+    out.push(Line::raw(""));
+    out.push(heading("Poll durations"));
+    histogram(detail, &mut out);
+
+    out.push(Line::raw(""));
+    out.push(heading(format!("Slow polls ({})", detail.slow_polls.len())));
+    if detail.slow_polls.is_empty() {
+        out.push(Line::styled("  none", dim));
+    }
+    // Newest first.
+    for finding in detail.slow_polls.iter().rev() {
+        let FindingKind::SlowPoll {
+            duration_ms,
+            thread,
+            stack,
+            stack_unavailable,
+            in_progress,
+            poll,
+            ..
+        } = &finding.kind
+        else {
+            continue;
+        };
+        let state = if *in_progress { "blocked for" } else { "took" };
+        out.push(Line::from(vec![
+            Span::styled(
+                format!("  poll {poll} {state} {}", ms(*duration_ms)),
+                Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(format!(" on {thread} at {}", finding.time)),
+        ]));
+        if stack.is_empty() {
+            let why = stack_unavailable
+                .as_deref()
+                .unwrap_or("no stack was captured");
+            out.push(Line::styled(
+                format!("       stack not available: {why}"),
+                dim,
+            ));
+        }
+        for (i, f) in stack.iter().enumerate() {
+            out.push(frame_line(i, f));
+        }
+    }
+
+    out.push(Line::raw(""));
+    out.push(heading("Async stack"));
+    match &detail.async_stack {
+        Some(stack) => out.extend(stack.lines().map(|l| Line::raw(format!("  {l}")))),
+        None => out.push(Line::styled(
+            "  not available (the app was not built with --cfg tokio_taskdump)",
+            dim,
+        )),
+    }
+    out
+}
+
+fn bound_text(bound: Option<Duration>, previous: Option<Duration>) -> String {
+    match (bound, previous) {
+        (Some(b), _) => format!("≤ {}", dur(b)),
+        (None, Some(p)) => format!("> {}", dur(p)),
+        (None, None) => "all".into(),
+    }
+}
+
+fn histogram(detail: &TaskDetail, out: &mut Vec<Line<'static>>) {
+    if detail.histogram.iter().all(|(_, n)| *n == 0) {
+        out.push(Line::styled(
+            "  no polls yet",
+            Style::new().add_modifier(Modifier::DIM),
+        ));
+        return;
+    }
+    let max = detail
+        .histogram
+        .iter()
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut previous = None;
+    let labels: Vec<String> = detail
+        .histogram
+        .iter()
+        .map(|(bound, _)| {
+            let text = bound_text(*bound, previous);
+            previous = bound.or(previous);
+            text
+        })
+        .collect();
+    let label_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    for ((_, count), label) in detail.histogram.iter().zip(labels) {
+        // At least one cell for any non-zero count, so a rare bucket is seen.
+        let cells = if *count == 0 {
+            0
+        } else {
+            ((*count as u128 * BAR_WIDTH as u128).div_ceil(max as u128) as usize).max(1)
+        };
+        out.push(Line::from(vec![
+            Span::raw(format!("  {label:>label_width$} ")),
+            Span::styled("█".repeat(cells), Style::new().fg(Color::Cyan)),
+            Span::raw(format!(
+                "{} {count}",
+                " ".repeat(BAR_WIDTH - cells.min(BAR_WIDTH))
+            )),
+        ]));
+    }
+}

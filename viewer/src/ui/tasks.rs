@@ -1,0 +1,212 @@
+//! The tasks view: every live task (and, dimmed, the recently finished ones)
+//! as a table, sorted by the chosen column, filtered by the typed text.
+//!
+//! Only the rows on screen are laid out; the order comes from the model's
+//! cache, which is re-sorted only when something changed.
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
+
+use super::{cut_left, cut_right, dur};
+use crate::state::{Column, Marks, Model};
+
+/// Width of each column (0 = shares the rest: name and spawn location).
+fn fixed_width(column: Column) -> u16 {
+    match column {
+        Column::Id => 8,
+        Column::Name | Column::SpawnedAt => 0,
+        Column::State => 10,
+        Column::Polls => 9,
+        Column::Busy | Column::Idle | Column::Age | Column::LongestPoll => 9,
+        Column::Warnings => 5,
+    }
+}
+
+fn right_aligned(column: Column) -> bool {
+    matches!(
+        column,
+        Column::Id
+            | Column::Polls
+            | Column::Busy
+            | Column::Idle
+            | Column::Age
+            | Column::LongestPoll
+    )
+}
+
+/// The table's title: `Tasks (412 live, 37 finished, 3 shown by filter)`.
+pub fn title(model: &mut Model) -> String {
+    let counts = model.task_counts();
+    let mut title = format!("Tasks ({} live, {} finished", counts.live, counts.finished);
+    if !model.ui.filter.trim().is_empty() {
+        title.push_str(&format!(", {} shown by filter", counts.shown));
+    }
+    title.push(')');
+    title
+}
+
+/// Draws the tasks view into `area`.
+pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
+    let sort = model.ui.tasks_sort;
+    let mut title_spans = vec![Span::styled(
+        format!(" {} ", title(model)),
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    title_spans.push(Span::raw(format!(
+        " sorted by {} {} ",
+        sort.column.title(),
+        if sort.descending { "▼" } else { "▲" }
+    )));
+    if model.ui.filter_typing || !model.ui.filter.is_empty() {
+        let cursor = if model.ui.filter_typing { "▏" } else { "" };
+        title_spans.push(Span::styled(
+            format!(" filter: {}{cursor} ", model.ui.filter),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
+    let block = Block::bordered().title(Line::from(title_spans));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+
+    // Column widths: fixed ones, then name and location share the rest (2:3).
+    let spacing: u16 = 1;
+    let fixed: u16 = Column::ALL.iter().map(|c| fixed_width(*c)).sum::<u16>()
+        + spacing * (Column::ALL.len() as u16 - 1);
+    let rest = inner.width.saturating_sub(fixed);
+    let name_width = (rest * 2 / 5).max(6);
+    let location_width = rest.saturating_sub(name_width).max(10);
+    let width_of = |c: Column| match c {
+        Column::Name => name_width,
+        Column::SpawnedAt => location_width,
+        c => fixed_width(c),
+    };
+
+    let height = inner.height.saturating_sub(1) as usize;
+    model.ui.page = height.max(1);
+    let len = model.task_order().len();
+    let selected = model.selected_row();
+    let mut offset = model.ui.tasks_offset.min(len.saturating_sub(height));
+    if let Some(row) = selected {
+        if row < offset {
+            offset = row;
+        } else if height > 0 && row >= offset + height {
+            offset = row + 1 - height;
+        }
+    }
+    model.ui.tasks_offset = offset;
+
+    let header = Row::new(Column::ALL.iter().map(|c| {
+        let mut text = c.title().to_string();
+        let mut style = Style::new().add_modifier(Modifier::BOLD);
+        if *c == sort.column {
+            text.push(if sort.descending { '▼' } else { '▲' });
+            style = style.add_modifier(Modifier::UNDERLINED).fg(Color::Yellow);
+        }
+        let line = Line::from(text);
+        let line = if right_aligned(*c) {
+            line.alignment(Alignment::Right)
+        } else {
+            line
+        };
+        Cell::from(line).style(style)
+    }));
+
+    if len == 0 {
+        let text = if model.tasks.is_empty() {
+            "No tasks yet.".to_string()
+        } else {
+            format!("No task matches the filter \"{}\".", model.ui.filter)
+        };
+        let [head, rest] =
+            ratatui::layout::Layout::vertical([Constraint::Length(1), Constraint::Min(0)])
+                .areas(inner);
+        let widths: Vec<Constraint> = Column::ALL
+            .iter()
+            .map(|c| Constraint::Length(width_of(*c)))
+            .collect();
+        frame.render_widget(
+            Table::new(Vec::<Row>::new(), widths)
+                .header(header)
+                .column_spacing(spacing),
+            head,
+        );
+        frame.render_widget(
+            Paragraph::new(text).style(Style::new().add_modifier(Modifier::DIM)),
+            rest,
+        );
+        return;
+    }
+
+    let now = model.now;
+    let end = (offset + height).min(len);
+    let ids: Vec<u64> = model.task_order()[offset..end].to_vec();
+    let mut rows = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let Some(entry) = model.tasks.get(id) else {
+            continue;
+        };
+        let marks = model.marks_of(entry);
+        let t = &entry.task;
+        let cells = Column::ALL.iter().map(|c| {
+            let w = width_of(*c) as usize;
+            let text = match c {
+                Column::Id => t.id.to_string(),
+                Column::Name => cut_right(t.name.as_deref().unwrap_or("—"), w),
+                Column::State => entry.state_text().to_string(),
+                Column::SpawnedAt => cut_left(&t.spawned_at, w),
+                Column::Polls => t.polls.to_string(),
+                Column::Busy => dur(entry.busy_at(now)),
+                Column::Idle => dur(entry.idle_at(now)),
+                Column::Age => dur(entry.age_at(now)),
+                Column::LongestPoll => dur(t.max_poll),
+                Column::Warnings => marks.symbols(),
+            };
+            let line = Line::from(text);
+            let line = if right_aligned(*c) {
+                line.alignment(Alignment::Right)
+            } else {
+                line
+            };
+            let mut cell = Cell::from(line);
+            if *c == Column::Warnings {
+                cell = cell.style(marks_style(marks));
+            } else if *c == Column::State && !entry.is_finished() {
+                cell = cell.style(Style::new().fg(match t.state {
+                    crate::state::TaskState::Running => Color::Green,
+                    crate::state::TaskState::Scheduled => Color::Yellow,
+                    crate::state::TaskState::Idle => Color::Reset,
+                }));
+            }
+            cell
+        });
+        let mut style = Style::new();
+        if entry.is_finished() {
+            style = style.add_modifier(Modifier::DIM);
+        }
+        if selected == Some(offset + i) {
+            style = style.add_modifier(Modifier::REVERSED);
+        }
+        rows.push(Row::new(cells).style(style));
+    }
+    let widths: Vec<Constraint> = Column::ALL
+        .iter()
+        .map(|c| Constraint::Length(width_of(*c)))
+        .collect();
+    let table = Table::new(rows, widths)
+        .header(header)
+        .column_spacing(spacing);
+    frame.render_widget(table, inner);
+}
+
+fn marks_style(marks: Marks) -> Style {
+    if marks.contains(Marks::PANICKED) || marks.contains(Marks::LOST_WAKER) {
+        Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+    } else if !marks.is_empty() {
+        Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
+    } else {
+        Style::new()
+    }
+}

@@ -1,0 +1,392 @@
+//! `taskscope report` as users run it: the real binary on report files.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+use taskscope::{Finding, FindingKind, LeakReason, StackFrame, TaskRef};
+
+const HANDLER_AT: &str = "src/server.rs:42:5";
+const DB_AT: &str = "src/db.rs:17:9";
+const SLEEP_FRAME: &str = "std::thread::sleep (library/std/src/thread/mod.rs:123)";
+
+/// A report file in the temp dir, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(content: &[u8]) -> TempFile {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "taskscope-report-cli-{}-{}.jsonl",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, content).expect("write the temp report file");
+        TempFile(path)
+    }
+
+    fn name(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn taskscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_taskscope"))
+        .args(args)
+        .output()
+        .expect("run taskscope")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("output is UTF-8")
+}
+
+fn task(id: u64, name: Option<&str>, spawned_at: &str) -> Option<TaskRef> {
+    Some(TaskRef {
+        id,
+        name: name.map(str::to_owned),
+        spawned_at: spawned_at.into(),
+    })
+}
+
+fn frame(function: &str, file: &str, line: u32) -> StackFrame {
+    StackFrame {
+        function: function.into(),
+        file: Some(file.into()),
+        line: Some(line),
+    }
+}
+
+fn finding(kind: FindingKind, task: Option<TaskRef>, second: u32) -> Finding {
+    Finding {
+        v: taskscope::SCHEMA_VERSION,
+        kind,
+        time: format!("2026-11-22T10:00:{second:02}.000Z"),
+        task,
+    }
+}
+
+fn slow(
+    task: Option<TaskRef>,
+    poll: u64,
+    ms: f64,
+    in_progress: bool,
+    stack: Vec<StackFrame>,
+    second: u32,
+) -> Finding {
+    finding(
+        FindingKind::SlowPoll {
+            duration_ms: ms,
+            threshold_ms: 100,
+            thread: "tokio-runtime-worker".into(),
+            stack,
+            stack_unavailable: None,
+            in_progress,
+            poll,
+        },
+        task,
+        second,
+    )
+}
+
+fn line(finding: &Finding) -> Vec<u8> {
+    let mut line = serde_json::to_vec(finding).expect("serialize a finding");
+    line.push(b'\n');
+    line
+}
+
+/// Valid findings of every kind, with malformed lines between them. Returns
+/// the file's bytes and the line numbers of the malformed lines.
+fn report_file() -> (Vec<u8>, Vec<usize>) {
+    let sleep = frame("std::thread::sleep", "library/std/src/thread/mod.rs", 123);
+    let handler = frame("app::handler", "src/server.rs", 57);
+    let query = frame("app::db::query", "src/db.rs", 30);
+    let handler_task = |id| task(id, Some("handler"), HANDLER_AT);
+
+    let mut lines: Vec<Vec<u8>> = vec![
+        // Task 1, poll 3: blocked, warned about twice, then its final report.
+        line(&slow(handler_task(1), 3, 100.0, true, vec![sleep.clone(), handler.clone()], 0)),
+        line(&slow(handler_task(1), 3, 200.0, true, vec![sleep.clone(), handler.clone()], 1)),
+        line(&slow(handler_task(1), 3, 250.0, false, vec![sleep.clone(), handler.clone()], 1)),
+        b"this is not JSON\n".to_vec(),
+        line(&slow(handler_task(2), 1, 150.0, false, vec![sleep.clone(), handler.clone()], 2)),
+        line(&slow(handler_task(2), 2, 600.0, false, vec![query.clone(), handler.clone()], 3)),
+        // Truncated: cut short (a full disk, a copy that stopped), then a newline.
+        [&line(&slow(handler_task(3), 1, 999.0, false, vec![], 3))[..70], b"\n"].concat(),
+        line(&slow(task(4, Some("db"), DB_AT), 1, 120.0, false, vec![query.clone()], 4)),
+        b"{\"v\":1,\"kind\":\"mystery\",\"time\":\"2026-11-22T10:00:05.000Z\",\"task\":null}\n".to_vec(),
+        line(&finding(
+            FindingKind::NeverAwaited { name: "fetch_user".into(), created_at: "src/users.rs:10:5".into() },
+            None,
+            5,
+        )),
+        // Hand-written, with a field this version does not know.
+        b"{\"v\":1,\"kind\":\"never_awaited\",\"name\":\"fetch_user\",\"created_at\":\"src/users.rs:10:5\",\"time\":\"2026-11-22T10:00:06.000Z\",\"task\":null,\"later\":true}\n".to_vec(),
+        b"{\"v\":1,\"kind\":\"slow_poll\",\"time\":\"2026-11-22T10:00:06.\xff\xfeZ\",\"task\":null}\n".to_vec(),
+        line(&finding(
+            FindingKind::LeakedTask { reason: LeakReason::LostWaker, age_ms: 5_000, idle_ms: 4_000 },
+            task(7, Some("poller"), "src/poll.rs:5:5"),
+            7,
+        )),
+        line(&finding(
+            FindingKind::LeakedTask { reason: LeakReason::AliveAtShutdown, age_ms: 9_000, idle_ms: 10 },
+            task(8, None, "src/poll.rs:5:5"),
+            8,
+        )),
+        [b"{\"v\":1,\"kind\":\"never_awaited\",\"name\":\"".to_vec(), vec![b'x'; 2 << 20], b"\n".to_vec()].concat(),
+        line(&finding(
+            FindingKind::TaskPanicked {
+                message: "index out of bounds".into(),
+                panicked_at: Some("src/work.rs:99:13".into()),
+                joined: Some(false),
+            },
+            task(9, Some("worker"), "src/main.rs:20:5"),
+            9,
+        )),
+        b"\n".to_vec(),
+        b"{\"v\":1,\"kind\":\"findings_dropped\",\"count\":3,\"time\":\"2026-11-22T10:00:10.000Z\",\"task\":null}\n".to_vec(),
+        line(&finding(FindingKind::FindingsDropped { count: 4 }, None, 11)),
+        // Missing a required field.
+        b"{\"v\":1,\"kind\":\"leaked_task\",\"reason\":\"lost_waker\",\"time\":\"2026-11-22T10:00:12.000Z\",\"task\":null}\n".to_vec(),
+    ];
+    // The last line has no newline, as after a crash.
+    let last = lines.len() - 1;
+    lines[last].pop();
+    let malformed = [4, 7, 9, 12, 15, 20].to_vec();
+    (lines.concat(), malformed)
+}
+
+#[test]
+fn text_report_groups_findings_and_names_malformed_lines() {
+    let (content, malformed) = report_file();
+    let file = TempFile::new(&content);
+    let out = taskscope(&["report", &file.name()]);
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+
+    // Slow polls: the handler location first (3 polls, 1000 ms), then db.
+    let handler_row = stdout
+        .lines()
+        .find(|l| l.starts_with(HANDLER_AT))
+        .expect("handler group");
+    let db_row = stdout
+        .lines()
+        .find(|l| l.starts_with(DB_AT))
+        .expect("db group");
+    assert!(stdout.find(handler_row) < stdout.find(db_row), "{stdout}");
+    let cells: Vec<&str> = handler_row.split_whitespace().collect();
+    assert_eq!(cells[1], "3", "three polls: {handler_row}");
+    assert!(handler_row.contains("1.00s"), "total: {handler_row}");
+    assert!(handler_row.contains("600.0ms"), "max: {handler_row}");
+    assert!(
+        handler_row.contains(SLEEP_FRAME),
+        "top frame: {handler_row}"
+    );
+    assert_eq!(db_row.split_whitespace().nth(1), Some("1"));
+    // The worst stack (the 600 ms poll) under its group.
+    assert!(
+        stdout
+            .contains("      app::db::query (src/db.rs:30)\n      app::handler (src/server.rs:57)")
+    );
+    assert!(stdout.contains("task 2 \"handler\""));
+
+    // Other findings.
+    let row = |kind: &str, location: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(kind) && l.contains(location))
+            .unwrap_or_else(|| panic!("no {kind} row at {location}:\n{stdout}"))
+            .to_string()
+    };
+    let never = row("never_awaited", "src/users.rs:10:5");
+    assert_eq!(never.split_whitespace().nth(2), Some("2"), "{never}");
+    assert!(never.contains("fetch_user"));
+    let lost = row("leaked_task", "lost_waker");
+    assert!(
+        lost.contains("src/poll.rs:5:5") && lost.contains("7 \"poller\""),
+        "{lost}"
+    );
+    assert!(row("leaked_task", "alive_at_shutdown").contains("src/poll.rs:5:5"));
+    let panicked = row("task_panicked", "src/work.rs:99:13");
+    assert!(panicked.contains("9 \"worker\""), "{panicked}");
+    assert_eq!(
+        row("findings_dropped", "-").split_whitespace().nth(2),
+        Some("7")
+    );
+
+    assert!(stdout.contains("13 valid lines"), "{stdout}");
+    assert!(stdout.contains("6 malformed lines skipped"), "{stdout}");
+
+    // Each malformed line named on stderr, and nothing else but the summary.
+    for number in &malformed {
+        let prefix = format!("{}:{number}: ", file.name());
+        assert!(
+            stderr.lines().any(|l| l.starts_with(&prefix)),
+            "{prefix} missing:\n{stderr}"
+        );
+    }
+    let expected = [
+        (4, "not valid JSON"),
+        (7, "truncated JSON"),
+        (9, "unknown kind \"mystery\""),
+        (12, "invalid UTF-8"),
+        (15, "truncated JSON"),
+        (20, "missing field `age_ms`"),
+    ];
+    for (number, reason) in expected {
+        let prefix = format!("{}:{number}: ", file.name());
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_default();
+        assert!(
+            line.contains(reason),
+            "line {number} should say {reason:?}: {line}"
+        );
+    }
+    assert_eq!(stderr.lines().count(), malformed.len() + 1, "{stderr}");
+    assert!(stderr.contains("6 malformed lines skipped"));
+    assert!(stderr.len() < 10_000, "the 2 MB line is not echoed");
+}
+
+#[test]
+fn json_report_has_exact_counts() {
+    let (content, _) = report_file();
+    let file = TempFile::new(&content);
+    let out = taskscope(&["report", "--json", &file.name()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
+
+    assert_eq!(report["lines"]["valid"], 13);
+    assert_eq!(report["lines"]["malformed"], 6);
+    assert_eq!(report["files"], serde_json::json!([file.name()]));
+
+    let slow = report["slow_polls"].as_array().unwrap();
+    assert_eq!(slow.len(), 2);
+    let handler = &slow[0];
+    assert_eq!(handler["spawned_at"], HANDLER_AT);
+    assert_eq!(handler["count"], 3);
+    assert_eq!(handler["total_ms"], 1000.0);
+    assert_eq!(handler["max_ms"], 600.0);
+    assert_eq!(handler["p50_ms"], 250.0);
+    assert_eq!(handler["p99_ms"], 600.0);
+    assert_eq!(handler["top_frame"], SLEEP_FRAME);
+    assert_eq!(handler["worst_stack"][0]["function"], "app::db::query");
+    assert_eq!(handler["worst_stack"].as_array().unwrap().len(), 2);
+    assert_eq!(handler["task_names"], serde_json::json!(["handler"]));
+    let db = &slow[1];
+    assert_eq!(
+        (db["spawned_at"].as_str(), db["count"].as_u64()),
+        (Some(DB_AT), Some(1))
+    );
+    assert_eq!(db["total_ms"], 120.0);
+    assert_eq!(db["top_frame"], "app::db::query (src/db.rs:30)");
+
+    let other: Vec<(String, Value, u64)> = report["other"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_owned(),
+                o["location"].clone(),
+                o["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let at = |s: &str| Value::from(s);
+    assert_eq!(
+        other,
+        [
+            ("never_awaited".into(), at("src/users.rs:10:5"), 2),
+            ("leaked_task".into(), at("src/poll.rs:5:5"), 1),
+            ("leaked_task".into(), at("src/poll.rs:5:5"), 1),
+            ("task_panicked".into(), at("src/work.rs:99:13"), 1),
+            ("findings_dropped".into(), Value::Null, 7),
+        ]
+    );
+    let leaked = &report["other"][1];
+    assert_eq!(leaked["reason"], "lost_waker");
+    assert_eq!(leaked["example_task"]["id"], 7);
+    assert_eq!(leaked["example_task"]["name"], "poller");
+    assert_eq!(report["other"][2]["reason"], "alive_at_shutdown");
+    assert_eq!(report["other"][3]["example_task"]["id"], 9);
+}
+
+#[test]
+fn time_window_keeps_only_findings_inside_it() {
+    let (content, _) = report_file();
+    let file = TempFile::new(&content);
+    // 10:00:02 to 10:00:05 (both included): task 2's polls, the db poll, one never_awaited.
+    let out = taskscope(&[
+        "report",
+        "--json",
+        "--since",
+        "2026-11-22T10:00:02Z",
+        "--until",
+        "2026-11-22T11:00:05+01:00",
+        &file.name(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["lines"]["valid"], 13);
+    assert_eq!(report["lines"]["outside_window"], 9);
+    let slow = report["slow_polls"].as_array().unwrap();
+    assert_eq!(slow[0]["count"], 2);
+    assert_eq!(slow[0]["total_ms"], 750.0);
+    assert_eq!(slow[1]["count"], 1);
+    assert_eq!(report["other"].as_array().unwrap().len(), 1);
+    assert_eq!(report["other"][0]["count"], 1);
+
+    let bad = taskscope(&["report", "--since", "yesterday", &file.name()]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("RFC 3339"));
+}
+
+#[test]
+fn a_missing_file_fails_the_run_but_the_others_are_read() {
+    let good = TempFile::new(&line(&slow(
+        task(1, Some("h"), HANDLER_AT),
+        1,
+        150.0,
+        false,
+        vec![],
+        0,
+    )));
+    let missing = std::env::temp_dir().join(format!(
+        "taskscope-no-such-report-{}.jsonl",
+        std::process::id()
+    ));
+    let missing = missing.display().to_string();
+    let out = taskscope(&["report", &missing, &good.name()]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&missing), "{stderr}");
+    assert!(stderr.contains("cannot read report file"), "{stderr}");
+    assert!(text(&out.stdout).lines().any(|l| l.starts_with(HANDLER_AT)));
+
+    let json = taskscope(&["report", "--json", &missing]);
+    assert_eq!(json.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["unreadable"], serde_json::json!([missing]));
+}
+
+#[test]
+fn a_malformed_address_is_a_usage_error_naming_it() {
+    let bad = taskscope(&["attach", "no-port"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("no-port"));
+}
