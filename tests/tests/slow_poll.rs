@@ -138,7 +138,13 @@ fn taskscope_main_attribute_detects_slow_polls_and_leaks() {
     );
     assert!(run.stderr().contains("took 0.25"), "{}", run.stderr());
     let leaks = run.of_kind("leaked_task");
-    assert_eq!(leaks.len(), 1, "{:#?}\nstderr: {}", run.findings, run.stderr());
+    assert_eq!(
+        leaks.len(),
+        1,
+        "{:#?}\nstderr: {}",
+        run.findings,
+        run.stderr()
+    );
     assert_eq!(leaks[0]["reason"], "alive_at_shutdown");
     let pending = location_prefix("src/bin/macro_app.rs", concat!("SPAWN-", "PENDING"));
     assert!(
