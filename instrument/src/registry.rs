@@ -3,17 +3,17 @@
 //! Spawn and end take a short lock on one of 32 shards; polls never touch the
 //! registry (they find their record through the lock-free [`IdTable`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock;
-use crate::table::{IdTable, lock};
+use crate::table::{IdMap, IdTable, lock};
 use crate::task::{FinishedTask, TaskCell, TaskEnd, TaskInfo};
 
 const SHARDS: usize = 32;
 
-type Shard = Mutex<HashMap<u64, Arc<TaskCell>>>;
+type Shard = Mutex<IdMap<Arc<TaskCell>>>;
 
 pub(crate) struct Registry {
     /// Live tasks by their table key (task id or span id).
@@ -29,7 +29,7 @@ pub(crate) struct Registry {
 impl Registry {
     pub(crate) fn new(finished_capacity: usize, finished_max_age: Duration) -> Registry {
         Registry {
-            live: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            live: (0..SHARDS).map(|_| Mutex::new(IdMap::default())).collect(),
             table: IdTable::new(),
             finished: Mutex::new(VecDeque::new()),
             finished_capacity,

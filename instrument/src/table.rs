@@ -25,7 +25,7 @@ struct Slot {
 
 pub(crate) struct IdTable {
     slots: Box<[Slot]>,
-    overflow: Mutex<HashMap<u64, Arc<TaskCell>>>,
+    overflow: Mutex<IdMap<Arc<TaskCell>>>,
     overflowed: AtomicU64,
 }
 
@@ -45,7 +45,7 @@ impl IdTable {
             .collect();
         IdTable {
             slots,
-            overflow: Mutex::new(HashMap::new()),
+            overflow: Mutex::new(IdMap::default()),
             overflowed: AtomicU64::new(0),
         }
     }
@@ -122,6 +122,33 @@ impl IdTable {
         }
     }
 }
+
+/// A hasher for task keys (ids and span ids, already unique numbers): one
+/// multiplication instead of SipHash, which costs more than the rest of a
+/// registry insert. Keys come from Tokio and `tracing`, not from outside input.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A `HashMap` keyed by task keys, with [`IdHasher`].
+pub(crate) type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of taskscope's locks must not poison the app's use of it.

@@ -48,11 +48,6 @@ pub(crate) fn start(core: &Arc<Core>) {
 }
 
 fn run(core: Weak<Core>) {
-    // Warm up on a thread of its own: the watchdog must be free to take stacks
-    // at once; their symbolization waits for the warm-up, the capture does not.
-    let _ = std::thread::Builder::new()
-        .name("taskscope-symbols".into())
-        .spawn(warm_up_symbolizer);
     let mut watched: HashMap<usize, Watched> = HashMap::new();
     let mut last_scan = Instant::now();
     loop {
@@ -143,13 +138,5 @@ fn check_slot(core: &Core, slot: &Arc<WatchSlot>, watched: &mut HashMap<usize, W
                 unavailable,
             },
         );
-    }
-}
-
-/// The first symbolization loads the debug info (up to a second in a debug
-/// build): do it now, on this thread, not when the first blocked poll is seen.
-fn warm_up_symbolizer() {
-    if let Ok(raw) = stack::capture(&stack::ThreadHandle::current(), CAPTURE_TIMEOUT) {
-        let _ = stack::symbolize(&raw);
     }
 }

@@ -151,7 +151,9 @@ async fn main() {
         "panic" => {
             let handle = tokio::spawn(fails_to_start()); // SPAWN-PANIC
             drop(handle);
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // The panic hook may take a while (RUST_BACKTRACE): wait for the report.
+            let seen = wait_for_finding("task_panicked", Duration::from_secs(10)).await;
+            println!("panic seen: {seen}");
         }
         "healthy" => healthy().await,
         other => {
