@@ -1,0 +1,108 @@
+//! The viewer at scale: with 100,000 live tasks, apply a delta (1% of the
+//! tasks changed, plus tasks started and ended) and draw one frame of the
+//! tasks view into a `TestBackend`, as the live view does on every update.
+//!
+//! ```sh
+//! cargo bench -p taskscope-viewer --bench frame
+//! ```
+
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use taskscope_viewer::state::{AppInfo, Dropped, Model, RuntimeMetrics, Task, TaskState, Update};
+
+fn task(id: u64, polls: u64) -> Task {
+    Task {
+        id,
+        name: (id % 3 == 0).then(|| format!("worker-{id}")),
+        state: TaskState::Idle,
+        ended: None,
+        spawned_at: format!("src/handlers/mod{}.rs:{}:9", id % 40, 10 + id % 300),
+        parent: Some(1),
+        age: Duration::from_secs(60),
+        polls,
+        busy: Duration::from_micros(polls * 7),
+        idle: Duration::from_secs(59),
+        since_last_poll: Some(Duration::from_millis(id % 1000)),
+        max_poll: Duration::from_micros(300),
+        wakes: polls,
+        wakers: 1,
+    }
+}
+
+fn snapshot(n: u64) -> Update {
+    Update::Snapshot {
+        app: AppInfo {
+            name: "bench".into(),
+            pid: 1,
+            version: "0".into(),
+            protocol: 1,
+            slow_poll_threshold: Duration::from_millis(100),
+        },
+        tasks: (1..=n).map(|id| task(id, 10)).collect(),
+        finished: vec![],
+        findings: vec![],
+        metrics: RuntimeMetrics::default(),
+        dropped: Dropped::default(),
+        at: SystemTime::now(),
+    }
+}
+
+/// 1% of `n` tasks changed, 100 new, 100 ended.
+fn delta(n: u64, round: u64) -> Update {
+    let changed = (0..n / 100)
+        .map(|i| task(1 + (i * 100 + round) % n, 10 + round))
+        .chain((0..100).map(|i| task(n + round * 100 + i + 1, 1)))
+        .collect();
+    let finished = (0..100)
+        .map(|i| {
+            let mut t = task(1 + (i * 997 + round * 31) % n, 11);
+            t.ended = Some(taskscope::TaskEnd::Completed);
+            t
+        })
+        .collect();
+    Update::Delta {
+        changed,
+        finished,
+        findings: vec![],
+        metrics: RuntimeMetrics::default(),
+        dropped: Dropped::default(),
+        at: SystemTime::now(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    const N: u64 = 100_000;
+    let now = Instant::now();
+    let mut model = Model::new("127.0.0.1:6670", now);
+    model.apply(snapshot(N), now);
+    let mut terminal = Terminal::new(TestBackend::new(200, 50)).expect("test backend");
+    terminal
+        .draw(|f| taskscope_viewer::ui::draw(f, &mut model))
+        .expect("first frame");
+    let mut round = 0u64;
+    c.bench_function("apply 1% delta + draw tasks view, 100k tasks", |b| {
+        b.iter_batched(
+            || {
+                round += 1;
+                delta(N, round)
+            },
+            |update| {
+                model.apply(update, Instant::now());
+                terminal
+                    .draw(|f| taskscope_viewer::ui::draw(f, &mut model))
+                    .expect("frame");
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(10));
+    targets = bench
+}
+criterion_main!(benches);
