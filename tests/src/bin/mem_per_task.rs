@@ -63,7 +63,6 @@ fn main() {
         warm.await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 
-        let before = LIVE.load(Ordering::Relaxed);
         let mut senders = Vec::with_capacity(TASKS);
         let mut handles = Vec::with_capacity(TASKS);
         let baseline_vecs = LIVE.load(Ordering::Relaxed);
@@ -74,7 +73,6 @@ fn main() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let after = LIVE.load(Ordering::Relaxed);
-        let _ = before;
         let per_task = (after - baseline_vecs) as f64 / TASKS as f64;
         drop(senders);
         for h in handles {
