@@ -159,6 +159,13 @@ impl Builder {
         self
     }
 
+    /// Requires viewers to send this shared token (as `TASKSCOPE_TOKEN` does);
+    /// compared in constant time by the server.
+    pub fn token(mut self, token: impl Into<String>) -> Builder {
+        self.settings.token = Some(token.into());
+        self
+    }
+
     /// How many finished tasks the history keeps, and for how long.
     pub fn finished_retention(mut self, count: usize, max_age: Duration) -> Builder {
         self.settings.finished_capacity = count;
@@ -268,7 +275,7 @@ fn fmt_filter(rust_log: Option<String>) -> Result<EnvFilter, SettingError> {
     let filter = builder.parse(&text).map_err(|err| SettingError {
         variable: "RUST_LOG",
         value: text.clone(),
-        expected: format!("a tracing filter such as `info,my_app=debug` ({err})"),
+        expected: format!("expected a tracing filter such as `info,my_app=debug` ({err})"),
         default: "info".into(),
     })?;
     if text.contains("taskscope") {

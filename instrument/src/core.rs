@@ -1,7 +1,7 @@
 //! The core: the one registry and findings pipeline of the process, and what
 //! the capture front ends call when a task is spawned, polled slowly or ends.
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -18,7 +18,6 @@ pub(crate) struct Core {
     pub(crate) slow_poll_ns: u64,
     pub(crate) registry: Registry,
     pub(crate) pipeline: Pipeline,
-    pub(crate) drops_reported: AtomicU64,
     /// The tracing capture is installed: wakes and wakers are known.
     pub(crate) wakes_known: AtomicBool,
 }
@@ -40,7 +39,6 @@ pub(crate) fn start(settings: Settings) -> (Arc<Core>, bool) {
                 .min(u64::MAX as u128) as u64,
             registry: Registry::new(settings.finished_capacity, settings.finished_max_age),
             pipeline: Pipeline::start(report),
-            drops_reported: AtomicU64::new(0),
             wakes_known: AtomicBool::new(false),
             settings,
         });
@@ -117,7 +115,6 @@ impl Core {
 
     pub(crate) fn submit(&self, finding: Finding) {
         self.pipeline.submit(finding);
-        self.pipeline.report_drops(&self.drops_reported);
     }
 
     /// The app is shutting down (its guard is dropped): report what is left behind.
@@ -128,11 +125,15 @@ impl Core {
         while crate::watch_slot::any_pending_final() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
+        // Still waiting (the first symbolization can be slow in a debug build
+        // under load): report them now, without the stack, rather than lose them.
+        for finding in crate::watch_slot::take_pending_finals() {
+            self.submit(finding);
+        }
     }
 
     /// Flushes every accepted finding to the sinks, waiting at most `timeout`.
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
-        self.pipeline.report_drops(&self.drops_reported);
         self.pipeline.flush(timeout)
     }
 

@@ -33,7 +33,10 @@ fn first_time(cell: &TaskCell, flag: u8) -> bool {
 /// Lost wakers and idle limits: run by the watchdog every few hundred ms.
 pub(crate) fn scan(core: &Core) {
     let lost_waker = core.wakes_known.load(Relaxed);
-    let idle_limit = core.settings.idle_limit.map(|d| d.as_nanos() as u64);
+    let idle_limit = core
+        .settings
+        .idle_limit
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     if !lost_waker && idle_limit.is_none() {
         return;
     }

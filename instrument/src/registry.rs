@@ -87,7 +87,7 @@ impl Registry {
         while history.len() > self.finished_capacity {
             history.pop_front();
         }
-        let max_age = self.finished_max_age.as_nanos() as u64;
+        let max_age = u64::try_from(self.finished_max_age.as_nanos()).unwrap_or(u64::MAX);
         while let Some((ended, _, _)) = history.front() {
             if clock::since(*ended, now) > max_age {
                 history.pop_front();

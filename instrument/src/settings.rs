@@ -116,7 +116,8 @@ impl fmt::Display for SettingError {
 impl std::error::Error for SettingError {}
 
 /// Everything taskscope can be told, in code ([`crate::Builder`]) or by environment.
-#[derive(Clone, Debug)]
+/// (Its `Debug` output hides the token.)
+#[derive(Clone)]
 pub struct Settings {
     /// A poll longer than this is a `slow_poll` finding (`TASKSCOPE_SLOW_POLL_MS`).
     pub slow_poll_threshold: Duration,
@@ -130,6 +131,25 @@ pub struct Settings {
     pub finished_max_age: Duration,
     /// A task idle longer than this is a leak (`TASKSCOPE_IDLE_LIMIT_S`; off by default).
     pub idle_limit: Option<Duration>,
+    /// A shared secret every viewer must send (`TASKSCOPE_TOKEN`; `None`: no
+    /// token is asked for). The viewer reads its own `TASKSCOPE_TOKEN` and sends
+    /// it; a call without it, or with another one, is refused (UNAUTHENTICATED).
+    /// It is compared in constant time, and never printed (not even by `Debug`).
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("slow_poll_threshold", &self.slow_poll_threshold)
+            .field("report_path", &self.report_path)
+            .field("server_addr", &self.server_addr)
+            .field("finished_capacity", &self.finished_capacity)
+            .field("finished_max_age", &self.finished_max_age)
+            .field("idle_limit", &self.idle_limit)
+            .field("token", &self.token.as_ref().map(|_| "(hidden)"))
+            .finish()
+    }
 }
 
 impl Default for Settings {
@@ -141,6 +161,7 @@ impl Default for Settings {
             finished_capacity: DEFAULT_FINISHED_CAPACITY,
             finished_max_age: DEFAULT_FINISHED_MAX_AGE,
             idle_limit: None,
+            token: None,
         }
     }
 }
@@ -244,6 +265,21 @@ impl Settings {
                         "off".into(),
                     ),
                 }
+            }
+        }
+        if let Some(value) = lookup("TASKSCOPE_TOKEN") {
+            // Never echoed, and never silently dropped: a token that cannot be
+            // used turns the server off rather than serve without one.
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
+                fail(
+                    "TASKSCOPE_TOKEN",
+                    "(hidden)",
+                    "expected a token of printable ASCII characters without spaces".into(),
+                    "the viewer server off, rather than serve without the token".into(),
+                );
+                settings.server_addr = ServerAddr::Off;
+            } else {
+                settings.token = Some(value);
             }
         }
         (settings, errors)

@@ -145,6 +145,26 @@ pub(crate) fn any_pending_final() -> bool {
     all().iter().any(|slot| slot.has_pending_final())
 }
 
+/// Takes the final reports still waiting for the watchdog, with a stack
+/// marked unavailable (the app is shutting down).
+pub(crate) fn take_pending_finals() -> Vec<Finding> {
+    let mut finals = Vec::new();
+    for slot in all() {
+        if let Some(mut finding) = lock(&slot.stack)
+            .as_mut()
+            .and_then(|t| t.pending_final.take())
+        {
+            set_stack(
+                &mut finding,
+                Vec::new(),
+                Some("the app shut down before the stack was symbolized".into()),
+            );
+            finals.push(finding);
+        }
+    }
+    finals
+}
+
 /// Fills the stack of a `slow_poll` finding.
 pub(crate) fn set_stack(finding: &mut Finding, frames: Vec<StackFrame>, why_not: Option<String>) {
     if let crate::findings::FindingKind::SlowPoll {

@@ -16,7 +16,7 @@ use taskscope_viewer::state::{AppInfo, Dropped, Model, RuntimeMetrics, Task, Tas
 fn task(id: u64, polls: u64) -> Task {
     Task {
         id,
-        name: (id % 3 == 0).then(|| format!("worker-{id}")),
+        name: id.is_multiple_of(3).then(|| format!("worker-{id}")),
         state: TaskState::Idle,
         ended: None,
         spawned_at: format!("src/handlers/mod{}.rs:{}:9", id % 40, 10 + id % 300),

@@ -1,6 +1,8 @@
 //! `taskscope dump [ADDR] [--json]`: every live task of a running app, once,
 //! as an aligned table (in the spirit of `python -m asyncio ps`) or a JSON
 //! array. Only the app's own tasks: the app's server never lists taskscope's.
+//! When it cannot (nothing listens, not gRPC, not taskscope, another protocol
+//! version, a token required), one line on stderr says why, and it exits 1.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -27,13 +29,19 @@ pub fn main(addr: &ServerAddr, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("taskscope dump: {err}");
+            eprintln!("taskscope dump: {}", one_line(&err.to_string()));
             ExitCode::from(1)
         }
     }
 }
 
-/// The text `taskscope dump` prints for the app at `addr`.
+/// `text` on one line (a transport error may carry line breaks).
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The text `taskscope dump` prints for the app at `addr` (sending the
+/// viewer's `TASKSCOPE_TOKEN` when it is set).
 pub fn run(addr: &ServerAddr, json: bool) -> Result<String, ClientError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -199,6 +207,11 @@ mod tests {
         );
         let col = |l: &str| l.find("src/main.rs").unwrap();
         assert_eq!(col(lines[1]), col(lines[2]), "aligned:\n{text}");
+    }
+
+    #[test]
+    fn an_error_is_one_line() {
+        assert_eq!(one_line("lost: broken\n  pipe\r\n"), "lost: broken pipe");
     }
 
     #[test]

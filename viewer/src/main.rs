@@ -9,7 +9,9 @@
 //! ```
 //!
 //! `ADDR` is `host:port` (default `127.0.0.1:6670`), `http://host:port` or
-//! `unix:/path`.
+//! `unix:/path`. When the app requires a token, the viewer sends its own
+//! `TASKSCOPE_TOKEN` (from the environment, never from the command line,
+//! where other users could read it in the process list).
 
 mod report;
 
@@ -22,7 +24,12 @@ use taskscope::ServerAddr;
 
 /// Tokio task debugger: asyncio's debug mode and all_tasks() for Tokio.
 #[derive(Debug, Parser)]
-#[command(name = "taskscope", version)]
+#[command(
+    name = "taskscope",
+    version,
+    after_help = "Environment:\n  TASKSCOPE_TOKEN  the app's token, sent with every call \
+                  (when the app was started with one)"
+)]
 struct Cli {
     /// What to do; `attach` when none is given.
     #[command(subcommand)]

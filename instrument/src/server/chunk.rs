@@ -1,6 +1,6 @@
 //! Splitting what grows with the number of tasks (snapshots, deltas, task
-//! listings) into chunks that each stay under tonic's default 4 MiB decode
-//! limit. Nothing is truncated: every task, finished task and finding lands in
+//! listings) into chunks of about 256 KiB, well under tonic's default 4 MiB
+//! decode limit. Nothing is truncated: every task, finished task and finding lands in
 //! exactly one chunk, in order, and the last chunk says `last`.
 
 use prost::Message;
@@ -10,10 +10,11 @@ use crate::proto;
 /// tonic's default limit on a decoded message.
 pub(crate) const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
-/// Bytes of tasks and findings per chunk: the rest of [`MAX_MESSAGE`] is room
-/// for the header fields (app, metrics, counters: well under 1 KiB with a
-/// hundred workers).
-pub(crate) const CHUNK_BUDGET: usize = 3 * 1024 * 1024;
+/// Bytes of tasks and findings per chunk. Far under [`MAX_MESSAGE`] (the
+/// rest is room for the header fields: well under 1 KiB with a hundred
+/// workers): a chunk is what each viewer's connection holds a copy of while
+/// sending it, so smaller chunks keep 20 viewers of a big app cheap.
+pub(crate) const CHUNK_BUDGET: usize = 256 * 1024;
 
 const _: () = assert!(CHUNK_BUDGET + 64 * 1024 <= MAX_MESSAGE);
 

@@ -1,10 +1,9 @@
 //! Binding the server's address: TCP, or a Unix socket (mode 0600, a stale
 //! socket file from a previous run replaced). Binding happens on the thread
-//! that starts taskscope; accepting happens on the server's runtime.
+//! that starts taskscope; accepting happens on the server's runtime
+//! ([`crate::server::conn`]).
 
 use std::io;
-
-use tonic::transport::server::TcpIncoming;
 
 use crate::settings::ServerAddr;
 
@@ -16,15 +15,6 @@ pub(crate) enum Listener {
     /// A Unix socket listener (non-blocking).
     #[cfg(unix)]
     Unix(std::os::unix::net::UnixListener),
-}
-
-/// A listener as a stream of connections for tonic (inside the server's runtime).
-pub(crate) enum Incoming {
-    /// TCP, with `TCP_NODELAY` on accepted connections.
-    Tcp(TcpIncoming),
-    /// Unix socket.
-    #[cfg(unix)]
-    Unix(tokio_stream::wrappers::UnixListenerStream),
 }
 
 /// Why the server cannot listen; the text names the address.
@@ -89,7 +79,7 @@ pub(crate) fn bind(addr: &ServerAddr) -> Result<Listener, BindError> {
 
 #[cfg(unix)]
 fn bind_unix(addr: &ServerAddr, path: &std::path::Path) -> Result<Listener, BindError> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
     use std::os::unix::net::{UnixListener, UnixStream};
 
     let io_err = |e| BindError::from_io(addr, e);
@@ -107,34 +97,30 @@ fn bind_unix(addr: &ServerAddr, path: &std::path::Path) -> Result<Listener, Bind
         // Nobody answers: a socket file left by a previous run. Replace it.
         std::fs::remove_file(path).map_err(io_err)?;
     }
-    let listener = UnixListener::bind(path).map_err(io_err)?;
-    // Only this user may connect. (Between bind and chmod the file has the
-    // umask's mode; connecting needs write permission, which the usual umasks
-    // do not give to others.)
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+    // Only this user may connect, from the first moment: the socket is bound
+    // inside a fresh directory only this user can enter, made owner-only
+    // there, and only then renamed into place (a bound socket keeps working
+    // under its new name). No window with the umask's mode.
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let staging = parent.join(format!(".taskscope-{}.tmp", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(io_err)?;
+    let staged = staging.join("s");
+    let bound = UnixListener::bind(&staged).and_then(|listener| {
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    let listener = bound.map_err(io_err)?;
     listener.set_nonblocking(true).map_err(io_err)?;
     Ok(Listener::Unix(listener))
-}
-
-impl Listener {
-    /// The listener on the current (server) runtime.
-    pub(crate) fn into_incoming(self) -> io::Result<Incoming> {
-        match self {
-            Listener::Tcp(listener) => {
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                Ok(Incoming::Tcp(
-                    TcpIncoming::from(listener).with_nodelay(Some(true)),
-                ))
-            }
-            #[cfg(unix)]
-            Listener::Unix(listener) => {
-                let listener = tokio::net::UnixListener::from_std(listener)?;
-                Ok(Incoming::Unix(
-                    tokio_stream::wrappers::UnixListenerStream::new(listener),
-                ))
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,23 +3,56 @@
 //! `TASKSCOPE_ADDR` is not `off`.
 //!
 //! - [`listen`]: binds the address (TCP, loopback unless told otherwise, or a
-//!   Unix socket with mode 0600), with one clear warning when it cannot;
-//! - [`service`]: the `taskscope.v1.Taskscope` service (Watch, ListTasks, TaskDetail);
+//!   Unix socket created owner-only), with one clear warning when it cannot;
+//! - [`conn`]: accepts connections, at most [`conn::MAX_CONNECTIONS`], and
+//!   turns away any that does not open with HTTP/2 (an HTTP/1 request is told
+//!   what this port speaks; random bytes, TLS, silence are closed);
+//! - [`auth`]: the optional shared token (`TASKSCOPE_TOKEN`);
+//! - [`routes`]: the `taskscope.v1.Taskscope` calls (Watch, ListTasks,
+//!   TaskDetail), after the token check; [`codec`]: their wire format;
+//! - [`service`]: what ListTasks and TaskDetail answer;
 //! - [`publisher`]: one loop that reads the registry every publish interval and
-//!   hands each viewer's bounded queue a snapshot or a delta, never waiting;
+//!   hands each viewer's bounded queue a snapshot or a delta, encoded once,
+//!   never waiting; a viewer that falls behind is dropped with a reason;
+//! - [`budget`]: the server's CPU budget (a quarter of one core);
 //! - [`delta`]: what changed since the previous publish;
-//! - [`chunk`]: splitting big messages under tonic's 4 MiB limit;
+//! - [`chunk`]: splitting big messages in chunks of about 256 KiB;
 //! - [`convert`]: taskscope's records as protocol messages;
 //! - [`runtime`]: the app's Tokio runtime handle and its metrics.
 //!
 //! The server's thread is marked internal: the tasks of its runtime are
 //! taskscope's own and never appear among the app's.
+//!
+//! # What leaves the machine
+//!
+//! Task names, spawn locations and the stack frames in findings leave the app
+//! only through this server, and only to whoever connects to the address the
+//! user configured: taskscope opens no outgoing connection of its own, ever.
+//! By default that address is `127.0.0.1:6670` (loopback: nothing leaves the
+//! machine), or a Unix socket only the app's user may open. Only when the
+//! user names a non-loopback address does anything become reachable from
+//! elsewhere, and then the server says so on stderr when it starts. With
+//! `TASKSCOPE_TOKEN` set, every call must carry the token (the traffic is not
+//! encrypted: on a network, tunnel it, e.g. over SSH).
+//!
+//! # What a viewer can cost the app
+//!
+//! Nothing on the app's threads: they never touch the server's queues. The
+//! server's thread uses at most a quarter of one core ([`budget`]); its memory
+//! is bounded by [`conn::MAX_CONNECTIONS`] connections (64 KiB of receive
+//! window each), [`publisher::MAX_VIEWERS`] viewers and
+//! [`publisher::CLIENT_QUEUE`] shared updates a viewer.
 
+pub(crate) mod auth;
+pub(crate) mod budget;
 pub(crate) mod chunk;
+pub(crate) mod codec;
+pub(crate) mod conn;
 pub(crate) mod convert;
 pub(crate) mod delta;
 pub(crate) mod listen;
 pub(crate) mod publisher;
+pub(crate) mod routes;
 pub(crate) mod runtime;
 pub(crate) mod service;
 
@@ -27,7 +60,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::core::Core;
-use crate::proto::taskscope_server::TaskscopeServer;
 use crate::settings::ServerAddr;
 
 pub(crate) use runtime::note_current_runtime;
@@ -37,6 +69,16 @@ pub(crate) const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// HTTP/2 pings to each viewer, so a viewer that vanished is noticed.
 const KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// HTTP/2 flow-control window for what a viewer sends (requests are a few
+/// bytes; this bounds what a connection can make the server buffer).
+const RECEIVE_WINDOW: u32 = 64 * 1024;
+
+/// Calls open at once on one connection, at most.
+const STREAMS_PER_CONNECTION: u32 = 16;
+
+/// Size of the request headers, at most.
+const MAX_HEADERS: u32 = 16 * 1024;
 
 /// Starts the viewer server for `core` unless its address is `off`. Binds on
 /// the calling thread (so the server listens when `init()` returns, and a bind
@@ -55,9 +97,14 @@ pub(crate) fn start(core: &Arc<Core>) {
         }
     };
     if !addr.is_local() {
+        let token = if core.settings.token.is_some() {
+            "viewers must send TASKSCOPE_TOKEN, but nothing is encrypted"
+        } else {
+            "no authentication (set TASKSCOPE_TOKEN to require a token), no encryption"
+        };
         eprintln!(
             "taskscope: the viewer server listens on {addr}, which is not a loopback address: \
-             anyone who can reach it can see this app's tasks (no authentication, no TLS)"
+             anyone who can reach it can see this app's tasks, task names and stacks ({token})"
         );
     }
     let core = Arc::clone(core);
@@ -89,24 +136,30 @@ fn run(core: Arc<Core>, listener: listen::Listener, addr: ServerAddr) {
     };
     runtime.block_on(async move {
         let hub = Arc::new(publisher::Hub::new());
-        tokio::spawn(publisher::run(Arc::clone(&core), Arc::clone(&hub)));
-        let service = TaskscopeServer::new(service::Service::new(core, hub));
-        let server = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(KEEPALIVE))
-            .http2_keepalive_timeout(Some(KEEPALIVE));
-        let served = match listener.into_incoming() {
-            Ok(listen::Incoming::Tcp(incoming)) => {
-                server.serve_with_incoming(service, incoming).await
-            }
-            #[cfg(unix)]
-            Ok(listen::Incoming::Unix(incoming)) => {
-                server.serve_with_incoming(service, incoming).await
-            }
+        let budget = Arc::new(budget::Budget::new());
+        tokio::spawn(publisher::run(
+            Arc::clone(&core),
+            Arc::clone(&hub),
+            Arc::clone(&budget),
+        ));
+        let auth = auth::Auth::new(core.settings.token.as_deref());
+        let routes = routes::Routes::new(core, hub, auth, Arc::clone(&budget));
+        let incoming = match conn::accept(listener, budget) {
+            Ok(incoming) => incoming,
             Err(err) => {
                 eprintln!("taskscope: cannot serve on {addr} ({err}); the viewer server is off");
                 return;
             }
         };
+        let served = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(KEEPALIVE))
+            .http2_keepalive_timeout(Some(KEEPALIVE))
+            .initial_stream_window_size(RECEIVE_WINDOW)
+            .initial_connection_window_size(RECEIVE_WINDOW)
+            .max_concurrent_streams(STREAMS_PER_CONNECTION)
+            .http2_max_header_list_size(MAX_HEADERS)
+            .serve_with_incoming(routes, incoming)
+            .await;
         if let Err(err) = served {
             eprintln!("taskscope: the viewer server on {addr} stopped: {err}");
         }

@@ -1,9 +1,13 @@
-//! The publisher: every publish interval it reads the registry once and hands
-//! each viewer's bounded queue the same delta; a viewer that just connected
-//! gets a snapshot of that same state instead. The app never waits for a
-//! viewer: its threads never touch the queues, and the publisher only pushes
-//! (never waits for room): a viewer whose queue is full is dropped with a
-//! reason it can show ("viewer too slow: N updates behind").
+//! The publisher: every publish interval it reads the registry once, encodes
+//! one delta, and hands each viewer's bounded queue that same encoded delta
+//! (a reference count each); a viewer that just connected gets a snapshot of
+//! that same state instead. The app never waits for a viewer: its threads
+//! never touch the queues, and the publisher only pushes (never waits for
+//! room). A viewer whose queue is full is dropped with a reason it can show
+//! ("viewer too slow: N updates behind"), and a line on the app's stderr; if
+//! it still does not read (so the reason cannot even reach it) its connection
+//! is closed [`CLOSE_GRACE`] later. At most [`MAX_VIEWERS`] watch at once.
+//! Publishing waits for the server's CPU budget ([`super::budget`]).
 //! With no viewer connected, the publisher does no work at all.
 
 use std::collections::VecDeque;
@@ -12,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_stream::Stream;
@@ -20,7 +25,10 @@ use tonic::Status;
 use crate::clock;
 use crate::core::Core;
 use crate::proto;
+use crate::server::budget::Budget;
 use crate::server::chunk::{self, SnapshotHeader};
+use crate::server::codec;
+use crate::server::conn::ConnInfo;
 use crate::server::delta::{self, Tracker};
 use crate::server::{PUBLISH_INTERVAL, convert, runtime};
 use crate::table::lock;
@@ -30,12 +38,20 @@ use crate::table::lock;
 /// viewer is dropped.
 pub(crate) const CLIENT_QUEUE: usize = 16;
 
+/// Viewers watching one app at once, at most; one more is refused with
+/// RESOURCE_EXHAUSTED (and its client retries later).
+pub(crate) const MAX_VIEWERS: usize = 64;
+
+/// How long a dropped viewer has to read its reason before its connection
+/// is closed.
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
 /// A new viewer waits at most this long after the previous publish for its
 /// snapshot (so a storm of connections cannot make the publisher spin).
 const MIN_GAP: Duration = Duration::from_millis(50);
 
-/// One update, as the chunks that make it; shared by every viewer's queue.
-type Batch = Arc<Vec<proto::Update>>;
+/// One update, as its encoded chunks; shared by every viewer's queue.
+type Batch = Arc<Vec<Bytes>>;
 
 /// One viewer's queue, shared by the publisher (which fills it) and the
 /// viewer's stream (which empties it). A plain mutex: both sides hold it for a
@@ -49,6 +65,8 @@ struct Queue {
     closed: bool,
     /// The stream waiting for an item.
     waker: Option<Waker>,
+    /// The viewer's connection.
+    conn: Option<ConnInfo>,
 }
 
 impl Queue {
@@ -73,6 +91,8 @@ struct Viewers {
     watching: Vec<Client>,
     /// Waiting for their snapshot.
     joining: Vec<Client>,
+    /// Dropped, and when: their connection closes if they do not read.
+    dropped: Vec<(Client, Instant)>,
 }
 
 impl Hub {
@@ -83,17 +103,31 @@ impl Hub {
         }
     }
 
-    /// A new viewer: its stream starts with a snapshot at the next publish,
-    /// which comes at once (at most [`MIN_GAP`] after the previous one).
-    pub(crate) fn subscribe(&self) -> UpdateStream {
-        let queue = Client::default();
-        lock(&self.inner).joining.push(Arc::clone(&queue));
+    /// A new viewer on connection `conn`: its stream starts with a snapshot
+    /// at the next publish, which comes at once (at most [`MIN_GAP`] after
+    /// the previous one). RESOURCE_EXHAUSTED when [`MAX_VIEWERS`] watch already.
+    pub(crate) fn subscribe(&self, conn: Option<ConnInfo>) -> Result<UpdateStream, Status> {
+        let queue = Client::new(Mutex::new(Queue {
+            conn,
+            ..Queue::default()
+        }));
+        {
+            let mut viewers = lock(&self.inner);
+            viewers.watching.retain(|c| !lock(c).closed);
+            viewers.joining.retain(|c| !lock(c).closed);
+            if viewers.watching.len() + viewers.joining.len() >= MAX_VIEWERS {
+                return Err(Status::resource_exhausted(format!(
+                    "too many viewers: {MAX_VIEWERS} watch this app already (try again later)"
+                )));
+            }
+            viewers.joining.push(Arc::clone(&queue));
+        }
         self.wake.notify_one();
-        UpdateStream {
+        Ok(UpdateStream {
             queue,
             current: None,
             done: false,
-        }
+        })
     }
 
     /// Viewers connected (watching or about to).
@@ -102,33 +136,75 @@ impl Hub {
         let v = lock(&self.inner);
         v.watching.len() + v.joining.len()
     }
+
+    /// Closes the connections of dropped viewers that did not read their
+    /// reason within [`CLOSE_GRACE`]; forgets those that did.
+    fn close_stuck(&self, now: Instant) {
+        lock(&self.inner).dropped.retain(|(client, at)| {
+            let queue = lock(client);
+            if queue.closed {
+                return false;
+            }
+            if now.duration_since(*at) < CLOSE_GRACE {
+                return true;
+            }
+            if let Some(conn) = &queue.conn {
+                eprintln!(
+                    "taskscope: closed the connection of viewer{}: it did not read for {} s \
+                     after it was dropped",
+                    conn.peer_text(),
+                    CLOSE_GRACE.as_secs()
+                );
+                conn.control.close();
+            }
+            false
+        });
+    }
 }
 
-/// Queues `batch` for `client` without waiting. False when the client is gone
-/// or was just dropped for being too slow (its queue is emptied at once, so a
-/// stuck viewer holds no memory, and its stream ends with the reason).
-fn offer(client: &Client, batch: &Batch) -> bool {
+/// What [`offer`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Offer {
+    /// Queued.
+    Queued,
+    /// The viewer is gone (or was dropped before).
+    Gone,
+    /// The viewer's queue was full: dropped now.
+    Dropped,
+}
+
+/// Queues `batch` for `client` without waiting. A client whose queue is full
+/// is dropped: its queue is emptied at once (so a stuck viewer holds no
+/// memory), and its stream ends with the reason.
+fn offer(client: &Client, batch: &Batch) -> Offer {
     let mut queue = lock(client);
     if queue.closed || queue.killed.is_some() {
-        return false;
+        return Offer::Gone;
     }
     if queue.items.len() >= CLIENT_QUEUE {
         let behind = queue.items.len();
         queue.items.clear();
-        queue.killed = Some(Status::resource_exhausted(format!(
+        let reason = format!(
             "viewer too slow: {behind} updates behind (the app does not wait for viewers; \
              reconnect for a fresh snapshot)"
-        )));
+        );
+        let peer = queue
+            .conn
+            .as_ref()
+            .map(ConnInfo::peer_text)
+            .unwrap_or_default();
+        eprintln!("taskscope: dropped viewer{peer}: {reason}");
+        queue.killed = Some(Status::resource_exhausted(reason));
         queue.wake();
-        return false;
+        return Offer::Dropped;
     }
     queue.items.push_back(Arc::clone(batch));
     queue.wake();
-    true
+    Offer::Queued
 }
 
-/// The stream of one viewer: the chunks of its queued updates, in order;
-/// ended with an error status when the viewer is dropped.
+/// The stream of one viewer: the encoded chunks of its queued updates, in
+/// order; ended with an error status when the viewer is dropped.
 pub(crate) struct UpdateStream {
     queue: Client,
     current: Option<(Batch, usize)>,
@@ -136,7 +212,7 @@ pub(crate) struct UpdateStream {
 }
 
 impl Stream for UpdateStream {
-    type Item = Result<proto::Update, Status>;
+    type Item = Result<Bytes, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
@@ -191,7 +267,7 @@ pub(crate) struct Publisher {
 }
 
 /// The publish loop, on the server's runtime.
-pub(crate) async fn run(core: Arc<Core>, hub: Arc<Hub>) {
+pub(crate) async fn run(core: Arc<Core>, hub: Arc<Hub>, budget: Arc<Budget>) {
     let mut publisher = Publisher::new(core);
     let mut last = Instant::now();
     loop {
@@ -199,8 +275,10 @@ pub(crate) async fn run(core: Arc<Core>, hub: Arc<Hub>) {
         if woken.is_ok() {
             tokio::time::sleep_until(last + MIN_GAP).await;
         }
+        budget.wait().await;
         last = Instant::now();
-        publisher.publish(&hub);
+        hub.close_stuck(last);
+        budget.spend(|| publisher.publish(&hub));
     }
 }
 
@@ -264,13 +342,24 @@ impl Publisher {
                 .iter()
                 .map(|(_, f)| convert::finding(f))
                 .collect();
-            let batch: Batch = Arc::new(chunk::delta(
+            let batch = encoded(chunk::delta(
                 &header,
                 changes.changed,
                 changes.finished,
                 findings,
             ));
-            lock(&hub.inner).watching.retain(|c| offer(c, &batch));
+            let mut viewers = lock(&hub.inner);
+            let mut dropped = Vec::new();
+            viewers.watching.retain(|c| match offer(c, &batch) {
+                Offer::Queued => true,
+                Offer::Gone => false,
+                Offer::Dropped => {
+                    dropped.push(Arc::clone(c));
+                    false
+                }
+            });
+            let at = Instant::now();
+            viewers.dropped.extend(dropped.into_iter().map(|c| (c, at)));
         } else {
             self.tracker.rebase(&live, &finished);
         }
@@ -282,15 +371,20 @@ impl Publisher {
             let tasks = live.iter().map(|c| convert::live(c, now)).collect();
             let finished = finished.iter().map(convert::finished).collect();
             let findings = findings.iter().map(|(_, f)| convert::finding(f)).collect();
-            let batch: Batch = Arc::new(chunk::snapshot(&header, tasks, finished, findings));
+            let batch = encoded(chunk::snapshot(&header, tasks, finished, findings));
             let mut viewers = lock(&hub.inner);
             for client in joining {
-                if offer(&client, &batch) {
+                if offer(&client, &batch) == Offer::Queued {
                     viewers.watching.push(client);
                 }
             }
         }
     }
+}
+
+/// The chunks of one update, encoded once for every viewer.
+fn encoded(chunks: Vec<proto::Update>) -> Batch {
+    Arc::new(chunks.iter().map(codec::encode).collect())
 }
 
 #[cfg(test)]
@@ -323,11 +417,13 @@ mod tests {
     }
 
     async fn next(stream: &mut UpdateStream) -> proto::update::Kind {
-        let update = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        use prost::Message;
+        let bytes = tokio::time::timeout(Duration::from_secs(5), stream.next())
             .await
             .expect("an update in time")
             .expect("the stream goes on")
             .expect("not an error");
+        let update = proto::Update::decode(bytes).expect("an encoded Update");
         update.kind.expect("a kind")
     }
 
@@ -347,7 +443,7 @@ mod tests {
         let mut publisher = Publisher::new(Arc::clone(&core));
         let first = spawn(&core, BASE + 1);
 
-        let mut stream = hub.subscribe();
+        let mut stream = hub.subscribe(None).unwrap();
         publisher.publish(&hub);
         let proto::update::Kind::Snapshot(snap) = next(&mut stream).await else {
             panic!("a snapshot first")
@@ -416,8 +512,8 @@ mod tests {
         let hub = Hub::new();
         let mut publisher = Publisher::new(Arc::clone(&core));
         spawn(&core, BASE + 1);
-        let mut slow = hub.subscribe();
-        let mut healthy = hub.subscribe();
+        let mut slow = hub.subscribe(None).unwrap();
+        let mut healthy = hub.subscribe(None).unwrap();
         for _ in 0..CLIENT_QUEUE + 1 {
             publisher.publish(&hub);
             // The healthy viewer reads everything.
@@ -451,6 +547,52 @@ mod tests {
             proto::update::Kind::Delta(_)
         ));
         core.task_ended(BASE + 1, TaskEnd::Cancelled, false);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_viewer_that_does_not_read_is_disconnected_after_the_grace() {
+        const BASE: u64 = 3 << 60;
+        let core = core();
+        let hub = Hub::new();
+        let mut publisher = Publisher::new(Arc::clone(&core));
+        spawn(&core, BASE + 1);
+        let conn = ConnInfo {
+            peer: None,
+            control: Arc::default(),
+        };
+        let _stuck = hub.subscribe(Some(conn.clone())).unwrap();
+        for _ in 0..CLIENT_QUEUE + 1 {
+            publisher.publish(&hub);
+        }
+        assert_eq!(hub.viewers(), 0, "dropped");
+        let now = Instant::now();
+        hub.close_stuck(now);
+        assert!(
+            !conn.control.is_closed(),
+            "it has the grace to read its reason"
+        );
+        hub.close_stuck(now + CLOSE_GRACE);
+        assert!(conn.control.is_closed(), "then its connection is closed");
+        assert!(lock(&hub.inner).dropped.is_empty());
+        core.task_ended(BASE + 1, TaskEnd::Cancelled, false);
+    }
+
+    #[test]
+    fn a_viewer_past_the_limit_is_refused_and_a_gone_one_frees_its_place() {
+        let hub = Hub::new();
+        let mut streams: Vec<_> = (0..MAX_VIEWERS)
+            .map(|_| hub.subscribe(None).unwrap())
+            .collect();
+        let Err(refused) = hub.subscribe(None) else {
+            panic!("one too many")
+        };
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            refused.message().starts_with("too many viewers: 64"),
+            "{refused:?}"
+        );
+        drop(streams.pop());
+        assert!(hub.subscribe(None).is_ok());
     }
 
     #[test]

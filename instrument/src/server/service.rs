@@ -1,35 +1,21 @@
-//! The `taskscope.v1.Taskscope` service: Watch, ListTasks, TaskDetail.
+//! What the `taskscope.v1.Taskscope` calls answer: the version check, the
+//! task listing and a task's detail (the Watch stream is the publisher's; the
+//! calls are wired in [`super::routes`]).
 
-use std::sync::Arc;
-
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
 use crate::clock;
 use crate::core::Core;
 use crate::findings::FindingKind;
 use crate::proto;
-use crate::proto::taskscope_server::Taskscope;
 use crate::server::chunk;
 use crate::server::convert;
 use crate::server::delta;
-use crate::server::publisher::{Hub, UpdateStream};
 use crate::task::{POLL_HISTOGRAM_BUCKETS, poll_histogram_bucket_limit};
 
 /// Why a task has no async stack in this version.
 pub(crate) const ASYNC_STACK_UNAVAILABLE: &str =
     "not available: taskscope does not take Tokio task dumps (--cfg tokio_taskdump) yet";
-
-/// The service, on the server's runtime.
-pub(crate) struct Service {
-    core: Arc<Core>,
-    hub: Arc<Hub>,
-}
-
-impl Service {
-    pub(crate) fn new(core: Arc<Core>, hub: Arc<Hub>) -> Service {
-        Service { core, hub }
-    }
-}
 
 /// Refuses a viewer that speaks another protocol version, naming both.
 pub(crate) fn check_version(viewer: u32) -> Result<(), Status> {
@@ -41,44 +27,6 @@ pub(crate) fn check_version(viewer: u32) -> Result<(), Status> {
              use a viewer from the same taskscope release as the app",
             proto::PROTOCOL_VERSION
         )))
-    }
-}
-
-type ListStream = tokio_stream::Iter<std::vec::IntoIter<Result<proto::TaskList, Status>>>;
-
-#[tonic::async_trait]
-impl Taskscope for Service {
-    type WatchStream = UpdateStream;
-
-    async fn watch(
-        &self,
-        request: Request<proto::WatchRequest>,
-    ) -> Result<Response<UpdateStream>, Status> {
-        check_version(request.get_ref().protocol_version)?;
-        Ok(Response::new(self.hub.subscribe()))
-    }
-
-    type ListTasksStream = ListStream;
-
-    async fn list_tasks(
-        &self,
-        request: Request<proto::ListTasksRequest>,
-    ) -> Result<Response<ListStream>, Status> {
-        let request = request.into_inner();
-        check_version(request.protocol_version)?;
-        let chunks = listing(&self.core, request.include_finished);
-        Ok(Response::new(tokio_stream::iter(
-            chunks.into_iter().map(Ok).collect::<Vec<_>>(),
-        )))
-    }
-
-    async fn task_detail(
-        &self,
-        request: Request<proto::TaskDetailRequest>,
-    ) -> Result<Response<proto::TaskDetailResponse>, Status> {
-        let request = request.into_inner();
-        check_version(request.protocol_version)?;
-        detail(&self.core, request.id).map(Response::new)
     }
 }
 
@@ -135,7 +83,8 @@ pub(crate) fn detail(core: &Core, id: u64) -> Result<proto::TaskDetailResponse, 
             Some(f) => (convert::finished(f), Vec::new()),
             None => {
                 return Err(Status::not_found(format!(
-                    "task {id} is neither alive nor in the finished history"
+                    "task {id} is neither alive nor in the finished history \
+                     (it never existed, or it ended too long ago)"
                 )));
             }
         },

@@ -9,7 +9,9 @@ async fn load_config() {
 
 #[taskscope::main(worker_threads = 2)]
 async fn main() {
-    let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    // The sender outlives the runtime: the task is still pending at shutdown.
+    std::mem::forget(tx);
     tokio::spawn(async move { rx.await.ok() }); // SPAWN-PENDING
     tokio::task::yield_now().await;
     tokio::spawn(load_config()).await.unwrap(); // SPAWN-MACRO-SLOW

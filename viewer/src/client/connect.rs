@@ -4,9 +4,14 @@ use std::time::Duration;
 
 use taskscope::ServerAddr;
 use taskscope::proto::taskscope_client::TaskscopeClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::client::ClientError;
+use crate::client::auth::{AddToken, Token};
+
+/// A client of the taskscope service, sending the token (if any) with every call.
+pub type Client = TaskscopeClient<InterceptedService<Channel, AddToken>>;
 
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -37,11 +42,15 @@ pub fn endpoint(addr: &ServerAddr) -> Result<Endpoint, ClientError> {
         .keep_alive_while_idle(true))
 }
 
-/// A client of the app's taskscope service at `addr`.
-pub async fn connect(addr: &ServerAddr) -> Result<TaskscopeClient<Channel>, ClientError> {
+/// A client of the app's taskscope service at `addr`, sending `token` with
+/// every call when there is one.
+pub async fn connect(addr: &ServerAddr, token: Option<&Token>) -> Result<Client, ClientError> {
     let channel = endpoint(addr)?
         .connect()
         .await
         .map_err(|e| ClientError::from_transport(&addr.to_string(), &e))?;
-    Ok(TaskscopeClient::new(channel))
+    Ok(TaskscopeClient::with_interceptor(
+        channel,
+        AddToken(token.cloned()),
+    ))
 }

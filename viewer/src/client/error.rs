@@ -60,6 +60,21 @@ pub enum ClientError {
         /// The app's words.
         reason: String,
     },
+    /// The app requires a token (`TASKSCOPE_TOKEN`), and this viewer sent
+    /// none (`wrong: false`) or another one (`wrong: true`).
+    #[error("{}", unauthenticated(addr, *wrong))]
+    Unauthenticated {
+        /// The address.
+        addr: String,
+        /// Whether a token was sent, but not the app's.
+        wrong: bool,
+    },
+    /// The viewer's own `TASKSCOPE_TOKEN` cannot be sent.
+    #[error("{reason}")]
+    BadToken {
+        /// Why (never the token itself).
+        reason: String,
+    },
     /// The connection was lost or broke down.
     #[error("lost the connection to {addr}: {detail}")]
     Lost {
@@ -70,13 +85,31 @@ pub enum ClientError {
     },
 }
 
+fn unauthenticated(addr: &str, wrong: bool) -> String {
+    if wrong {
+        format!(
+            "the app at {addr} requires TASKSCOPE_TOKEN, and refused this viewer's: \
+             it is not the app's token"
+        )
+    } else {
+        format!(
+            "the app at {addr} requires TASKSCOPE_TOKEN: set it in the viewer's environment \
+             to the app's token"
+        )
+    }
+}
+
 impl ClientError {
-    /// Whether trying again later can help. An incompatible server or one
-    /// without the taskscope service will not change by itself.
+    /// Whether trying again later can help. An incompatible server, one
+    /// without the taskscope service, or a token problem will not change by
+    /// itself.
     pub fn retry(&self) -> bool {
         !matches!(
             self,
-            ClientError::Incompatible { .. } | ClientError::NotTaskscope { .. }
+            ClientError::Incompatible { .. }
+                | ClientError::NotTaskscope { .. }
+                | ClientError::Unauthenticated { .. }
+                | ClientError::BadToken { .. }
         )
     }
 
@@ -145,6 +178,10 @@ impl ClientError {
             Code::NotFound => ClientError::NotFound {
                 addr: addr.to_string(),
                 reason: message,
+            },
+            Code::Unauthenticated => ClientError::Unauthenticated {
+                addr: addr.to_string(),
+                wrong: message.starts_with("wrong token"),
             },
             Code::DeadlineExceeded => ClientError::TimedOut {
                 addr: addr.to_string(),
@@ -221,6 +258,31 @@ mod tests {
         );
         assert!(e.retry());
         assert!(e.to_string().contains("viewer too slow: 16 updates behind"));
+    }
+
+    #[test]
+    fn unauthenticated_says_the_app_requires_the_token() {
+        let addr = "127.0.0.1:6670";
+        let missing = ClientError::from_status(
+            addr,
+            &tonic::Status::unauthenticated("this app requires a token: set TASKSCOPE_TOKEN"),
+        );
+        assert_eq!(
+            missing.to_string(),
+            "the app at 127.0.0.1:6670 requires TASKSCOPE_TOKEN: set it in the viewer's \
+             environment to the app's token"
+        );
+        assert!(!missing.retry());
+        let wrong = ClientError::from_status(
+            addr,
+            &tonic::Status::unauthenticated("wrong token: the viewer's TASKSCOPE_TOKEN ..."),
+        );
+        assert!(
+            wrong
+                .to_string()
+                .starts_with("the app at 127.0.0.1:6670 requires TASKSCOPE_TOKEN, and refused"),
+            "{wrong}"
+        );
     }
 
     #[test]

@@ -1,12 +1,17 @@
-//! The client of the server inside an instrumented app: the live [`watch`]
+//! The client of the server inside an instrumented app: the live [`watch()`]
 //! (with reconnection), a one-shot [`list_tasks`], and [`task_detail`].
 //!
 //! Addresses come in the forms `host:port`, `http://host:port` and
 //! `unix:/path` (see [`taskscope::ServerAddr::parse`]). Errors say, in a
 //! person's words, what is at the address ([`ClientError`]).
 //!
+//! When the app requires a token, the viewer sends its own `TASKSCOPE_TOKEN`
+//! ([`list_tasks`], [`task_detail`] and [`watch()`] read it from the
+//! environment; the `_with` forms take it as an argument).
+//!
 //! - [`connect`]: channel and endpoint;
-//! - [`watch`]: the Watch stream, reconnecting, feeding the model;
+//! - [`auth`]: the token;
+//! - `watch`: the Watch stream, reconnecting, feeding the model;
 //! - [`assemble`]: chunks of a snapshot or delta back into one update;
 //! - [`convert`]: protocol messages as the model's types;
 //! - [`backoff`]: delays between attempts;
@@ -14,6 +19,7 @@
 //! - [`error`]: what went wrong.
 
 pub mod assemble;
+pub mod auth;
 pub mod backoff;
 pub mod connect;
 pub mod convert;
@@ -26,9 +32,10 @@ use std::time::{Duration, SystemTime};
 use taskscope::ServerAddr;
 use taskscope::proto::{self, PROTOCOL_VERSION};
 
+pub use auth::{TOKEN_VAR, Token, TokenError};
 pub use convert::TaskKind;
 pub use error::ClientError;
-pub use watch::{STALL, watch};
+pub use watch::{STALL, watch, watch_with};
 
 use crate::state::model::{AppInfo, Task, TaskDetail};
 
@@ -66,9 +73,24 @@ pub struct Listing {
 /// # Ok(()) }
 /// ```
 pub async fn list_tasks(addr: &ServerAddr) -> Result<Listing, ClientError> {
+    list_tasks_with(addr, env_token()?.as_ref()).await
+}
+
+/// The viewer's `TASKSCOPE_TOKEN`, as a [`ClientError`] when it cannot be sent.
+pub fn env_token() -> Result<Option<Token>, ClientError> {
+    Token::from_env().map_err(|e| ClientError::BadToken {
+        reason: e.to_string(),
+    })
+}
+
+/// Like [`list_tasks`], sending `token` instead of the environment's.
+pub async fn list_tasks_with(
+    addr: &ServerAddr,
+    token: Option<&Token>,
+) -> Result<Listing, ClientError> {
     let shown = addr.to_string();
     let call = async {
-        let mut client = connect::connect(addr).await?;
+        let mut client = connect::connect(addr, token).await?;
         let request = proto::ListTasksRequest {
             protocol_version: PROTOCOL_VERSION,
             include_finished: false,
@@ -148,9 +170,18 @@ pub async fn list_tasks(addr: &ServerAddr) -> Result<Listing, ClientError> {
 
 /// Everything about task `id` of the app at `addr`.
 pub async fn task_detail(addr: &ServerAddr, id: u64) -> Result<TaskDetail, ClientError> {
+    task_detail_with(addr, id, env_token()?.as_ref()).await
+}
+
+/// Like [`task_detail`], sending `token` instead of the environment's.
+pub async fn task_detail_with(
+    addr: &ServerAddr,
+    id: u64,
+    token: Option<&Token>,
+) -> Result<TaskDetail, ClientError> {
     let shown = addr.to_string();
     let call = async {
-        let client = connect::connect(addr).await?;
+        let client = connect::connect(addr, token).await?;
         watch::detail(client, &shown, id).await
     };
     match with_timeout(&shown, "the task detail", call).await {
@@ -167,7 +198,7 @@ pub(crate) async fn diagnose(addr: &ServerAddr, err: ClientError) -> ClientError
         return err;
     }
     match probe::probe(addr).await {
-        probe::Peer::Http1 | probe::Peer::Tls => ClientError::NotGrpc {
+        probe::Peer::Http1 | probe::Peer::Tls | probe::Peer::Other => ClientError::NotGrpc {
             addr: addr.to_string(),
         },
         probe::Peer::NotListening => ClientError::NotListening {

@@ -25,20 +25,27 @@ pub enum Peer {
     Tls,
     /// An HTTP/2 server (it answered with a SETTINGS frame): gRPC may work.
     Http2,
-    /// Something that said nothing recognizable, or nothing in time.
+    /// A server that answered something else (garbage, another protocol).
+    Other,
+    /// Something that said nothing, or nothing in time.
     Unknown,
 }
 
 /// Classifies the first bytes a server sent back to the preface.
 pub fn classify(first: &[u8]) -> Peer {
-    if first.starts_with(b"HTTP/") {
+    if first.is_empty() {
+        Peer::Unknown
+    } else if first.starts_with(b"HTTP/") {
         Peer::Http1
     } else if first.len() >= 2 && matches!(first[0], 0x15 | 0x16) && first[1] == 0x03 {
         Peer::Tls
-    } else if first.len() >= 9 && first[3] == 0x04 {
+    } else if first.len() >= 9 && first[3] == 0x04 && first[5..9] == [0, 0, 0, 0] {
+        // A SETTINGS frame (type 4) on stream 0: what an HTTP/2 server sends first.
         Peer::Http2
-    } else {
+    } else if first.len() < 9 && b"HTTP/".starts_with(first) {
         Peer::Unknown
+    } else {
+        Peer::Other
     }
 }
 
@@ -102,5 +109,13 @@ mod tests {
         );
         assert_eq!(classify(&[0, 0, 6, 4, 0, 0, 0, 0, 0]), Peer::Http2);
         assert_eq!(classify(b""), Peer::Unknown);
+        assert_eq!(classify(b"HTT"), Peer::Unknown, "too short to tell");
+        assert_eq!(classify(&[0xa3; 16]), Peer::Other);
+        assert_eq!(classify(b"SSH-2.0-OpenSSH_9.6\r\n"), Peer::Other);
+        assert_eq!(
+            classify(&[0, 0, 6, 4, 0, 0, 0, 0, 1]),
+            Peer::Other,
+            "not on stream 0"
+        );
     }
 }

@@ -5,14 +5,14 @@
 use std::time::Duration;
 
 use taskscope::ServerAddr;
-use taskscope::proto::{self, PROTOCOL_VERSION, taskscope_client::TaskscopeClient};
+use taskscope::proto::{self, PROTOCOL_VERSION};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use crate::client::assemble::{Assembler, ChunkError};
 use crate::client::backoff::Backoff;
-use crate::client::{self, ClientError, connect, convert};
+use crate::client::connect::Client;
+use crate::client::{self, ClientError, Token, connect, convert};
 use crate::state::model::{Connection, Request, Update};
 
 /// With no message from the app for this long (it publishes every 500 ms),
@@ -32,9 +32,10 @@ enum Ended {
 /// deltas; when the connection fails or breaks, `Connection::Disconnected`
 /// with the reason and the delay before the next attempt (100 ms, doubling up
 /// to 5 s, back to 100 ms after a connection that worked). A server that is
-/// not taskscope, or speaks another protocol version, ends it with
-/// `Connection::Incompatible` (no retry). `requests` for task details are
-/// answered with [`Update::Detail`] while connected.
+/// not taskscope, speaks another protocol version, or requires a token this
+/// viewer does not have (its `TASKSCOPE_TOKEN`, sent with every call) ends it
+/// with `Connection::Incompatible` and the reason (no retry). `requests` for
+/// task details are answered with [`Update::Detail`] while connected.
 ///
 /// ```no_run
 /// # async fn f() {
@@ -52,6 +53,27 @@ enum Ended {
 pub async fn watch(
     addr: ServerAddr,
     updates: mpsc::Sender<Update>,
+    requests: mpsc::Receiver<Request>,
+) {
+    match client::env_token() {
+        Ok(token) => watch_with(addr, token, updates, requests).await,
+        Err(err) => {
+            let incompatible = Connection::Incompatible {
+                addr: addr.to_string(),
+                reason: err.to_string(),
+            };
+            let _ = updates.send(Update::Connection(incompatible)).await;
+        }
+    }
+}
+
+/// Like [`watch`], sending `token` instead of the viewer's `TASKSCOPE_TOKEN`.
+/// An app that requires another token (or one when `token` is `None`) ends it
+/// with `Connection::Incompatible`, saying so.
+pub async fn watch_with(
+    addr: ServerAddr,
+    token: Option<Token>,
+    updates: mpsc::Sender<Update>,
     mut requests: mpsc::Receiver<Request>,
 ) {
     let shown = addr.to_string();
@@ -67,7 +89,16 @@ pub async fn watch(
             return;
         }
         let mut connected = false;
-        let err = match session(&addr, &shown, &updates, &mut requests, &mut connected).await {
+        let err = match session(
+            &addr,
+            token.as_ref(),
+            &shown,
+            &updates,
+            &mut requests,
+            &mut connected,
+        )
+        .await
+        {
             Ended::ViewerGone => return,
             Ended::Failed(err) => err,
         };
@@ -108,12 +139,13 @@ pub async fn watch(
 /// One connection: from connecting to its end.
 async fn session(
     addr: &ServerAddr,
+    token: Option<&Token>,
     shown: &str,
     updates: &mpsc::Sender<Update>,
     requests: &mut mpsc::Receiver<Request>,
     connected: &mut bool,
 ) -> Ended {
-    let mut client = match connect::connect(addr).await {
+    let mut client = match connect::connect(addr, token).await {
         Ok(client) => client,
         Err(err) => return Ended::Failed(client::diagnose(addr, err).await),
     };
@@ -214,7 +246,7 @@ pub(crate) fn mismatch(app: u32) -> String {
 
 /// The TaskDetail call on an open channel.
 pub(crate) async fn detail(
-    mut client: TaskscopeClient<Channel>,
+    mut client: Client,
     shown: &str,
     id: u64,
 ) -> Result<crate::state::model::TaskDetail, ClientError> {
