@@ -185,16 +185,15 @@ pub(crate) struct PanicRecord {
 /// updates is an atomic written by the one thread polling the task at the time
 /// (Tokio never polls a task on two threads at once), so updates are plain
 /// loads and stores, not read-modify-write instructions.
+///
+/// Layout: everything a poll writes comes first, in 57 bytes (`repr(C)` keeps
+/// the order), so a poll dirties one or two cache lines of the record plus one
+/// histogram counter. (Aligning the record to 64 bytes measured slower: the
+/// aligned allocation costs more at spawn than the line saves per poll.)
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct TaskCell {
-    pub(crate) id: u64,
-    pub(crate) name: Option<Box<str>>,
-    pub(crate) spawned_at: SpawnLocation,
-    pub(crate) parent: Option<u64>,
-    /// The future a runtime's `block_on` runs (`#[tokio::main]`'s body), not a spawned task.
-    pub(crate) is_block_on: bool,
-    pub(crate) created: u64,
-    pub(crate) state: AtomicU8,
+    // ---- written by every poll: one cache line
     pub(crate) polls: AtomicU64,
     pub(crate) busy_ns: AtomicU64,
     pub(crate) max_poll_ns: AtomicU64,
@@ -203,10 +202,21 @@ pub(crate) struct TaskCell {
     /// Gap between the previous poll's end and the latest poll's start.
     pub(crate) last_gap_ns: AtomicU64,
     pub(crate) wakes: AtomicU64,
-    pub(crate) wakers: AtomicU64,
-    pub(crate) panic: Mutex<Option<PanicRecord>>,
+    pub(crate) state: AtomicU8,
+    // ---- one counter written by every poll
     /// Poll durations, see [`POLL_HISTOGRAM_BUCKETS`].
     pub(crate) histogram: [AtomicU32; POLL_HISTOGRAM_BUCKETS],
+    // ---- written at spawn, read by snapshots
+    pub(crate) id: u64,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) spawned_at: SpawnLocation,
+    pub(crate) parent: Option<u64>,
+    /// The future a runtime's `block_on` runs (`#[tokio::main]`'s body), not a spawned task.
+    pub(crate) is_block_on: bool,
+    pub(crate) created: u64,
+    // ---- rare: wakers (tracing capture), panics, leak reports
+    pub(crate) wakers: AtomicU64,
+    pub(crate) panic: Mutex<Option<PanicRecord>>,
     /// Leak reports made (`REPORTED_*` bits).
     pub(crate) reported: AtomicU8,
     /// `last_poll_end` of the idle period last reported as too long.
