@@ -49,8 +49,8 @@
 //!
 //! Measured with a counting allocator (`cargo run --release -p taskscope-tests
 //! --bin mem_per_task -- hooks|init|bare`, 10,000 pending tasks): one live task
-//! costs **332 bytes** more with the runtime-hook capture (`#[taskscope::main]`,
-//! [`Builder::install_on`]) and **645 bytes** more with the tracing capture
+//! costs **348 bytes** more with the runtime-hook capture (`#[taskscope::main]`,
+//! [`Builder::install_on`]) and **661 bytes** more with the tracing capture
 //! ([`init`]; `tracing-subscriber` keeps a span per task), over the 576 bytes the
 //! task, its `oneshot` and its `JoinHandle` take without taskscope. The task's
 //! record (`size_of::<TaskCell>()` = 304 bytes on x86_64) is most of it. The
