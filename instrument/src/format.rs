@@ -62,6 +62,85 @@ pub fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
     out
 }
 
+/// One row of the task table that `taskscope::dump()` and `taskscope dump` print.
+#[derive(Clone, Debug)]
+pub struct TaskRow<'a> {
+    /// Task id.
+    pub id: u64,
+    /// Name, or what to show instead (`-`, `(block_on)`).
+    pub name: &'a str,
+    /// `running`, `scheduled`, `idle`.
+    pub state: &'a str,
+    /// `path:line:col`.
+    pub spawned_at: &'a str,
+    /// Parent task id.
+    pub parent: Option<u64>,
+    /// Age.
+    pub age: Duration,
+    /// Polls.
+    pub polls: u64,
+    /// Time inside polls.
+    pub busy: Duration,
+    /// Time alive but not polled.
+    pub idle: Duration,
+    /// Time since the last poll ended.
+    pub since_last_poll: Option<Duration>,
+    /// Wakes.
+    pub wakes: u64,
+}
+
+/// The aligned task table, with its header.
+///
+/// ```
+/// use std::time::Duration;
+/// use taskscope::format::{TaskRow, task_table};
+/// let row = TaskRow {
+///     id: 7, name: "handler", state: "idle", spawned_at: "src/main.rs:42:5", parent: None,
+///     age: Duration::from_secs(2), polls: 3, busy: Duration::from_micros(40),
+///     idle: Duration::from_secs(2), since_last_poll: None, wakes: 3,
+/// };
+/// let text = task_table([row]);
+/// assert!(text.lines().nth(1).unwrap().contains("handler  idle   src/main.rs:42:5"));
+/// ```
+pub fn task_table<'a>(rows: impl IntoIterator<Item = TaskRow<'a>>) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.name.to_string(),
+                t.state.to_string(),
+                t.spawned_at.to_string(),
+                t.parent.map_or_else(|| "-".into(), |p| p.to_string()),
+                duration(t.age),
+                t.polls.to_string(),
+                duration(t.busy),
+                duration(t.idle),
+                t.since_last_poll
+                    .map_or_else(|| "never".into(), |d| format!("{} ago", duration(d))),
+                t.wakes.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "NAME",
+            "STATE",
+            "SPAWNED AT",
+            "PARENT",
+            "AGE",
+            "POLLS",
+            "BUSY",
+            "IDLE",
+            "LAST POLL",
+            "WAKES",
+        ],
+        &rows,
+        &[0, 4, 5, 6, 7, 8, 10],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,42 +62,18 @@ pub fn dump() {
 /// assert!(table.starts_with("ID"));
 /// ```
 pub fn format_tasks(tasks: &[TaskInfo]) -> String {
-    let rows: Vec<Vec<String>> = tasks
-        .iter()
-        .map(|t| {
-            vec![
-                t.id.to_string(),
-                t.name.clone().unwrap_or_else(|| "-".into()),
-                t.state.to_string(),
-                t.spawned_at.to_string(),
-                t.parent.map_or_else(|| "-".into(), |p| p.to_string()),
-                format::duration(t.age),
-                t.polls.to_string(),
-                format::duration(t.busy),
-                format::duration(t.idle),
-                t.since_last_poll.map_or_else(
-                    || "never".into(),
-                    |d| format!("{} ago", format::duration(d)),
-                ),
-                t.wakes.to_string(),
-            ]
-        })
-        .collect();
-    format::table(
-        &[
-            "ID",
-            "NAME",
-            "STATE",
-            "SPAWNED AT",
-            "PARENT",
-            "AGE",
-            "POLLS",
-            "BUSY",
-            "IDLE",
-            "LAST POLL",
-            "WAKES",
-        ],
-        &rows,
-        &[0, 4, 5, 6, 7, 8, 10],
-    )
+    let locations: Vec<String> = tasks.iter().map(|t| t.spawned_at.to_string()).collect();
+    format::task_table(tasks.iter().zip(&locations).map(|(t, at)| format::TaskRow {
+        id: t.id,
+        name: t.name.as_deref().unwrap_or("-"),
+        state: t.state.as_str(),
+        spawned_at: at,
+        parent: t.parent,
+        age: t.age,
+        polls: t.polls,
+        busy: t.busy,
+        idle: t.idle,
+        since_last_poll: t.since_last_poll,
+        wakes: t.wakes,
+    }))
 }

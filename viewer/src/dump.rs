@@ -60,50 +60,26 @@ pub fn run(addr: &ServerAddr, json: bool) -> Result<String, ClientError> {
 
 /// The listing as a table, one row a task, with a header.
 pub fn to_table(listing: &Listing) -> String {
-    let rows: Vec<Vec<String>> = listing
-        .tasks
-        .iter()
-        .map(|ListedTask { task: t, kind }| {
-            let name = match (&t.name, kind) {
-                (Some(name), _) => name.clone(),
-                (None, TaskKind::BlockOn) => "(block_on)".into(),
-                (None, TaskKind::Task) => "-".into(),
-            };
-            vec![
-                t.id.to_string(),
-                name,
-                t.state.to_string(),
-                t.spawned_at.clone(),
-                t.parent.map_or_else(|| "-".into(), |p| p.to_string()),
-                format::duration(t.age),
-                t.polls.to_string(),
-                format::duration(t.busy),
-                format::duration(t.idle),
-                t.since_last_poll.map_or_else(
-                    || "never".into(),
-                    |d| format!("{} ago", format::duration(d)),
-                ),
-                t.wakes.to_string(),
-            ]
-        })
-        .collect();
-    format::table(
-        &[
-            "ID",
-            "NAME",
-            "STATE",
-            "SPAWNED AT",
-            "PARENT",
-            "AGE",
-            "POLLS",
-            "BUSY",
-            "IDLE",
-            "LAST POLL",
-            "WAKES",
-        ],
-        &rows,
-        &[0, 4, 5, 6, 7, 8, 10],
-    )
+    format::task_table(listing.tasks.iter().map(|ListedTask { task: t, kind }| {
+        let name = match (&t.name, kind) {
+            (Some(name), _) => name.as_str(),
+            (None, TaskKind::BlockOn) => "(block_on)",
+            (None, TaskKind::Task) => "-",
+        };
+        format::TaskRow {
+            id: t.id,
+            name,
+            state: t.state.as_str(),
+            spawned_at: &t.spawned_at,
+            parent: t.parent,
+            age: t.age,
+            polls: t.polls,
+            busy: t.busy,
+            idle: t.idle,
+            since_last_poll: t.since_last_poll,
+            wakes: t.wakes,
+        }
+    }))
 }
 
 /// One task of `dump --json`, fields in this order.
