@@ -124,12 +124,9 @@ struct Progress {
     drop_notices_written: u64,
 }
 
-impl Pipeline {
-    /// Starts the sink thread. The report file is opened on that thread,
-    /// never on the caller's.
-    pub(crate) fn start(report: Option<ReportFile>) -> Pipeline {
-        let (tx, rx) = sync_channel(QUEUE_CAPACITY);
-        let shared = Arc::new(Shared {
+impl Shared {
+    fn new() -> Shared {
+        Shared {
             submitted: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
@@ -141,7 +138,16 @@ impl Pipeline {
             flush_requests: AtomicU64::new(0),
             alive: AtomicBool::new(true),
             recent: Mutex::new(VecDeque::new()),
-        });
+        }
+    }
+}
+
+impl Pipeline {
+    /// Starts the sink thread. The report file is opened on that thread,
+    /// never on the caller's.
+    pub(crate) fn start(report: Option<ReportFile>) -> Pipeline {
+        let (tx, rx) = sync_channel(QUEUE_CAPACITY);
+        let shared = Arc::new(Shared::new());
         let sinks = Sinks {
             report,
             shared: Arc::clone(&shared),
@@ -467,19 +473,7 @@ mod tests {
     fn drops_are_noticed_at_flush_even_while_the_queue_stays_full() {
         // No sink thread to drain the queue: fill it, then drop more.
         let (tx, rx) = sync_channel(2);
-        let shared = Arc::new(Shared {
-            submitted: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            accepted: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            progress: Mutex::new(Progress::default()),
-            done: Condvar::new(),
-            waiters: AtomicUsize::new(0),
-            drops_noticed: AtomicU64::new(0),
-            flush_requests: AtomicU64::new(0),
-            alive: AtomicBool::new(true),
-            recent: Mutex::new(VecDeque::new()),
-        });
+        let shared = Arc::new(Shared::new());
         let pipeline = Pipeline {
             tx,
             shared: Arc::clone(&shared),

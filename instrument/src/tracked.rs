@@ -13,7 +13,7 @@ use std::panic::Location;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::core::{self, Core};
+use crate::core;
 use crate::findings::{Finding, FindingKind, TaskRef};
 
 pin_project_lite::pin_project! {
@@ -119,8 +119,7 @@ impl<F: Future> TrackExt for F {}
 #[cold]
 fn never_awaited(created_at: &'static Location<'static>, name: String) {
     let Some(core) = core::get() else { return };
-    let task = Core::current_task_id()
-        .and_then(|_| crate::capture::poll::with_current(|_, cell| TaskRef::of(cell)));
+    let task = crate::capture::poll::with_current(|_, cell| TaskRef::of(cell));
     core.submit(Finding::new(
         FindingKind::NeverAwaited {
             name,

@@ -1,9 +1,12 @@
 //! Support for taskscope's end-to-end tests: run an instrumented app as a real
 //! process, read its report file, find source lines by marker comments.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{ChildStderr, Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 /// A fresh, empty directory under the system temp dir for one test.
 pub fn temp_dir(test: &str) -> PathBuf {
@@ -101,4 +104,31 @@ pub fn marker_line(file: &str, marker: &str) -> u32 {
 /// the compiler writes it (paths relative to the workspace root).
 pub fn location_prefix(file: &str, marker: &str) -> String {
     format!("tests/{file}:{}:", marker_line(file, marker))
+}
+
+/// A loopback port nobody listens on right now (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Reads a child's stderr on a thread of its own into a shared string (so the
+/// child never blocks on a full pipe); returns the string and the thread.
+pub fn collect_stderr(mut pipe: ChildStderr) -> (Arc<Mutex<String>>, JoinHandle<()>) {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (text, reader)
 }

@@ -5,7 +5,7 @@
 //! restarting under a connected viewer; and what the client says when the
 //! address holds something else.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use taskscope::proto::{self, PROTOCOL_VERSION, taskscope_server};
 use taskscope::{ServerAddr, TaskEnd};
+use taskscope_tests::free_port;
 use taskscope_tests::location_prefix;
 use taskscope_viewer::client::{self, ClientError, TaskKind};
 use taskscope_viewer::state::model::{AppInfo, Connection, Request, Task, Update};
@@ -22,15 +23,6 @@ use tonic::transport::server::TcpIncoming;
 
 /// The longest any step may take (debug builds on a loaded 2-core machine).
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A port nobody listens on right now (bound, read, released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `grpc_app` running on a port, driven through its stdin.
 struct App {
@@ -64,20 +56,7 @@ impl App {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start grpc_app");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (stderr, reader) = taskscope_tests::collect_stderr(child.stderr.take().unwrap());
         let mut app = App {
             stdin: child.stdin.take().unwrap(),
             stdout: BufReader::new(child.stdout.take().unwrap()),

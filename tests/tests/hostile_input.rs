@@ -13,10 +13,11 @@
 //!   token is never echoed), through the raw protocol, the client API
 //!   (`Connection::Incompatible` in the live view) and `dump` (one line, exit 1).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use taskscope_tests::free_port;
 
 use bytes::Bytes;
 use taskscope::ServerAddr;
@@ -37,14 +38,6 @@ const TOKEN: &str = "s3cret-9f2c41d7";
 async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     LOCK.lock().await
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `load_app` on a free loopback port.
@@ -81,20 +74,7 @@ impl App {
             command.env("TASKSCOPE_TOKEN", token);
         }
         let mut child = command.spawn().expect("start load_app");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (stderr, _reader) = taskscope_tests::collect_stderr(child.stderr.take().unwrap());
         let mut app = App {
             stdin: child.stdin.take().unwrap(),
             stdout: BufReader::new(child.stdout.take().unwrap()),

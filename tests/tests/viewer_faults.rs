@@ -35,10 +35,11 @@
 //! The tests take turns (one lock): each app saturates the machine's cores,
 //! and two at once would measure each other.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use taskscope_tests::free_port;
 
 use bytes::Bytes;
 use taskscope::ServerAddr;
@@ -74,14 +75,6 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `load_app`, running.
 struct LoadApp {
     child: Child,
@@ -114,20 +107,7 @@ impl LoadApp {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start load_app");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (stderr, _reader) = taskscope_tests::collect_stderr(child.stderr.take().unwrap());
         let mut app = LoadApp {
             stdin: child.stdin.take().unwrap(),
             stdout: BufReader::new(child.stdout.take().unwrap()),
