@@ -11,6 +11,7 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::capture::layer::{TaskFilter, TaskLayer};
+use crate::capture::subscriber::TaskSubscriber;
 use crate::core::{self, Core};
 use crate::error::Error;
 use crate::settings::{ServerAddr, SettingError, Settings};
@@ -259,11 +260,14 @@ impl Builder {
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .with_filter(fmt_filter);
-        let (layer, guard) = self.layer()?;
-        let subscriber = tracing_subscriber::registry().with(layer).with(fmt);
+        let core = self.start();
+        let subscriber = TaskSubscriber::new(
+            Arc::clone(&core),
+            tracing_subscriber::registry().with(fmt),
+        );
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|e| Error::SubscriberAlreadySet(e.to_string()))?;
-        Ok(guard)
+        Ok(Guard { core: Some(core) })
     }
 }
 

@@ -5,12 +5,15 @@
 //! on the key, looked up with plain loads over a short linear probe. A lookup
 //! never dereferences a pointer whose key it has not matched, and a slot is only
 //! released by its own task's end, so a lookup made on behalf of a live task
-//! always finds that task's record, never a freed one. Keys that find no free
+//! always finds that task's record, never a freed one. Lookups on behalf of a
+//! task that may end meanwhile (a wake from another thread) use
+//! [`IdTable::with_pinned`], which holds the slot's user count while it reads the
+//! record; [`IdTable::remove`] waits for that count to drop. Keys that find no free
 //! slot within the probe go to a mutex-protected overflow map; that only
 //! happens when tens of thousands of tasks are alive at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::task::TaskCell;
@@ -21,6 +24,8 @@ const PROBE: usize = 8;
 struct Slot {
     key: AtomicU64,
     cell: AtomicPtr<TaskCell>,
+    /// Readers inside [`IdTable::with_pinned`] on this slot.
+    users: AtomicU32,
 }
 
 pub(crate) struct IdTable {
@@ -44,6 +49,7 @@ impl IdTable {
             .map(|_| Slot {
                 key: AtomicU64::new(0),
                 cell: AtomicPtr::new(std::ptr::null_mut()),
+                users: AtomicU32::new(0),
             })
             .collect();
         IdTable {
@@ -98,6 +104,37 @@ impl IdTable {
         self.with_overflow(key, f)
     }
 
+    /// Runs `f` on the record of `key`, if it is in the table, when the task
+    /// may end concurrently (a waker event from another thread): the slot's
+    /// user count keeps [`IdTable::remove`] (and so the record's release) waiting
+    /// until `f` returns. Two uncontended atomic read-modify-writes.
+    #[inline]
+    pub(crate) fn with_pinned<R>(&self, key: u64, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
+        let start = home(key);
+        for i in 0..PROBE {
+            let slot = &self.slots[(start + i) & (SLOTS - 1)];
+            if slot.key.load(Ordering::Relaxed) != key {
+                continue;
+            }
+            // Announce the read, then check the slot still holds `key`: `remove`
+            // clears the key before it checks the count (both sequentially
+            // consistent), so either it sees this reader or this reader sees it.
+            slot.users.fetch_add(1, Ordering::SeqCst);
+            let result = if slot.key.load(Ordering::SeqCst) == key {
+                let ptr = slot.cell.load(Ordering::SeqCst);
+                // SAFETY: the key matched after the user count was raised, so
+                // `remove` of this key has not passed its wait: the registry
+                // still owns the record.
+                (!ptr.is_null()).then(|| f(unsafe { &*ptr }))
+            } else {
+                None
+            };
+            slot.users.fetch_sub(1, Ordering::Release);
+            return result;
+        }
+        self.with_overflow(key, f)
+    }
+
     #[cold]
     fn with_overflow<R>(&self, key: u64, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
         if self.overflowed.load(Ordering::Relaxed) == 0 {
@@ -113,8 +150,18 @@ impl IdTable {
         for i in 0..PROBE {
             let slot = &self.slots[(start + i) & (SLOTS - 1)];
             if slot.key.load(Ordering::Acquire) == key {
-                slot.cell.store(std::ptr::null_mut(), Ordering::Release);
-                slot.key.store(0, Ordering::Release);
+                slot.cell.store(std::ptr::null_mut(), Ordering::SeqCst);
+                slot.key.store(0, Ordering::SeqCst);
+                // A `with_pinned` reader that saw the key is still reading.
+                let mut spins = 0u32;
+                while slot.users.load(Ordering::SeqCst) != 0 {
+                    spins += 1;
+                    if spins < 64 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
                 return;
             }
         }

@@ -221,6 +221,8 @@ pub(crate) struct TaskCell {
     pub(crate) reported: AtomicU8,
     /// `last_poll_end` of the idle period last reported as too long.
     pub(crate) idle_reported_at: AtomicU64,
+    /// Clones of the task's span beyond the one Tokio holds (taskscope's subscriber).
+    pub(crate) span_clones: AtomicU32,
 }
 
 impl TaskCell {
@@ -250,6 +252,7 @@ impl TaskCell {
             histogram: [const { AtomicU32::new(0) }; POLL_HISTOGRAM_BUCKETS],
             reported: AtomicU8::new(0),
             idle_reported_at: AtomicU64::new(0),
+            span_clones: AtomicU32::new(0),
         }
     }
 

@@ -1,7 +1,10 @@
 //! Capture through Tokio's tracing instrumentation (`--cfg tokio_unstable` and
-//! Tokio's `tracing` feature): the `runtime.spawn` span of each task is entered
-//! for every poll, and waker events (target `tokio::task::waker`) tell wakes
-//! and the number of live wakers. This is what works with `#[tokio::main]`.
+//! Tokio's `tracing` feature) as a layer, for apps that build their own
+//! `tracing_subscriber::registry()`: the `runtime.spawn` span of each task is
+//! entered for every poll, and waker events (target `tokio::task::waker`) tell
+//! wakes and the number of live wakers. [`crate::init`] reads the same spans and
+//! events with [`super::subscriber`] instead, which skips the registry's
+//! per-span bookkeeping and costs a fraction of this per poll.
 //!
 //! The layer is wrapped in a per-layer filter that enables only those
 //! callsites, so it never turns on any other span or event in the app.
@@ -11,7 +14,6 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
@@ -19,12 +21,9 @@ use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::capture::poll;
+use crate::capture::tokio_spans::{Spawn, end_of, is_task_span, is_waker_event, read_waker_event};
 use crate::core::Core;
-use crate::task::{SpawnLocation, TaskCell, TaskEnd};
-
-/// A final poll and the drop of the task's future closer together than this
-/// mean the task completed; a longer gap means it was cancelled while pending.
-const COMPLETION_GAP_NS: u64 = 200_000;
+use crate::task::TaskCell;
 
 /// The taskscope layer: the capture of Tokio tasks for a `tracing` subscriber.
 /// Get it from [`crate::Builder::layer`].
@@ -47,14 +46,6 @@ impl fmt::Debug for TaskLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("TaskLayer")
     }
-}
-
-fn is_task_span(meta: &Metadata<'_>) -> bool {
-    meta.is_span() && meta.target() == "tokio::task" && meta.name() == "runtime.spawn"
-}
-
-fn is_waker_event(meta: &Metadata<'_>) -> bool {
-    meta.is_event() && meta.target() == "tokio::task::waker"
 }
 
 impl<S> TaskFilter<S> {
@@ -90,74 +81,6 @@ impl TaskLayer {
     }
 }
 
-#[derive(Default)]
-struct SpawnFields {
-    id: Option<u64>,
-    name: Option<String>,
-    kind: Option<String>,
-    file: Option<String>,
-    line: u32,
-    col: u32,
-}
-
-impl Visit for SpawnFields {
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        match field.name() {
-            "task.id" => self.id = Some(value),
-            "loc.line" => self.line = value as u32,
-            "loc.col" => self.col = value as u32,
-            _ => {}
-        }
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        if value >= 0 {
-            self.record_u64(field, value as u64);
-        }
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        match field.name() {
-            "loc.file" => self.file = Some(value.to_owned()),
-            "task.name" => self.name = Some(value.to_owned()),
-            "kind" => self.kind = Some(value.to_owned()),
-            _ => {}
-        }
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        match field.name() {
-            "task.name" => self.name = Some(format!("{value:?}")),
-            "kind" => self.kind = Some(format!("{value:?}")),
-            "loc.file" => self.file = Some(format!("{value:?}")),
-            _ => {}
-        }
-    }
-}
-
-#[derive(Default)]
-struct WakerFields {
-    op: Option<&'static str>,
-    span: Option<u64>,
-}
-
-impl Visit for WakerFields {
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        if field.name() == "task.id" {
-            self.span = Some(value);
-        }
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "op" {
-            self.op = match value {
-                "waker.clone" => Some("clone"),
-                "waker.drop" => Some("drop"),
-                "waker.wake" => Some("wake"),
-                "waker.wake_by_ref" => Some("wake_by_ref"),
-                _ => None,
-            };
-        }
-    }
-    fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
-}
-
 impl<S> Layer<S> for TaskLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -166,27 +89,9 @@ where
         if !is_task_span(attrs.metadata()) || crate::internal::is_internal_thread() {
             return;
         }
-        let mut fields = SpawnFields::default();
-        attrs.record(&mut fields);
-        let Some(task_id) = fields.id else { return };
-        let spawned_at = match &fields.file {
-            Some(file) => SpawnLocation {
-                file: self.core.registry.intern_file(file),
-                line: fields.line,
-                col: fields.col,
-            },
-            None => SpawnLocation::UNKNOWN,
-        };
-        let name = fields.name.filter(|n| !n.is_empty());
-        let mut cell = TaskCell::new(
-            task_id,
-            name.map(String::into_boxed_str),
-            spawned_at,
-            Core::current_task_id(),
-        );
-        // `#[tokio::main]`'s body and other `block_on` futures: not spawned tasks.
-        cell.is_block_on = fields.kind.as_deref() == Some("block_on");
-        let cell = Arc::new(cell);
+        let spawn = Spawn::read(attrs, &self.core.registry);
+        let Some(task_id) = spawn.id else { return };
+        let cell = Arc::new(spawn.into_cell(task_id, Core::current_task_id()));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(Arc::clone(&cell));
         }
@@ -211,34 +116,14 @@ where
         if !is_waker_event(event.metadata()) {
             return;
         }
-        let mut fields = WakerFields::default();
-        event.record(&mut fields);
-        let (Some(op), Some(span)) = (fields.op, fields.span) else {
+        let Some((op, span)) = read_waker_event(event) else {
             return;
         };
-        let Some(span) = ctx.span(&Id::from_u64(span)) else {
-            return;
-        };
-        let extensions = span.extensions();
-        let Some(cell) = extensions.get::<Arc<TaskCell>>() else {
-            return;
-        };
-        match op {
-            "clone" => {
-                cell.wakers.fetch_add(1, Relaxed);
-            }
-            "drop" => {
-                let _ = cell
-                    .wakers
-                    .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
-            }
-            "wake" => {
-                let _ = cell
-                    .wakers
-                    .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
-                poll::woken(cell);
-            }
-            _ => poll::woken(cell),
+        // The registry's span reference keeps the record alive while it is used.
+        if let Some(span) = ctx.span(&Id::from_u64(span))
+            && let Some(cell) = span.extensions().get::<Arc<TaskCell>>()
+        {
+            op.apply(cell);
         }
     }
 
@@ -249,16 +134,7 @@ where
         let Some(cell) = extensions.get::<Arc<TaskCell>>() else {
             return;
         };
-        // Tokio enters the span once more to drop the future: that was not a poll.
-        let polls = cell.polls.load(Relaxed);
-        if polls > 0 {
-            cell.polls.store(polls - 1, Relaxed);
-        }
-        let end = if polls > 1 && cell.last_gap_ns.load(Relaxed) < COMPLETION_GAP_NS {
-            TaskEnd::Completed
-        } else {
-            TaskEnd::Cancelled
-        };
+        let end = end_of(cell);
         drop(extensions);
         self.core.task_ended(key, end, false);
     }

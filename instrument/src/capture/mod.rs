@@ -1,7 +1,10 @@
-//! Capture: how taskscope sees every task. Two front ends feed the same registry:
+//! Capture: how taskscope sees every task. Three front ends feed the same registry:
 //!
-//! - [`layer`]: a `tracing` layer over Tokio's own instrumentation (`runtime.spawn`
-//!   spans and waker events), which works with `#[tokio::main]` and sees names and wakes;
+//! - [`subscriber`]: what [`crate::init`] installs, a `tracing` subscriber that
+//!   reads Tokio's own instrumentation (`runtime.spawn` spans and waker events,
+//!   see [`tokio_spans`]) directly; works with `#[tokio::main]`, sees names and wakes;
+//! - [`layer`]: the same as a layer for an app's own `tracing_subscriber::registry()`
+//!   (costlier: the registry's bookkeeping runs for every poll and wake);
 //! - [`hooks`]: Tokio's runtime task hooks, installed on a `tokio::runtime::Builder`,
 //!   cheaper but without task names or wakes.
 //!
@@ -11,3 +14,5 @@ pub(crate) mod hooks;
 pub(crate) mod layer;
 pub(crate) mod panics;
 pub(crate) mod poll;
+pub(crate) mod subscriber;
+pub(crate) mod tokio_spans;

@@ -1,6 +1,6 @@
 //! The per-poll hot path: a thread-local stack of polls in progress and the
 //! updates to the task's record. No lock, no allocation, no syscall: two clock
-//! reads (vDSO), a handful of relaxed atomic loads and stores on the task's own
+//! reads (the TSC), a handful of relaxed atomic loads and stores on the task's own
 //! record, and one compare against the slow-poll threshold.
 
 use std::cell::Cell;
@@ -107,6 +107,11 @@ pub(crate) fn end(core: &Core, key: u64) {
         if depth == 0 {
             return None;
         }
+        if depth <= MAX_DEPTH && s.frames[depth - 1].get().key != key {
+            // Not the innermost poll's end: `begin` found no record for `key`
+            // (a task of taskscope's own threads), so it pushed nothing.
+            return None;
+        }
         s.depth.set(depth - 1);
         let mut seq = 0;
         if depth == 1
@@ -116,7 +121,7 @@ pub(crate) fn end(core: &Core, key: u64) {
             seq = slot.seq.load(Relaxed);
         }
         let frame = s.frames.get(depth - 1)?.get();
-        (frame.key == key).then_some((frame, seq))
+        Some((frame, seq))
     }) else {
         return;
     };

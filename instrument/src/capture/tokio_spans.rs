@@ -1,0 +1,276 @@
+//! What Tokio's own `tracing` instrumentation says about tasks, read without
+//! allocating: the `runtime.spawn` span a task is created with (id, name,
+//! spawn location, kind) and the waker events (`tokio::task::waker`). Shared by
+//! the two tracing front ends, [`super::subscriber`] and [`super::layer`].
+
+use std::cell::Cell;
+use std::fmt::{self, Write as _};
+use std::sync::atomic::Ordering::Relaxed;
+
+use tracing::field::{Field, Visit};
+use tracing::span::Attributes;
+use tracing::{Event, Metadata};
+
+use crate::capture::poll;
+use crate::registry::Registry;
+use crate::task::{SpawnLocation, TaskCell, TaskEnd};
+
+/// A final poll and the drop of the task's future closer together than this
+/// mean the task completed; a longer gap means it was cancelled while pending.
+const COMPLETION_GAP_NS: u64 = 200_000;
+
+/// Tokio's span for a task (not `spawn_blocking`, whose target differs).
+pub(crate) fn is_task_span(meta: &Metadata<'_>) -> bool {
+    meta.is_span() && meta.target() == "tokio::task" && meta.name() == "runtime.spawn"
+}
+
+/// Tokio's events for a waker of a task being cloned, dropped or woken.
+pub(crate) fn is_waker_event(meta: &Metadata<'_>) -> bool {
+    meta.is_event() && meta.target() == "tokio::task::waker"
+}
+
+/// A new task as Tokio's span describes it.
+pub(crate) struct Spawn {
+    /// Tokio's task id.
+    pub(crate) id: Option<u64>,
+    name: Option<Box<str>>,
+    block_on: bool,
+    file: Option<&'static str>,
+    line: u32,
+    col: u32,
+}
+
+impl Spawn {
+    /// Reads the span's fields; file names are interned in `registry`.
+    pub(crate) fn read(attrs: &Attributes<'_>, registry: &Registry) -> Spawn {
+        let mut visitor = SpawnVisitor {
+            spawn: Spawn {
+                id: None,
+                name: None,
+                block_on: false,
+                file: None,
+                line: 0,
+                col: 0,
+            },
+            registry,
+        };
+        attrs.record(&mut visitor);
+        visitor.spawn
+    }
+
+    /// The task's record; `parent` is the task that spawned it.
+    pub(crate) fn into_cell(self, id: u64, parent: Option<u64>) -> TaskCell {
+        let spawned_at = match self.file {
+            Some(file) => SpawnLocation {
+                file,
+                line: self.line,
+                col: self.col,
+            },
+            None => SpawnLocation::UNKNOWN,
+        };
+        let mut cell = TaskCell::new(id, self.name, spawned_at, parent);
+        // `#[tokio::main]`'s body and other `block_on` futures: not spawned tasks.
+        cell.is_block_on = self.block_on;
+        cell
+    }
+}
+
+struct SpawnVisitor<'r> {
+    spawn: Spawn,
+    registry: &'r Registry,
+}
+
+thread_local! {
+    /// The source file interned last on this thread: spawns come in runs from one place.
+    static LAST_FILE: Cell<&'static str> = const { Cell::new("") };
+}
+
+fn intern(registry: &Registry, file: &str) -> &'static str {
+    let last = LAST_FILE.try_with(Cell::get).unwrap_or("");
+    if !file.is_empty() && last == file {
+        return last;
+    }
+    let interned = registry.intern_file(file);
+    let _ = LAST_FILE.try_with(|l| l.set(interned));
+    interned
+}
+
+/// A `fmt::Write` that only checks whether what is written equals `expected`.
+struct Equals<'a> {
+    rest: &'a str,
+    equal: bool,
+}
+
+impl fmt::Write for Equals<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        match self.rest.strip_prefix(s) {
+            Some(rest) if self.equal => self.rest = rest,
+            _ => self.equal = false,
+        }
+        Ok(())
+    }
+}
+
+fn displays_as(value: &dyn fmt::Debug, expected: &str) -> bool {
+    let mut eq = Equals {
+        rest: expected,
+        equal: true,
+    };
+    let _ = write!(eq, "{value:?}");
+    eq.equal && eq.rest.is_empty()
+}
+
+impl Visit for SpawnVisitor<'_> {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match field.name() {
+            "task.id" => self.spawn.id = Some(value),
+            "loc.line" => self.spawn.line = u32::try_from(value).unwrap_or(u32::MAX),
+            "loc.col" => self.spawn.col = u32::try_from(value).unwrap_or(u32::MAX),
+            _ => {}
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if let Ok(value) = u64::try_from(value) {
+            self.record_u64(field, value);
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "loc.file" => self.spawn.file = Some(intern(self.registry, value)),
+            "task.name" if !value.is_empty() => self.spawn.name = Some(value.into()),
+            "kind" => self.spawn.block_on = value == "block_on",
+            _ => {}
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            // `%name`: empty for unnamed tasks, then nothing is allocated.
+            "task.name" => {
+                let name = format!("{value:?}");
+                if !name.is_empty() {
+                    self.spawn.name = Some(name.into_boxed_str());
+                }
+            }
+            "kind" => self.spawn.block_on = displays_as(value, "block_on"),
+            "loc.file" => {
+                let file = format!("{value:?}");
+                self.spawn.file = Some(intern(self.registry, &file));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What a waker event did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum WakerOp {
+    Clone,
+    Drop,
+    /// Wake by value: also drops the waker.
+    Wake,
+    WakeByRef,
+}
+
+impl WakerOp {
+    fn parse(op: &str) -> Option<WakerOp> {
+        match op {
+            "waker.clone" => Some(WakerOp::Clone),
+            "waker.drop" => Some(WakerOp::Drop),
+            "waker.wake" => Some(WakerOp::Wake),
+            "waker.wake_by_ref" => Some(WakerOp::WakeByRef),
+            _ => None,
+        }
+    }
+
+    /// Applies the event to the task's record (any thread).
+    #[inline]
+    pub(crate) fn apply(self, cell: &TaskCell) {
+        match self {
+            WakerOp::Clone => {
+                cell.wakers.fetch_add(1, Relaxed);
+            }
+            WakerOp::Drop => drop_waker(cell),
+            WakerOp::Wake => {
+                drop_waker(cell);
+                poll::woken(cell);
+            }
+            WakerOp::WakeByRef => poll::woken(cell),
+        }
+    }
+}
+
+#[inline]
+fn drop_waker(cell: &TaskCell) {
+    let _ = cell
+        .wakers
+        .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+}
+
+/// A waker event's operation and the span id of its task.
+pub(crate) fn read_waker_event(event: &Event<'_>) -> Option<(WakerOp, u64)> {
+    #[derive(Default)]
+    struct Fields {
+        op: Option<WakerOp>,
+        span: Option<u64>,
+    }
+    impl Visit for Fields {
+        fn record_u64(&mut self, field: &Field, value: u64) {
+            if field.name() == "task.id" {
+                self.span = Some(value);
+            }
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "op" {
+                self.op = WakerOp::parse(value);
+            }
+        }
+        fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
+    }
+    let mut fields = Fields::default();
+    event.record(&mut fields);
+    Some((fields.op?, fields.span?))
+}
+
+/// How a task whose span just closed ended. Tokio enters the span once more
+/// to drop the future: that was not a poll, and is taken back from the count.
+pub(crate) fn end_of(cell: &TaskCell) -> TaskEnd {
+    let polls = cell.polls.load(Relaxed);
+    if polls > 0 {
+        cell.polls.store(polls - 1, Relaxed);
+    }
+    if polls > 1 && cell.last_gap_ns.load(Relaxed) < COMPLETION_GAP_NS {
+        TaskEnd::Completed
+    } else {
+        TaskEnd::Cancelled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes its text in pieces, as `Display` implementations may.
+    struct Pieces(&'static [&'static str]);
+    impl fmt::Debug for Pieces {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.iter().try_for_each(|p| f.write_str(p))
+        }
+    }
+
+    #[test]
+    fn displays_as_compares_piece_by_piece() {
+        assert!(displays_as(&Pieces(&["block_on"]), "block_on"));
+        assert!(displays_as(&Pieces(&["block", "_", "on"]), "block_on"));
+        assert!(!displays_as(&Pieces(&["task"]), "block_on"));
+        assert!(!displays_as(&Pieces(&["block_on", "_x"]), "block_on"));
+        assert!(!displays_as(&Pieces(&["block"]), "block_on"));
+        assert!(!displays_as(&Pieces(&["x", "block_on"]), "block_on"));
+    }
+
+    #[test]
+    fn waker_ops_parse() {
+        assert_eq!(WakerOp::parse("waker.clone"), Some(WakerOp::Clone));
+        assert_eq!(WakerOp::parse("waker.wake_by_ref"), Some(WakerOp::WakeByRef));
+        assert_eq!(WakerOp::parse("waker.other"), None);
+    }
+}
