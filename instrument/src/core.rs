@@ -58,23 +58,26 @@ pub(crate) fn get() -> Option<&'static Arc<Core>> {
 impl Core {
     /// A task was spawned: register it under `key`.
     pub(crate) fn task_spawned(&self, key: u64, cell: TaskCell) {
-        self.registry.add(key, Arc::new(cell));
+        self.registry.add(key, crate::cell_pool::new_cell(cell));
     }
 
     /// A task ended: move it to the history and report what its end means.
     /// `at_shutdown`: the runtime dropped it while pending (runtime hooks path).
     pub(crate) fn task_ended(&self, key: u64, end: TaskEnd, at_shutdown: bool) {
-        let mut panic = None;
-        let Some((cell, _)) = self.registry.finish(key, |cell| {
-            panic = crate::table::lock(&cell.panic).take();
-            if panic.is_some() {
-                TaskEnd::Panicked
-            } else {
-                end
-            }
-        }) else {
+        let Some(cell) = self.registry.remove(key) else {
             return;
         };
+        let panic = if cell.panicked.load(std::sync::atomic::Ordering::Acquire) {
+            crate::table::lock(&cell.panic).take()
+        } else {
+            None
+        };
+        let end = if panic.is_some() {
+            TaskEnd::Panicked
+        } else {
+            end
+        };
+        cell.set_end(end, crate::clock::now());
         if at_shutdown {
             crate::leaks::dropped_at_shutdown(self, &cell);
         }
@@ -88,6 +91,7 @@ impl Core {
                 Some(TaskRef::of(&cell)),
             ));
         }
+        self.registry.retire(cell);
     }
 
     /// A poll of `cell` took `took_ns`, more than the threshold (cold path).

@@ -53,7 +53,7 @@
 //! [`Builder::install_on`]) and **661 bytes** more with the tracing capture
 //! ([`init`]; `tracing-subscriber` keeps a span per task), over the 576 bytes the
 //! task, its `oneshot` and its `JoinHandle` take without taskscope. The task's
-//! record (`size_of::<TaskCell>()` = 312 bytes on x86_64) is most of it. The
+//! record (`size_of::<TaskCell>()` = 320 bytes on x86_64) is most of it. The
 //! finished history keeps at most 1,000 records for at most 60 s by default
 //! (`TASKSCOPE_FINISHED_MAX`, `TASKSCOPE_FINISHED_TTL_S`), so memory does not
 //! grow with the number of tasks that have ended.
@@ -67,10 +67,12 @@
 
 mod builder;
 mod capture;
+mod cell_pool;
 mod clock;
 mod core;
 mod error;
 mod findings;
+mod history;
 pub mod format;
 mod internal;
 mod leak_guard;
@@ -126,6 +128,6 @@ pub use tracked::{TrackExt, Tracked, track, track_named};
 mod size_tests {
     #[test]
     fn task_record_size_is_what_the_docs_say() {
-        assert_eq!(std::mem::size_of::<crate::task::TaskCell>(), 312);
+        assert_eq!(std::mem::size_of::<crate::task::TaskCell>(), 320);
     }
 }

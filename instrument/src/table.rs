@@ -1,4 +1,5 @@
-//! A fixed-size, lock-free table from a task key to its live record, for the hot path.
+//! A fixed-size, lock-free table from a task key to its live record: the
+//! registry of live tasks. It owns one reference to each record.
 //!
 //! The key is Tokio's task id (runtime hooks) or the task's span id (tracing
 //! capture). Each slot is a `(key, pointer)` pair claimed with a compare-and-swap
@@ -25,7 +26,7 @@ struct Slot {
     key: AtomicU64,
     cell: AtomicPtr<TaskCell>,
     /// Readers inside [`IdTable::with_pinned`] on this slot.
-    users: AtomicU32,
+    users: Readers,
 }
 
 pub(crate) struct IdTable {
@@ -49,7 +50,7 @@ impl IdTable {
             .map(|_| Slot {
                 key: AtomicU64::new(0),
                 cell: AtomicPtr::new(std::ptr::null_mut()),
-                users: AtomicU32::new(0),
+                users: Readers::default(),
             })
             .collect();
         IdTable {
@@ -59,9 +60,9 @@ impl IdTable {
         }
     }
 
-    /// Publishes `cell` under `key` (non-zero). The table borrows the record:
-    /// the caller keeps it alive until [`IdTable::remove`].
-    pub(crate) fn insert(&self, key: u64, cell: &Arc<TaskCell>) {
+    /// Publishes `cell` under `key` (non-zero); the table keeps it until
+    /// [`IdTable::remove`].
+    pub(crate) fn insert(&self, key: u64, cell: Arc<TaskCell>) {
         debug_assert_ne!(key, 0);
         let start = home(key);
         for i in 0..PROBE {
@@ -72,12 +73,12 @@ impl IdTable {
                 .is_ok()
             {
                 slot.cell
-                    .store(Arc::as_ptr(cell).cast_mut(), Ordering::Release);
+                    .store(Arc::into_raw(cell).cast_mut(), Ordering::Release);
                 return;
             }
         }
         self.overflowed.fetch_add(1, Ordering::Relaxed);
-        lock(&self.overflow).insert(key, Arc::clone(cell));
+        lock(&self.overflow).insert(key, cell);
     }
 
     /// Runs `f` on the record of `key`, if it is in the table.
@@ -113,26 +114,38 @@ impl IdTable {
         let start = home(key);
         for i in 0..PROBE {
             let slot = &self.slots[(start + i) & (SLOTS - 1)];
-            if slot.key.load(Ordering::Relaxed) != key {
-                continue;
+            if slot.key.load(Ordering::Relaxed) == key {
+                return slot.pinned(key, f);
             }
-            // Announce the read, then check the slot still holds `key`: `remove`
-            // clears the key before it checks the count (both sequentially
-            // consistent), so either it sees this reader or this reader sees it.
-            slot.users.fetch_add(1, Ordering::SeqCst);
-            let result = if slot.key.load(Ordering::SeqCst) == key {
-                let ptr = slot.cell.load(Ordering::SeqCst);
-                // SAFETY: the key matched after the user count was raised, so
-                // `remove` of this key has not passed its wait: the registry
-                // still owns the record.
-                (!ptr.is_null()).then(|| f(unsafe { &*ptr }))
-            } else {
-                None
-            };
-            slot.users.fetch_sub(1, Ordering::Release);
-            return result;
         }
         self.with_overflow(key, f)
+    }
+
+    /// The record of `key`, if live (any thread).
+    pub(crate) fn get(&self, key: u64) -> Option<Arc<TaskCell>> {
+        // SAFETY: `cell` came from `Arc::into_raw` (or is an overflow map's
+        // `Arc`), kept alive by the table's reference while the slot is pinned.
+        self.with_pinned(key, |cell| unsafe { clone_arc(cell) })
+    }
+
+    /// Every live record with its key (a scan of the table: for snapshots).
+    pub(crate) fn live(&self) -> Vec<(u64, Arc<TaskCell>)> {
+        let mut all = Vec::new();
+        for slot in self.slots.iter() {
+            let key = slot.key.load(Ordering::Relaxed);
+            if key == 0 {
+                continue;
+            }
+            // SAFETY: as in `get`.
+            let cell = slot.pinned(key, |cell| unsafe { clone_arc(cell) });
+            if let Some(cell) = cell {
+                all.push((key, cell));
+            }
+        }
+        if self.overflowed.load(Ordering::Relaxed) > 0 {
+            all.extend(lock(&self.overflow).iter().map(|(k, c)| (*k, Arc::clone(c))));
+        }
+        all
     }
 
     #[cold]
@@ -144,32 +157,110 @@ impl IdTable {
         cell.map(|c| f(&c))
     }
 
-    /// Takes `key` out of the table.
-    pub(crate) fn remove(&self, key: u64) {
+    /// Takes `key` out of the table: the table's reference to its record.
+    pub(crate) fn remove(&self, key: u64) -> Option<Arc<TaskCell>> {
         let start = home(key);
         for i in 0..PROBE {
             let slot = &self.slots[(start + i) & (SLOTS - 1)];
             if slot.key.load(Ordering::Acquire) == key {
-                slot.cell.store(std::ptr::null_mut(), Ordering::SeqCst);
+                let ptr = slot.cell.swap(std::ptr::null_mut(), Ordering::SeqCst);
                 slot.key.store(0, Ordering::SeqCst);
-                // A `with_pinned` reader that saw the key is still reading.
-                let mut spins = 0u32;
-                while slot.users.load(Ordering::SeqCst) != 0 {
-                    spins += 1;
-                    if spins < 64 {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
-                }
-                return;
+                slot.wait_for_readers();
+                // SAFETY: `ptr` came from `Arc::into_raw` in `insert`, and no
+                // reader holds it any more: the reference is ours to take back.
+                return (!ptr.is_null()).then(|| unsafe { Arc::from_raw(ptr) });
             }
         }
-        if self.overflowed.load(Ordering::Relaxed) > 0
-            && lock(&self.overflow).remove(&key).is_some()
-        {
+        if self.overflowed.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let cell = lock(&self.overflow).remove(&key);
+        if cell.is_some() {
             self.overflowed.fetch_sub(1, Ordering::Relaxed);
         }
+        cell
+    }
+}
+
+impl Drop for IdTable {
+    fn drop(&mut self) {
+        for slot in self.slots.iter() {
+            let ptr = slot.cell.swap(std::ptr::null_mut(), Ordering::Acquire);
+            if !ptr.is_null() {
+                // SAFETY: the table's own reference, from `insert`.
+                drop(unsafe { Arc::from_raw(ptr) });
+            }
+        }
+    }
+}
+
+impl Slot {
+    /// Runs `f` on the slot's record if it still holds `key`, with the user
+    /// count raised so that `remove` cannot release the record meanwhile.
+    #[inline]
+    fn pinned<R>(&self, key: u64, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
+        // Announce the read, then check the slot still holds `key`: `remove`
+        // clears the key before it checks the count (both sequentially
+        // consistent), so either it sees this reader or this reader sees it.
+        self.users.read(|| {
+            if self.key.load(Ordering::SeqCst) != key {
+                return None;
+            }
+            let ptr = self.cell.load(Ordering::SeqCst);
+            // SAFETY: the key matched after the user count was raised, so a
+            // `remove` of this key has not passed its wait: the record is alive.
+            (!ptr.is_null()).then(|| f(unsafe { &*ptr }))
+        })
+    }
+
+    fn wait_for_readers(&self) {
+        self.users.wait();
+    }
+}
+
+/// A count of readers of a shared pointer, so that whoever replaces the
+/// pointer knows when it may release what it pointed to. The reader announces
+/// itself before it loads the pointer; the writer swaps the pointer before it
+/// waits for the count to drop (all sequentially consistent): either the writer
+/// sees the reader, or the reader sees the new pointer.
+#[derive(Default)]
+pub(crate) struct Readers(AtomicU32);
+
+impl Readers {
+    /// Runs `f` (which loads the pointer and reads through it) as a counted reader.
+    #[inline]
+    pub(crate) fn read<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        let result = f();
+        self.0.fetch_sub(1, Ordering::Release);
+        result
+    }
+
+    /// Waits until no reader is inside [`Readers::read`]: a few instructions,
+    /// unless a reader was preempted there.
+    pub(crate) fn wait(&self) {
+        let mut spins = 0u32;
+        while self.0.load(Ordering::SeqCst) != 0 {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Takes a new reference to the record behind `cell`, a reference borrowed from an `Arc`.
+///
+/// # Safety
+/// `cell` must point into a live `Arc<TaskCell>` allocation.
+pub(crate) unsafe fn clone_arc(cell: &TaskCell) -> Arc<TaskCell> {
+    let ptr: *const TaskCell = cell;
+    // SAFETY: per the contract, `ptr` is an `Arc`'s pointer and the `Arc` is alive.
+    unsafe {
+        Arc::increment_strong_count(ptr);
+        Arc::from_raw(ptr)
     }
 }
 
@@ -219,15 +310,23 @@ mod tests {
         let t = IdTable::new();
         let cells: Vec<_> = (1..=1000).map(cell).collect();
         for c in &cells {
-            t.insert(c.id, c);
+            t.insert(c.id, Arc::clone(c));
         }
         for c in &cells {
             assert_eq!(t.with(c.id, |x| x.id), Some(c.id));
+            assert_eq!(t.with_pinned(c.id, |x| x.id), Some(c.id));
         }
         assert_eq!(t.with(5000, |x| x.id), None);
-        t.remove(7);
+        assert_eq!(t.remove(7).map(|c| c.id), Some(7));
+        assert!(t.remove(7).is_none());
         assert_eq!(t.with(7, |x| x.id), None);
-        assert_eq!(t.with(8, |x| x.id), Some(8));
+        assert_eq!(t.get(8).map(|c| c.id), Some(8));
+        assert_eq!(t.live().len(), 999);
+        // The table's references are its own: released on remove and on drop.
+        assert_eq!(Arc::strong_count(&cells[6]), 1);
+        assert_eq!(Arc::strong_count(&cells[7]), 2);
+        drop(t);
+        assert_eq!(Arc::strong_count(&cells[7]), 1);
     }
 
     #[test]
@@ -236,14 +335,15 @@ mod tests {
         let n = SLOTS as u64 + 5_000;
         let cells: Vec<_> = (1..=n).map(cell).collect();
         for c in &cells {
-            t.insert(c.id, c);
+            t.insert(c.id, Arc::clone(c));
         }
         assert!(t.overflowed.load(Ordering::Relaxed) >= 5_000);
         for c in cells.iter().step_by(97) {
             assert_eq!(t.with(c.id, |x| x.id), Some(c.id));
         }
+        assert_eq!(t.live().len(), cells.len());
         for c in &cells {
-            t.remove(c.id);
+            assert_eq!(t.remove(c.id).map(|c| c.id), Some(c.id));
         }
         assert_eq!(t.overflowed.load(Ordering::Relaxed), 0);
         assert_eq!(t.with(3, |x| x.id), None);

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -186,9 +186,11 @@ pub(crate) struct PanicRecord {
 /// (Tokio never polls a task on two threads at once), so updates are plain
 /// loads and stores, not read-modify-write instructions.
 ///
-/// Layout: everything a poll writes comes first, in 57 bytes (`repr(C)` keeps
-/// the order), so a poll dirties one or two cache lines of the record plus one
-/// histogram counter. (Aligning the record to 64 bytes measured slower: the
+/// Layout: everything a poll writes comes first (`repr(C)` keeps the order):
+/// the six per-poll counters share the first cache line with the `Arc`'s two
+/// reference counts, wakes, state and the end the second, which also holds
+/// the histogram's counters for polls under ~16 µs, so a poll and the task's
+/// end dirty two cache lines of the record. (Aligning the record to 64 bytes measured slower: the
 /// aligned allocation costs more at spawn than the line saves per poll.)
 #[derive(Debug)]
 #[repr(C)]
@@ -202,7 +204,13 @@ pub(crate) struct TaskCell {
     /// Gap between the previous poll's end and the latest poll's start.
     pub(crate) last_gap_ns: AtomicU64,
     pub(crate) wakes: AtomicU64,
+    /// When the task ended (0 while it runs), and how (`TaskEnd as u8`): on
+    /// the line the last poll wrote, so the end does not miss the cache.
+    ended: AtomicU64,
     pub(crate) state: AtomicU8,
+    /// A panic was noted in `panic` (read at every end without taking the lock).
+    pub(crate) panicked: AtomicBool,
+    end: AtomicU8,
     // ---- one counter written by every poll
     /// Poll durations, see [`POLL_HISTOGRAM_BUCKETS`].
     pub(crate) histogram: [AtomicU32; POLL_HISTOGRAM_BUCKETS],
@@ -240,6 +248,7 @@ impl TaskCell {
             is_block_on: false,
             created: clock::now(),
             state: AtomicU8::new(ST_SCHEDULED),
+            panicked: AtomicBool::new(false),
             polls: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             max_poll_ns: AtomicU64::new(0),
@@ -252,7 +261,29 @@ impl TaskCell {
             histogram: [const { AtomicU32::new(0) }; POLL_HISTOGRAM_BUCKETS],
             reported: AtomicU8::new(0),
             idle_reported_at: AtomicU64::new(0),
+            ended: AtomicU64::new(0),
+            end: AtomicU8::new(TaskEnd::Completed as u8),
             span_clones: AtomicU32::new(0),
+        }
+    }
+
+    /// Notes how and when (clock ticks) the task ended.
+    pub(crate) fn set_end(&self, end: TaskEnd, at: u64) {
+        self.end.store(end as u8, Relaxed);
+        self.ended.store(at, Relaxed);
+    }
+
+    /// When the task ended (clock ticks), 0 while it runs.
+    pub(crate) fn ended(&self) -> u64 {
+        self.ended.load(Relaxed)
+    }
+
+    /// How the task ended (meaningful once [`TaskCell::ended`] is set).
+    pub(crate) fn end(&self) -> TaskEnd {
+        match self.end.load(Relaxed) {
+            x if x == TaskEnd::Cancelled as u8 => TaskEnd::Cancelled,
+            x if x == TaskEnd::Panicked as u8 => TaskEnd::Panicked,
+            _ => TaskEnd::Completed,
         }
     }
 

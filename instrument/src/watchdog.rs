@@ -61,6 +61,7 @@ fn run(core: Weak<Core>) {
         if last_scan.elapsed() >= SCAN_EVERY {
             last_scan = Instant::now();
             crate::leaks::scan(&core);
+            core.registry.prune();
         }
     }
 }

@@ -91,7 +91,7 @@ where
         }
         let spawn = Spawn::read(attrs, &self.core.registry);
         let Some(task_id) = spawn.id else { return };
-        let cell = Arc::new(spawn.into_cell(task_id, Core::current_task_id()));
+        let cell = crate::cell_pool::new_cell(spawn.into_cell(task_id, Core::current_task_id()));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(Arc::clone(&cell));
         }
