@@ -45,7 +45,7 @@ fn span_id(task_id: u64) -> Option<Id> {
 /// The task id of a task span id, or `None` for an id of the inner subscriber.
 #[inline]
 fn task_key(id: u64) -> Option<u64> {
-    (id & (1 << TAG_BIT) != 0).then(|| ((id >> (TAG_BIT + 1)) << TAG_BIT) | (id & LOW))
+    (id & (1 << TAG_BIT) != 0).then_some(((id >> (TAG_BIT + 1)) << TAG_BIT) | (id & LOW))
 }
 
 /// A subscriber that captures Tokio's tasks and forwards the rest to `S`.
