@@ -261,10 +261,8 @@ impl Builder {
             .with_ansi(std::io::stderr().is_terminal())
             .with_filter(fmt_filter);
         let core = self.start();
-        let subscriber = TaskSubscriber::new(
-            Arc::clone(&core),
-            tracing_subscriber::registry().with(fmt),
-        );
+        let subscriber =
+            TaskSubscriber::new(Arc::clone(&core), tracing_subscriber::registry().with(fmt));
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|e| Error::SubscriberAlreadySet(e.to_string()))?;
         Ok(Guard { core: Some(core) })

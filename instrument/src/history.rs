@@ -99,7 +99,12 @@ impl History {
             if old
                 && entry
                     .cell
-                    .compare_exchange(ptr, std::ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
+                    .compare_exchange(
+                        ptr,
+                        std::ptr::null_mut(),
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    )
                     .is_ok()
             {
                 Self::release(entry, ptr);

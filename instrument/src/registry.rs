@@ -70,7 +70,11 @@ impl Registry {
     }
 
     pub(crate) fn live_cells(&self) -> Vec<Arc<TaskCell>> {
-        self.table.live().into_iter().map(|(_, cell)| cell).collect()
+        self.table
+            .live()
+            .into_iter()
+            .map(|(_, cell)| cell)
+            .collect()
     }
 
     pub(crate) fn live_cells_with_keys(&self) -> Vec<(u64, Arc<TaskCell>)> {

@@ -143,7 +143,11 @@ impl IdTable {
             }
         }
         if self.overflowed.load(Ordering::Relaxed) > 0 {
-            all.extend(lock(&self.overflow).iter().map(|(k, c)| (*k, Arc::clone(c))));
+            all.extend(
+                lock(&self.overflow)
+                    .iter()
+                    .map(|(k, c)| (*k, Arc::clone(c))),
+            );
         }
         all
     }

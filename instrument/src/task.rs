@@ -201,8 +201,8 @@ pub(crate) struct TaskCell {
     pub(crate) max_poll_ns: AtomicU64,
     pub(crate) last_poll_start: AtomicU64,
     pub(crate) last_poll_end: AtomicU64,
-    /// Gap between the previous poll's end and the latest poll's start.
-    pub(crate) last_gap_ns: AtomicU64,
+    /// The previous poll's end, as the latest poll started (0: none).
+    pub(crate) prev_poll_end: AtomicU64,
     pub(crate) wakes: AtomicU64,
     /// When the task ended (0 while it runs), and how (`TaskEnd as u8`): on
     /// the line the last poll wrote, so the end does not miss the cache.
@@ -254,7 +254,7 @@ impl TaskCell {
             max_poll_ns: AtomicU64::new(0),
             last_poll_start: AtomicU64::new(0),
             last_poll_end: AtomicU64::new(0),
-            last_gap_ns: AtomicU64::new(u64::MAX),
+            prev_poll_end: AtomicU64::new(0),
             wakes: AtomicU64::new(0),
             wakers: AtomicU64::new(0),
             panic: Mutex::new(None),

@@ -6,6 +6,10 @@
 //! cargo bench -p taskscope-tests --bench overhead -- [--rounds N] [--workloads spawn,yield,...] [--variants bare,init,...]
 //! ```
 //!
+//! `--variants clock-hooks` adds a reference that is not taskscope: Tokio's task
+//! hooks only reading the TSC before and after each poll (the floor of any
+//! capture built on the hooks).
+//!
 //! Prints per workload and variant: median wall time (or requests/s for http),
 //! min–max, the ratio to `bare`, peak RSS and CPU time of the child process.
 
@@ -186,6 +190,22 @@ fn child(variant: &str, workload: &str) {
             console_subscriber::init();
             Box::new(())
         }
+        // Reference, not taskscope: Tokio's hooks doing nothing but reading
+        // the TSC before and after each poll, the floor of any hook-based capture.
+        "clock-hooks" => {
+            use std::cell::Cell;
+            thread_local! {
+                static START: Cell<u64> = const { Cell::new(0) };
+                static BUSY: Cell<u64> = const { Cell::new(0) };
+            }
+            builder
+                .on_before_task_poll(|_| START.with(|s| s.set(tsc())))
+                .on_after_task_poll(|_| {
+                    let took = tsc() - START.with(Cell::get);
+                    BUSY.with(|b| b.set(b.get() + took));
+                });
+            Box::new(())
+        }
         other => panic!("unknown variant {other}"),
     };
     let rt = builder.build().expect("runtime");
@@ -203,6 +223,19 @@ fn child(variant: &str, workload: &str) {
     });
     println!("{out}");
     drop(rt);
+}
+
+#[cfg(target_arch = "x86_64")]
+fn tsc() -> u64 {
+    // SAFETY: `rdtsc` is available on every x86_64 CPU.
+    unsafe { std::arch::x86_64::_rdtsc() }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn tsc() -> u64 {
+    use std::sync::OnceLock;
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 async fn spawn() {

@@ -36,7 +36,8 @@ fn note(info: &PanicHookInfo<'_>) {
         let mut slot = lock(&cell.panic);
         if slot.is_none() {
             *slot = Some(PanicRecord { message, location });
-            cell.panicked.store(true, std::sync::atomic::Ordering::Release);
+            cell.panicked
+                .store(true, std::sync::atomic::Ordering::Release);
         }
     });
 }

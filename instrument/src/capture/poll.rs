@@ -64,15 +64,8 @@ fn watch_slot(s: &PollStack) -> Option<&'static WatchSlot> {
 #[inline]
 pub(crate) fn begin(key: u64, cell: &TaskCell) {
     let now = clock::now();
-    let last_end = cell.last_poll_end.load(Relaxed);
-    cell.last_gap_ns.store(
-        if last_end == 0 {
-            u64::MAX
-        } else {
-            clock::since(last_end, now)
-        },
-        Relaxed,
-    );
+    cell.prev_poll_end
+        .store(cell.last_poll_end.load(Relaxed), Relaxed);
     cell.last_poll_start.store(now, Relaxed);
     cell.state.store(ST_RUNNING, Relaxed);
     let _ = STACK.try_with(|s| {

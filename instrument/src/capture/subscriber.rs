@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
-use tracing_core::span::Current;
 use tracing::subscriber::Interest;
 use tracing::{Dispatch, Event, Metadata, Subscriber};
+use tracing_core::span::Current;
 
 use crate::capture::poll;
 use crate::capture::tokio_spans::{Spawn, end_of, is_task_span, is_waker_event, read_waker_event};
@@ -118,7 +118,10 @@ impl<S> TaskSubscriber<S> {
             }
         }) != Some(true)
         {
-            self.core.registry.table.with_pinned(key, |cell| op.apply(cell));
+            self.core
+                .registry
+                .table
+                .with_pinned(key, |cell| op.apply(cell));
         }
     }
 
@@ -268,7 +271,8 @@ mod tests {
             for _ in 0..8 {
                 s.spawn(|| {
                     tracing::dispatcher::with_default(&dispatch, || {
-                        let spans: Vec<_> = (0..5_000).map(|i| tracing::info_span!("s", i)).collect();
+                        let spans: Vec<_> =
+                            (0..5_000).map(|i| tracing::info_span!("s", i)).collect();
                         for span in &spans {
                             let id = span.id().expect("enabled").into_u64();
                             assert_eq!(task_key(id), None, "{id:#x}");

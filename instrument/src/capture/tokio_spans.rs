@@ -12,6 +12,7 @@ use tracing::span::Attributes;
 use tracing::{Event, Metadata};
 
 use crate::capture::poll;
+use crate::clock;
 use crate::registry::Registry;
 use crate::task::{SpawnLocation, TaskCell, TaskEnd};
 
@@ -173,13 +174,15 @@ pub(crate) enum WakerOp {
 
 impl WakerOp {
     fn parse(op: &str) -> Option<WakerOp> {
-        match op {
-            "waker.clone" => Some(WakerOp::Clone),
-            "waker.drop" => Some(WakerOp::Drop),
-            "waker.wake" => Some(WakerOp::Wake),
-            "waker.wake_by_ref" => Some(WakerOp::WakeByRef),
-            _ => None,
-        }
+        // By length first: this runs for every wake.
+        let op = match op.len() {
+            10 if op == "waker.drop" => WakerOp::Drop,
+            10 if op == "waker.wake" => WakerOp::Wake,
+            11 if op == "waker.clone" => WakerOp::Clone,
+            17 if op == "waker.wake_by_ref" => WakerOp::WakeByRef,
+            _ => return None,
+        };
+        Some(op)
     }
 
     /// Applies the event to the task's record (any thread).
@@ -238,7 +241,13 @@ pub(crate) fn end_of(cell: &TaskCell) -> TaskEnd {
     if polls > 0 {
         cell.polls.store(polls - 1, Relaxed);
     }
-    if polls > 1 && cell.last_gap_ns.load(Relaxed) < COMPLETION_GAP_NS {
+    let prev_end = cell.prev_poll_end.load(Relaxed);
+    let gap = if prev_end == 0 {
+        u64::MAX
+    } else {
+        clock::since(prev_end, cell.last_poll_start.load(Relaxed))
+    };
+    if polls > 1 && gap < COMPLETION_GAP_NS {
         TaskEnd::Completed
     } else {
         TaskEnd::Cancelled
@@ -270,7 +279,13 @@ mod tests {
     #[test]
     fn waker_ops_parse() {
         assert_eq!(WakerOp::parse("waker.clone"), Some(WakerOp::Clone));
-        assert_eq!(WakerOp::parse("waker.wake_by_ref"), Some(WakerOp::WakeByRef));
+        assert_eq!(
+            WakerOp::parse("waker.wake_by_ref"),
+            Some(WakerOp::WakeByRef)
+        );
+        assert_eq!(WakerOp::parse("waker.drop"), Some(WakerOp::Drop));
+        assert_eq!(WakerOp::parse("waker.wake"), Some(WakerOp::Wake));
         assert_eq!(WakerOp::parse("waker.other"), None);
+        assert_eq!(WakerOp::parse("waker.wakeX"), None);
     }
 }

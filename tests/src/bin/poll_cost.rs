@@ -8,7 +8,9 @@
 //!
 //! `poll_cost VARIANT POLLS [spawn]` runs one task that yields POLLS times (or,
 //! with `spawn`, POLLS tasks that yield once, in batches of 1,000) on a
-//! current-thread runtime; VARIANT is `bare`, `hooks` or `init`. Compare the
+//! current-thread runtime; VARIANT is `bare`, `hooks` or `init` (taskscope's two
+//! ways in), or `noop-hooks` / `clock-hooks` (Tokio's hooks doing nothing / only
+//! reading the TSC: the floor of the hook path). Compare the
 //! instruction totals of two variants and divide by POLLS.
 
 fn main() {
@@ -25,6 +27,27 @@ fn main() {
                 .server_addr(taskscope::ServerAddr::Off)
                 .install_on(&mut builder),
         ),
+        // Tokio's hook calls alone, doing nothing: the floor of the hook path.
+        "noop-hooks" => {
+            builder
+                .on_task_spawn(|_| {})
+                .on_before_task_poll(|_| {})
+                .on_after_task_poll(|_| {})
+                .on_task_terminate(|_| {});
+            None
+        }
+        // Tokio's hooks reading the TSC before and after each poll.
+        "clock-hooks" => {
+            use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+            static SUM: AtomicU64 = AtomicU64::new(0);
+            static START: AtomicU64 = AtomicU64::new(0);
+            builder
+                .on_before_task_poll(|_| START.store(tsc(), Relaxed))
+                .on_after_task_poll(|_| {
+                    SUM.store(SUM.load(Relaxed) + tsc() - START.load(Relaxed), Relaxed)
+                });
+            None
+        }
         "init" => Some(
             taskscope::Builder::new()
                 .server_addr(taskscope::ServerAddr::Off)
@@ -55,4 +78,20 @@ fn main() {
         .await
         .unwrap();
     });
+}
+
+#[cfg(target_arch = "x86_64")]
+fn tsc() -> u64 {
+    // SAFETY: `rdtsc` is available on every x86_64 CPU.
+    unsafe { std::arch::x86_64::_rdtsc() }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn tsc() -> u64 {
+    use std::sync::OnceLock;
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
 }
