@@ -11,7 +11,11 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use taskscope_viewer::state::{AppInfo, Dropped, Model, RuntimeMetrics, Task, TaskState, Update};
+use ratatui::crossterm::event::KeyCode;
+use taskscope_viewer::state::keys::press;
+use taskscope_viewer::state::{
+    AppInfo, Column, Dropped, Model, RuntimeMetrics, Task, TaskState, Update,
+};
 
 fn task(id: u64, polls: u64) -> Task {
     Task {
@@ -73,17 +77,22 @@ fn delta(n: u64, round: u64) -> Update {
     }
 }
 
-fn bench(c: &mut Criterion) {
+/// The tasks view sorted by `column` (the default, id, or another reached
+/// with `>` as a user would): apply a delta and draw a frame, repeatedly.
+fn bench_sorted(c: &mut Criterion, title: &str, column: Column) {
     const N: u64 = 100_000;
     let now = Instant::now();
     let mut model = Model::new("127.0.0.1:6670", now);
     model.apply(snapshot(N), now);
+    while model.ui.tasks_sort.column != column {
+        model.handle_key(press(KeyCode::Char('>')), now);
+    }
     let mut terminal = Terminal::new(TestBackend::new(200, 50)).expect("test backend");
     terminal
         .draw(|f| taskscope_viewer::ui::draw(f, &mut model))
         .expect("first frame");
     let mut round = 0u64;
-    c.bench_function("apply 1% delta + draw tasks view, 100k tasks", |b| {
+    c.bench_function(title, |b| {
         b.iter_batched(
             || {
                 round += 1;
@@ -98,6 +107,19 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+}
+
+fn bench(c: &mut Criterion) {
+    bench_sorted(
+        c,
+        "apply 1% delta + draw tasks view, 100k tasks",
+        Column::Id,
+    );
+    bench_sorted(
+        c,
+        "apply 1% delta + draw tasks view, 100k tasks, sorted by busy",
+        Column::Busy,
+    );
 }
 
 criterion_group! {

@@ -161,6 +161,7 @@ impl Model {
                 self.now = self.now.max(now);
                 self.app = Some(app);
                 self.tasks.clear();
+                self.finished_count = 0;
                 self.tasks.reserve(tasks.len() + finished.len());
                 self.finish_queue.clear();
                 self.marks.clear();
@@ -194,7 +195,8 @@ impl Model {
                 // New rows and rows that ended change what the table holds:
                 // re-sort now. Changed values of known rows only change the
                 // order: see `Model::task_order` for when that is redone.
-                let mut rows_changed = !finished.is_empty();
+                let ended = !finished.is_empty();
+                let mut rows_changed = ended;
                 let values_changed = !changed.is_empty() || !findings.is_empty();
                 for task in changed {
                     rows_changed |= self.upsert_live(task, now);
@@ -202,6 +204,7 @@ impl Model {
                 for task in finished {
                     self.insert_finished(task, now);
                 }
+                // New rows were noted one by one (`TaskOrder::row_added`).
                 for finding in findings {
                     self.ingest(finding);
                 }
@@ -209,8 +212,10 @@ impl Model {
                 self.dropped = dropped;
                 self.last_update_at = Some(at);
                 if rows_changed {
-                    self.invalidate_order();
-                } else if values_changed {
+                    self.order.dirty = true;
+                }
+                if values_changed || ended {
+                    // Values moved (an end moves a row when sorted by state).
                     self.invalidate_order_values();
                 }
             }
@@ -232,6 +237,7 @@ impl Model {
                 false
             }
             None => {
+                self.order.row_added(task.id);
                 self.tasks.insert(
                     task.id,
                     TaskEntry {
@@ -247,9 +253,14 @@ impl Model {
 
     fn insert_finished(&mut self, task: Task, now: Instant) {
         let id = task.id;
-        let ended_at = match self.tasks.get(&id).and_then(|e| e.ended_at) {
+        let known = self.tasks.get(&id);
+        if known.is_none() {
+            self.order.row_added(id);
+        }
+        let ended_at = match known.and_then(|e| e.ended_at) {
             Some(earlier) => earlier,
             None => {
+                self.finished_count += 1;
                 self.finish_queue.push_back((now, id));
                 now
             }

@@ -126,8 +126,17 @@ pub(crate) struct TaskOrder {
     pub ids: Vec<u64>,
     /// Counts as of the last rebuild.
     pub counts: TaskCounts,
-    /// Whether it must be rebuilt before use (rows, sort or filter changed).
+    /// Whether it must be brought up to date before use (rows, sort or filter changed).
     pub dirty: bool,
+    /// Whether that takes a full rebuild (sort, filter or snapshot), not just
+    /// the rows in `added` and `removed`.
+    pub full: bool,
+    /// Rows added since the last update (new tasks).
+    added: Vec<u64>,
+    /// Rows removed since the last update (finished tasks expired).
+    removed: Vec<u64>,
+    /// Full rebuilds so far (for tests: the merge must be the common case).
+    pub(crate) full_rebuilds: u64,
     /// Whether values of rows changed since the last rebuild.
     pub values_dirty: bool,
     /// When it was last rebuilt (the model's time).
@@ -140,23 +149,107 @@ impl Default for TaskOrder {
             ids: Vec::new(),
             counts: TaskCounts::default(),
             dirty: true,
+            full: true,
+            added: Vec::new(),
+            removed: Vec::new(),
+            full_rebuilds: 0,
             values_dirty: false,
             rebuilt_at: None,
         }
     }
 }
 
+/// Pending row changes beyond this many: a full rebuild is as cheap (and the
+/// lists stay bounded while the tasks view is not drawn).
+const MAX_PENDING: usize = 50_000;
+
 impl TaskOrder {
+    /// A new row: kept to be merged in at the next update.
+    pub fn row_added(&mut self, id: u64) {
+        self.dirty = true;
+        if !self.full {
+            self.added.push(id);
+            self.check_pending();
+        }
+    }
+
+    /// A row gone: kept to be taken out at the next update.
+    pub fn row_removed(&mut self, id: u64) {
+        self.dirty = true;
+        if !self.full {
+            self.removed.push(id);
+            self.check_pending();
+        }
+    }
+
+    fn check_pending(&mut self) {
+        if self.added.len() + self.removed.len() > MAX_PENDING {
+            self.full = true;
+            self.added = Vec::new();
+            self.removed = Vec::new();
+        }
+    }
+
+    /// Brings the order up to date from the rows added and removed, without
+    /// looking at every task: rows gone are taken out, and each new row that
+    /// passes the filter is placed by a binary search of the current order,
+    /// all in one pass over the row list. Values of the other rows are not
+    /// looked at (they move at the next full rebuild, see `Model::task_order`).
+    /// Returns false when a full rebuild is needed (sort, filter or snapshot).
+    pub fn update_incrementally(&mut self, ctx: &SortContext<'_>, mut counts: TaskCounts) -> bool {
+        if self.full {
+            return false;
+        }
+        if !self.removed.is_empty() {
+            let removed: std::collections::HashSet<u64> = self.removed.drain(..).collect();
+            self.ids.retain(|id| !removed.contains(id));
+        }
+        if !self.added.is_empty() {
+            let mut added = std::mem::take(&mut self.added);
+            added.sort_unstable();
+            added.dedup();
+            // A row added and removed again before this update is not a row.
+            let mut placed: Vec<(usize, &TaskEntry)> = added
+                .iter()
+                .filter_map(|id| ctx.tasks.get(id))
+                .filter(|entry| filter::matches(&entry.task, ctx.filter_text))
+                .map(|entry| {
+                    let at = self.ids.partition_point(|old| {
+                        ctx.tasks
+                            .get(old)
+                            .is_some_and(|old| ctx.compare(old, entry).is_lt())
+                    });
+                    (at, entry)
+                })
+                .collect();
+            placed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| ctx.compare(a.1, b.1)));
+            let old = std::mem::take(&mut self.ids);
+            let mut merged = Vec::with_capacity(old.len() + placed.len());
+            let mut from = 0;
+            for (at, entry) in placed {
+                merged.extend_from_slice(&old[from..at]);
+                merged.push(entry.task.id);
+                from = at;
+            }
+            merged.extend_from_slice(&old[from..]);
+            self.ids = merged;
+        }
+        counts.shown = self.ids.len();
+        self.counts = counts;
+        self.dirty = false;
+        true
+    }
+
     /// Filters and sorts `tasks` into `self.ids`.
-    pub fn rebuild(
-        &mut self,
-        tasks: &HashMap<u64, TaskEntry>,
-        marks: &HashMap<u64, Marks>,
-        slow_threshold: Duration,
-        spec: SortSpec,
-        filter_text: &str,
-        now: Instant,
-    ) {
+    pub fn rebuild(&mut self, ctx: &SortContext<'_>) {
+        let SortContext {
+            tasks,
+            marks,
+            slow_threshold,
+            spec,
+            filter_text,
+            now,
+        } = *ctx;
         let mut counts = TaskCounts::default();
         let mut rows: Vec<&TaskEntry> = Vec::with_capacity(tasks.len());
         for entry in tasks.values() {
@@ -172,7 +265,15 @@ impl TaskOrder {
         counts.shown = rows.len();
         let desc = spec.descending;
         let ids = match spec.column {
-            Column::Id => sorted(&rows, desc, |_| 0u8),
+            Column::Id => {
+                // Plain numbers: the fastest sort there is (and the default view).
+                let mut ids: Vec<u64> = rows.iter().map(|e| e.task.id).collect();
+                ids.sort_unstable();
+                if desc {
+                    ids.reverse();
+                }
+                ids
+            }
             Column::Name => sorted(&rows, desc, |e| {
                 // Unnamed tasks after the named ones.
                 let name = e.task.name.as_deref();
@@ -191,8 +292,61 @@ impl TaskOrder {
         };
         self.ids = ids;
         self.counts = counts;
+        self.full_rebuilds += 1;
         self.dirty = false;
+        self.full = false;
+        self.added.clear();
+        self.removed.clear();
         self.values_dirty = false;
+    }
+}
+
+/// What ordering two rows needs besides the rows themselves.
+pub struct SortContext<'a> {
+    /// Every task, by id.
+    pub tasks: &'a HashMap<u64, TaskEntry>,
+    /// Warning marks, by id.
+    pub marks: &'a HashMap<u64, Marks>,
+    /// The app's slow-poll threshold (for marks).
+    pub slow_threshold: Duration,
+    /// The sort.
+    pub spec: SortSpec,
+    /// The filter text.
+    pub filter_text: &'a str,
+    /// The model's time.
+    pub now: Instant,
+}
+
+impl SortContext<'_> {
+    /// The order of two rows, as [`TaskOrder::rebuild`] sorts them.
+    pub fn compare(&self, a: &TaskEntry, b: &TaskEntry) -> std::cmp::Ordering {
+        let now = self.now;
+        let by_key = match self.spec.column {
+            Column::Id => a.task.id.cmp(&b.task.id),
+            Column::Name => {
+                let (x, y) = (a.task.name.as_deref(), b.task.name.as_deref());
+                (x.is_none(), x).cmp(&(y.is_none(), y))
+            }
+            Column::State => state_rank(a).cmp(&state_rank(b)),
+            Column::SpawnedAt => {
+                location_key(&a.task.spawned_at).cmp(&location_key(&b.task.spawned_at))
+            }
+            Column::Polls => a.task.polls.cmp(&b.task.polls),
+            Column::Busy => a.busy_at(now).cmp(&b.busy_at(now)),
+            Column::Idle => a.idle_at(now).cmp(&b.idle_at(now)),
+            Column::Age => a.age_at(now).cmp(&b.age_at(now)),
+            Column::LongestPoll => a.task.max_poll.cmp(&b.task.max_poll),
+            Column::Warnings => {
+                let severity = |e| super::marks_for(self.marks, self.slow_threshold, e).severity();
+                severity(a).cmp(&severity(b))
+            }
+        };
+        let by_key = if self.spec.descending {
+            by_key.reverse()
+        } else {
+            by_key
+        };
+        by_key.then(a.task.id.cmp(&b.task.id))
     }
 }
 
