@@ -68,7 +68,7 @@ impl Core {
             return;
         };
         let panic = if cell.panicked.load(std::sync::atomic::Ordering::Acquire) {
-            crate::table::lock(&cell.panic).take()
+            cell.take_panic()
         } else {
             None
         };

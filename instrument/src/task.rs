@@ -2,8 +2,10 @@
 //! ([`TaskCell`]) and the snapshots handed to users ([`TaskInfo`], [`FinishedTask`]).
 
 use std::fmt;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64,
+    Ordering::{AcqRel, Relaxed, Release},
+};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -208,9 +210,15 @@ pub(crate) struct TaskCell {
     /// the line the last poll wrote, so the end does not miss the cache.
     ended: AtomicU64,
     pub(crate) state: AtomicU8,
-    /// A panic was noted in `panic` (read at every end without taking the lock).
+    /// A panic was noted in `panic` (read at every end).
     pub(crate) panicked: AtomicBool,
     end: AtomicU8,
+    /// The future a runtime's `block_on` runs (`#[tokio::main]`'s body), not a spawned task.
+    pub(crate) is_block_on: bool,
+    /// Leak reports made (`REPORTED_*` bits).
+    pub(crate) reported: AtomicU8,
+    /// Clones of the task's span beyond the one Tokio holds (taskscope's subscriber).
+    pub(crate) span_clones: AtomicU32,
     // ---- one counter written by every poll
     /// Poll durations, see [`POLL_HISTOGRAM_BUCKETS`].
     pub(crate) histogram: [AtomicU32; POLL_HISTOGRAM_BUCKETS],
@@ -219,18 +227,19 @@ pub(crate) struct TaskCell {
     pub(crate) name: Option<Box<str>>,
     pub(crate) spawned_at: SpawnLocation,
     pub(crate) parent: Option<u64>,
-    /// The future a runtime's `block_on` runs (`#[tokio::main]`'s body), not a spawned task.
-    pub(crate) is_block_on: bool,
     pub(crate) created: u64,
     // ---- rare: wakers (tracing capture), panics, leak reports
     pub(crate) wakers: AtomicU64,
-    pub(crate) panic: Mutex<Option<PanicRecord>>,
-    /// Leak reports made (`REPORTED_*` bits).
-    pub(crate) reported: AtomicU8,
+    /// The panic of the task's poll, once (a `Box<PanicRecord>`, null until then).
+    panic: AtomicPtr<PanicRecord>,
     /// `last_poll_end` of the idle period last reported as too long.
     pub(crate) idle_reported_at: AtomicU64,
-    /// Clones of the task's span beyond the one Tokio holds (taskscope's subscriber).
-    pub(crate) span_clones: AtomicU32,
+}
+
+impl Drop for TaskCell {
+    fn drop(&mut self) {
+        drop(self.take_panic());
+    }
 }
 
 impl TaskCell {
@@ -257,7 +266,7 @@ impl TaskCell {
             prev_poll_end: AtomicU64::new(0),
             wakes: AtomicU64::new(0),
             wakers: AtomicU64::new(0),
-            panic: Mutex::new(None),
+            panic: AtomicPtr::new(std::ptr::null_mut()),
             histogram: [const { AtomicU32::new(0) }; POLL_HISTOGRAM_BUCKETS],
             reported: AtomicU8::new(0),
             idle_reported_at: AtomicU64::new(0),
@@ -265,6 +274,29 @@ impl TaskCell {
             end: AtomicU8::new(TaskEnd::Completed as u8),
             span_clones: AtomicU32::new(0),
         }
+    }
+
+    /// Notes the panic of the task's poll (the first one counts).
+    pub(crate) fn set_panic(&self, panic: PanicRecord) {
+        let record = Box::into_raw(Box::new(panic));
+        if self
+            .panic
+            .compare_exchange(std::ptr::null_mut(), record, AcqRel, Relaxed)
+            .is_ok()
+        {
+            self.panicked.store(true, Release);
+        } else {
+            // SAFETY: `record` was not published: it is still ours.
+            drop(unsafe { Box::from_raw(record) });
+        }
+    }
+
+    /// Takes the panic noted on the task, if any.
+    pub(crate) fn take_panic(&self) -> Option<PanicRecord> {
+        let record = self.panic.swap(std::ptr::null_mut(), AcqRel);
+        // SAFETY: a non-null pointer came from `Box::into_raw` in `set_panic`,
+        // and the swap made this call its only owner.
+        (!record.is_null()).then(|| *unsafe { Box::from_raw(record) })
     }
 
     /// Notes how and when (clock ticks) the task ended.

@@ -360,17 +360,19 @@ mod http {
                 });
             }
         });
-        // The load generator runs on its own runtime and threads, like an external tool.
-        let (total, mut latencies) = std::thread::spawn(move || {
+        // The load generator runs on its own runtime and threads, like an external
+        // tool; awaited, not joined (a join would block this poll for the whole run,
+        // which taskscope rightly reports as a blocked poll).
+        let (done, result) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(load(addr))
-        })
-        .join()
-        .unwrap();
+            let _ = done.send(rt.block_on(load(addr)));
+        });
+        let (total, mut latencies) = result.await.expect("load generator");
         latencies.sort_unstable();
         let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
         format!(

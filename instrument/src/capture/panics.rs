@@ -6,7 +6,6 @@ use std::panic::PanicHookInfo;
 use std::sync::Once;
 
 use crate::capture::poll;
-use crate::table::lock;
 use crate::task::PanicRecord;
 
 static INSTALL: Once = Once::new();
@@ -32,12 +31,5 @@ fn note(info: &PanicHookInfo<'_>) {
     let location = info
         .location()
         .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-    poll::with_current(|_, cell| {
-        let mut slot = lock(&cell.panic);
-        if slot.is_none() {
-            *slot = Some(PanicRecord { message, location });
-            cell.panicked
-                .store(true, std::sync::atomic::Ordering::Release);
-        }
-    });
+    poll::with_current(|_, cell| cell.set_panic(PanicRecord { message, location }));
 }
