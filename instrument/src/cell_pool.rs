@@ -30,12 +30,15 @@ static SHARED: Mutex<Vec<Vec<Arc<TaskCell>>>> = Mutex::new(Vec::new());
 
 /// A shared record holding `cell`: a reused one when there is one.
 pub(crate) fn new_cell(cell: TaskCell) -> Arc<TaskCell> {
+    // The uniqueness check is made here rather than in `recycle`: its locked
+    // instruction brings in the line the new contents are written to anyway.
     match take() {
         Some(mut reused) => match Arc::get_mut(&mut reused) {
             Some(slot) => {
                 *slot = cell;
                 reused
             }
+            // Still held elsewhere (a snapshot being built): let it go.
             None => Arc::new(cell),
         },
         None => Arc::new(cell),
@@ -57,11 +60,8 @@ fn take() -> Option<Arc<TaskCell>> {
         .flatten()
 }
 
-/// Takes back a record nobody else holds (otherwise it is just dropped).
-pub(crate) fn recycle(mut cell: Arc<TaskCell>) {
-    if Arc::get_mut(&mut cell).is_none() {
-        return;
-    }
+/// Takes back a finished record, for reuse once nobody else holds it.
+pub(crate) fn recycle(cell: Arc<TaskCell>) {
     let _ = LOCAL.try_with(|local| {
         let Ok(mut local) = local.try_borrow_mut() else {
             return;
@@ -114,6 +114,8 @@ mod tests {
         let second = new_cell(cell(2));
         assert_ne!(Arc::as_ptr(&second), Arc::as_ptr(&held));
         assert_eq!(held.id, 1);
+        // The pool let go of its reference.
+        assert_eq!(Arc::strong_count(&held), 1);
     }
 
     fn records_freed_on_one_thread_serve_spawns_on_another() {

@@ -11,20 +11,31 @@ use crate::clock;
 use crate::table::{Readers, clone_arc};
 use crate::task::TaskCell;
 
+/// One cache line per entry: consecutive ends, usually on different threads,
+/// write consecutive entries.
+#[repr(align(64))]
 struct Entry {
     cell: AtomicPtr<TaskCell>,
     readers: Readers,
 }
 
+/// The ring's write position, on a line of its own: every end on every thread
+/// writes it, and every end reads the entries' length.
+#[repr(align(64))]
+struct Position(AtomicUsize);
+
 pub(crate) struct History {
     entries: Box<[Entry]>,
-    next: AtomicUsize,
     max_age_ns: u64,
+    /// What becomes of a record the history lets go of (`cell_pool::recycle`).
+    release: fn(Arc<TaskCell>),
+    next: Position,
 }
 
 impl History {
-    /// A history of at most `capacity` tasks, each kept at most `max_age_ns`.
-    pub(crate) fn new(capacity: usize, max_age_ns: u64) -> History {
+    /// A history of at most `capacity` tasks, each kept at most `max_age_ns`;
+    /// records it lets go of are handed to `release`.
+    pub(crate) fn new(capacity: usize, max_age_ns: u64, release: fn(Arc<TaskCell>)) -> History {
         History {
             entries: (0..capacity)
                 .map(|_| Entry {
@@ -32,31 +43,32 @@ impl History {
                     readers: Readers::default(),
                 })
                 .collect(),
-            next: AtomicUsize::new(0),
+            next: Position(AtomicUsize::new(0)),
             max_age_ns,
+            release,
         }
     }
 
     /// Adds a finished task (its `ended` time set), releasing the oldest when full.
     pub(crate) fn push(&self, cell: Arc<TaskCell>) {
         if self.entries.is_empty() {
-            crate::cell_pool::recycle(cell);
+            (self.release)(cell);
             return;
         }
-        let at = self.next.fetch_add(1, Ordering::Relaxed) % self.entries.len();
+        let at = self.next.0.fetch_add(1, Ordering::Relaxed) % self.entries.len();
         let entry = &self.entries[at];
         let old = entry
             .cell
             .swap(Arc::into_raw(cell).cast_mut(), Ordering::SeqCst);
-        Self::release(entry, old);
+        self.let_go(entry, old);
     }
 
-    fn release(entry: &Entry, old: *mut TaskCell) {
+    fn let_go(&self, entry: &Entry, old: *mut TaskCell) {
         if !old.is_null() {
             entry.readers.wait();
             // SAFETY: `old` came from `Arc::into_raw` in `push` and is no
             // longer in the ring; no reader holds it any more.
-            crate::cell_pool::recycle(unsafe { Arc::from_raw(old) });
+            (self.release)(unsafe { Arc::from_raw(old) });
         }
     }
 
@@ -107,7 +119,7 @@ impl History {
                     )
                     .is_ok()
             {
-                Self::release(entry, ptr);
+                self.let_go(entry, ptr);
             }
         }
     }
@@ -117,7 +129,7 @@ impl Drop for History {
     fn drop(&mut self) {
         for entry in self.entries.iter() {
             let ptr = entry.cell.swap(std::ptr::null_mut(), Ordering::Acquire);
-            Self::release(entry, ptr);
+            self.let_go(entry, ptr);
         }
     }
 }
@@ -135,7 +147,7 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_up_to_capacity_oldest_first() {
-        let h = History::new(3, u64::MAX);
+        let h = History::new(3, u64::MAX, drop);
         let now = clock::now();
         let cells: Vec<_> = (1..=5).map(|i| finished(i, now + i)).collect();
         for c in &cells {
@@ -150,7 +162,7 @@ mod tests {
 
     #[test]
     fn old_records_are_not_shown_and_are_released_by_prune() {
-        let h = History::new(10, 1_000);
+        let h = History::new(10, 1_000, drop);
         let now = clock::now();
         let old = finished(1, now.saturating_sub(1 << 40));
         let young = finished(2, now);
@@ -165,7 +177,7 @@ mod tests {
 
     #[test]
     fn zero_capacity_keeps_nothing() {
-        let h = History::new(0, u64::MAX);
+        let h = History::new(0, u64::MAX, drop);
         let c = finished(1, clock::now());
         h.push(Arc::clone(&c));
         assert!(h.read(clock::now()).is_empty());
@@ -174,7 +186,7 @@ mod tests {
 
     #[test]
     fn concurrent_pushes_and_reads_release_every_record_once() {
-        let h = History::new(64, u64::MAX);
+        let h = History::new(64, u64::MAX, drop);
         let cells: Vec<_> = (1..=20_000).map(|i| finished(i, clock::now())).collect();
         std::thread::scope(|s| {
             for part in cells.chunks(5_000) {

@@ -51,13 +51,14 @@
 //!
 //! Measured with a counting allocator (`cargo run --release -p taskscope-tests
 //! --bin mem_per_task -- hooks|init|bare`, 10,000 pending tasks): one live task
-//! costs **348 bytes** more with the runtime-hook capture (`#[taskscope::main]`,
-//! [`Builder::install_on`]) and **661 bytes** more with the tracing capture
-//! ([`init`]; `tracing-subscriber` keeps a span per task), over the 576 bytes the
-//! task, its `oneshot` and its `JoinHandle` take without taskscope. The task's
-//! record (`size_of::<TaskCell>()` = 256 bytes on x86_64) is most of it. The
+//! costs **272 bytes** more with either capture (the runtime hooks of
+//! `#[taskscope::main]` and [`Builder::install_on`], or [`init`]'s subscriber),
+//! over the 576 bytes the task, its `oneshot` and its `JoinHandle` take without
+//! taskscope. That is the task's record (`size_of::<TaskCell>()` = 256 bytes on
+//! x86_64) and its reference counts. The
 //! finished history keeps at most 1,000 records for at most 60 s by default
-//! (`TASKSCOPE_FINISHED_MAX`, `TASKSCOPE_FINISHED_TTL_S`), so memory does not
+//! (`TASKSCOPE_FINISHED_MAX`, `TASKSCOPE_FINISHED_TTL_S`), and records kept
+//! for reuse are at most 1,024 shared plus 65 per thread, so memory does not
 //! grow with the number of tasks that have ended.
 //!
 //! ## Report file

@@ -28,6 +28,7 @@ impl Registry {
             finished: History::new(
                 finished_capacity,
                 u64::try_from(finished_max_age.as_nanos()).unwrap_or(u64::MAX),
+                crate::cell_pool::recycle,
             ),
             files: Mutex::new(HashSet::new()),
         }

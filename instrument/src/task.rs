@@ -238,7 +238,11 @@ pub(crate) struct TaskCell {
 
 impl Drop for TaskCell {
     fn drop(&mut self) {
-        drop(self.take_panic());
+        let record = *self.panic.get_mut();
+        if !record.is_null() {
+            // SAFETY: as in `take_panic`; `&mut self` excludes any other owner.
+            drop(unsafe { Box::from_raw(record) });
+        }
     }
 }
 
