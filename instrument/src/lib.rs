@@ -31,7 +31,7 @@
 //! | task names | yes | no (null) |
 //! | wakes, scheduled vs idle, lost wakers | yes | no (0, idle) |
 //! | spawn location, parent, polls, busy/idle, slow polls | yes | yes |
-//! | per-poll cost | [`init`]: a table lookup from taskscope's own subscriber, plus Tokio's span enter/exit and one event per wake; [`Builder::layer`]: the same through `tracing-subscriber`'s registry, about 2.5× more | one table lookup |
+//! | per-poll cost | [`init`]: a table lookup from taskscope's own subscriber, plus Tokio's span enter/exit and one event per wake; [`Builder::layer`]: the same through `tracing-subscriber`'s registry, about 2.7× the overhead | one table lookup |
 //!
 //! Use one of them per process, not both.
 //!
