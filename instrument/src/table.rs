@@ -22,15 +22,17 @@ use crate::task::TaskCell;
 const SLOTS: usize = 1 << 16;
 const PROBE: usize = 8;
 
+/// 16 bytes: four slots a cache line for the per-poll lookup.
 struct Slot {
     key: AtomicU64,
     cell: AtomicPtr<TaskCell>,
-    /// Readers inside [`IdTable::with_pinned`] on this slot.
-    users: Readers,
 }
 
 pub(crate) struct IdTable {
     slots: Box<[Slot]>,
+    /// Readers inside [`IdTable::with_pinned`], per slot (apart from the
+    /// slots: only pinned reads and removes touch them).
+    users: Box<[Readers]>,
     overflow: Mutex<IdMap<Arc<TaskCell>>>,
     overflowed: AtomicU64,
 }
@@ -50,11 +52,11 @@ impl IdTable {
             .map(|_| Slot {
                 key: AtomicU64::new(0),
                 cell: AtomicPtr::new(std::ptr::null_mut()),
-                users: Readers::default(),
             })
             .collect();
         IdTable {
             slots,
+            users: (0..SLOTS).map(|_| Readers::default()).collect(),
             overflow: Mutex::new(IdMap::default()),
             overflowed: AtomicU64::new(0),
         }
@@ -113,9 +115,9 @@ impl IdTable {
     pub(crate) fn with_pinned<R>(&self, key: u64, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
         let start = home(key);
         for i in 0..PROBE {
-            let slot = &self.slots[(start + i) & (SLOTS - 1)];
-            if slot.key.load(Ordering::Relaxed) == key {
-                return slot.pinned(key, f);
+            let at = (start + i) & (SLOTS - 1);
+            if self.slots[at].key.load(Ordering::Relaxed) == key {
+                return self.pinned(at, key, f);
             }
         }
         self.with_overflow(key, f)
@@ -131,13 +133,13 @@ impl IdTable {
     /// Every live record with its key (a scan of the table: for snapshots).
     pub(crate) fn live(&self) -> Vec<(u64, Arc<TaskCell>)> {
         let mut all = Vec::new();
-        for slot in self.slots.iter() {
+        for (at, slot) in self.slots.iter().enumerate() {
             let key = slot.key.load(Ordering::Relaxed);
             if key == 0 {
                 continue;
             }
             // SAFETY: as in `get`.
-            let cell = slot.pinned(key, |cell| unsafe { clone_arc(cell) });
+            let cell = self.pinned(at, key, |cell| unsafe { clone_arc(cell) });
             if let Some(cell) = cell {
                 all.push((key, cell));
             }
@@ -165,11 +167,13 @@ impl IdTable {
     pub(crate) fn remove(&self, key: u64) -> Option<Arc<TaskCell>> {
         let start = home(key);
         for i in 0..PROBE {
-            let slot = &self.slots[(start + i) & (SLOTS - 1)];
+            let at = (start + i) & (SLOTS - 1);
+            let slot = &self.slots[at];
             if slot.key.load(Ordering::Acquire) == key {
                 let ptr = slot.cell.swap(std::ptr::null_mut(), Ordering::SeqCst);
                 slot.key.store(0, Ordering::SeqCst);
-                slot.wait_for_readers();
+                // A `with_pinned` reader that saw the key is still reading.
+                self.users[at].wait();
                 // SAFETY: `ptr` came from `Arc::into_raw` in `insert`, and no
                 // reader holds it any more: the reference is ours to take back.
                 return (!ptr.is_null()).then(|| unsafe { Arc::from_raw(ptr) });
@@ -198,27 +202,24 @@ impl Drop for IdTable {
     }
 }
 
-impl Slot {
-    /// Runs `f` on the slot's record if it still holds `key`, with the user
-    /// count raised so that `remove` cannot release the record meanwhile.
+impl IdTable {
+    /// Runs `f` on the record of slot `at` if it still holds `key`, with the
+    /// slot's user count raised so that `remove` cannot release the record meanwhile.
     #[inline]
-    fn pinned<R>(&self, key: u64, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
+    fn pinned<R>(&self, at: usize, key: u64, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
+        let slot = &self.slots[at];
         // Announce the read, then check the slot still holds `key`: `remove`
         // clears the key before it checks the count (both sequentially
         // consistent), so either it sees this reader or this reader sees it.
-        self.users.read(|| {
-            if self.key.load(Ordering::SeqCst) != key {
+        self.users[at].read(|| {
+            if slot.key.load(Ordering::SeqCst) != key {
                 return None;
             }
-            let ptr = self.cell.load(Ordering::SeqCst);
+            let ptr = slot.cell.load(Ordering::SeqCst);
             // SAFETY: the key matched after the user count was raised, so a
             // `remove` of this key has not passed its wait: the record is alive.
             (!ptr.is_null()).then(|| f(unsafe { &*ptr }))
         })
-    }
-
-    fn wait_for_readers(&self) {
-        self.users.wait();
     }
 }
 
