@@ -242,55 +242,34 @@ impl TaskOrder {
 
     /// Filters and sorts `tasks` into `self.ids`.
     pub fn rebuild(&mut self, ctx: &SortContext<'_>) {
-        let SortContext {
-            tasks,
-            marks,
-            slow_threshold,
-            spec,
-            filter_text,
-            now,
-        } = *ctx;
         let mut counts = TaskCounts::default();
-        let mut rows: Vec<&TaskEntry> = Vec::with_capacity(tasks.len());
-        for entry in tasks.values() {
+        let mut rows: Vec<&TaskEntry> = Vec::with_capacity(ctx.tasks.len());
+        for entry in ctx.tasks.values() {
             if entry.is_finished() {
                 counts.finished += 1;
             } else {
                 counts.live += 1;
             }
-            if filter::matches(&entry.task, filter_text) {
+            if filter::matches(&entry.task, ctx.filter_text) {
                 rows.push(entry);
             }
         }
         counts.shown = rows.len();
-        let desc = spec.descending;
-        let ids = match spec.column {
-            Column::Id => {
-                // Plain numbers: the fastest sort there is (and the default view).
-                let mut ids: Vec<u64> = rows.iter().map(|e| e.task.id).collect();
-                ids.sort_unstable();
-                if desc {
-                    ids.reverse();
-                }
-                ids
+        self.ids = if ctx.spec.column == Column::Id {
+            // Plain numbers: the fastest sort there is (and the default view).
+            let mut ids: Vec<u64> = rows.iter().map(|e| e.task.id).collect();
+            ids.sort_unstable();
+            if ctx.spec.descending {
+                ids.reverse();
             }
-            Column::Name => sorted(&rows, desc, |e| {
-                // Unnamed tasks after the named ones.
-                let name = e.task.name.as_deref();
-                (name.is_none(), name)
-            }),
-            Column::State => sorted(&rows, desc, state_rank),
-            Column::SpawnedAt => sorted(&rows, desc, |e| location_key(&e.task.spawned_at)),
-            Column::Polls => sorted(&rows, desc, |e| e.task.polls),
-            Column::Busy => sorted(&rows, desc, |e| e.busy_at(now)),
-            Column::Idle => sorted(&rows, desc, |e| e.idle_at(now)),
-            Column::Age => sorted(&rows, desc, |e| e.age_at(now)),
-            Column::LongestPoll => sorted(&rows, desc, |e| e.task.max_poll),
-            Column::Warnings => sorted(&rows, desc, |e| {
-                super::marks_for(marks, slow_threshold, e).severity()
-            }),
+            ids
+        } else {
+            // Each row's key taken once: no lookups while sorting.
+            let mut keyed: Vec<(SortKey<'_>, u64)> =
+                rows.iter().map(|e| (ctx.key(e), e.task.id)).collect();
+            keyed.sort_unstable_by(|a, b| ctx.order(&a.0, a.1, &b.0, b.1));
+            keyed.into_iter().map(|(_, id)| id).collect()
         };
-        self.ids = ids;
         self.counts = counts;
         self.full_rebuilds += 1;
         self.dirty = false;
@@ -299,6 +278,19 @@ impl TaskOrder {
         self.removed.clear();
         self.values_dirty = false;
     }
+}
+
+/// What a row is sorted by, in the sort's column.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SortKey<'a> {
+    /// Id, polls, state rank, warning severity.
+    Number(u64),
+    /// Busy, idle, age, longest poll.
+    Time(Duration),
+    /// Named first, then by name.
+    Name(bool, Option<&'a str>),
+    /// Path, then line and column as numbers.
+    Location(&'a str, u32, u32),
 }
 
 /// What ordering two rows needs besides the rows themselves.
@@ -318,54 +310,49 @@ pub struct SortContext<'a> {
 }
 
 impl SortContext<'_> {
+    /// The key `entry` sorts by in the sort's column.
+    pub fn key<'e>(&self, entry: &'e TaskEntry) -> SortKey<'e> {
+        let now = self.now;
+        match self.spec.column {
+            Column::Id => SortKey::Number(entry.task.id),
+            Column::Name => {
+                // Unnamed tasks after the named ones.
+                let name = entry.task.name.as_deref();
+                SortKey::Name(name.is_none(), name)
+            }
+            Column::State => SortKey::Number(state_rank(entry).into()),
+            Column::SpawnedAt => {
+                let (path, line, col) = location_key(&entry.task.spawned_at);
+                SortKey::Location(path, line, col)
+            }
+            Column::Polls => SortKey::Number(entry.task.polls),
+            Column::Busy => SortKey::Time(entry.busy_at(now)),
+            Column::Idle => SortKey::Time(entry.idle_at(now)),
+            Column::Age => SortKey::Time(entry.age_at(now)),
+            Column::LongestPoll => SortKey::Time(entry.task.max_poll),
+            Column::Warnings => SortKey::Number(
+                super::marks_for(self.marks, self.slow_threshold, entry)
+                    .severity()
+                    .into(),
+            ),
+        }
+    }
+
+    /// The order of two rows given their keys and ids: by key in the sort's
+    /// direction, ties by id ascending.
+    fn order(&self, a: &SortKey<'_>, a_id: u64, b: &SortKey<'_>, b_id: u64) -> std::cmp::Ordering {
+        let by_key = if self.spec.descending {
+            b.cmp(a)
+        } else {
+            a.cmp(b)
+        };
+        by_key.then(a_id.cmp(&b_id))
+    }
+
     /// The order of two rows, as [`TaskOrder::rebuild`] sorts them.
     pub fn compare(&self, a: &TaskEntry, b: &TaskEntry) -> std::cmp::Ordering {
-        let now = self.now;
-        let by_key = match self.spec.column {
-            Column::Id => a.task.id.cmp(&b.task.id),
-            Column::Name => {
-                let (x, y) = (a.task.name.as_deref(), b.task.name.as_deref());
-                (x.is_none(), x).cmp(&(y.is_none(), y))
-            }
-            Column::State => state_rank(a).cmp(&state_rank(b)),
-            Column::SpawnedAt => {
-                location_key(&a.task.spawned_at).cmp(&location_key(&b.task.spawned_at))
-            }
-            Column::Polls => a.task.polls.cmp(&b.task.polls),
-            Column::Busy => a.busy_at(now).cmp(&b.busy_at(now)),
-            Column::Idle => a.idle_at(now).cmp(&b.idle_at(now)),
-            Column::Age => a.age_at(now).cmp(&b.age_at(now)),
-            Column::LongestPoll => a.task.max_poll.cmp(&b.task.max_poll),
-            Column::Warnings => {
-                let severity = |e| super::marks_for(self.marks, self.slow_threshold, e).severity();
-                severity(a).cmp(&severity(b))
-            }
-        };
-        let by_key = if self.spec.descending {
-            by_key.reverse()
-        } else {
-            by_key
-        };
-        by_key.then(a.task.id.cmp(&b.task.id))
+        self.order(&self.key(a), a.task.id, &self.key(b), b.task.id)
     }
-}
-
-/// Sorts `rows` by `key` (ties by id, ascending) and returns their ids.
-fn sorted<'a, K: Ord>(
-    rows: &[&'a TaskEntry],
-    descending: bool,
-    key: impl Fn(&'a TaskEntry) -> K,
-) -> Vec<u64> {
-    let mut keyed: Vec<(K, u64)> = rows.iter().map(|e| (key(e), e.task.id)).collect();
-    keyed.sort_unstable_by(|a, b| {
-        let by_key = if descending {
-            b.0.cmp(&a.0)
-        } else {
-            a.0.cmp(&b.0)
-        };
-        by_key.then(a.1.cmp(&b.1))
-    });
-    keyed.into_iter().map(|(_, id)| id).collect()
 }
 
 fn state_rank(e: &TaskEntry) -> u8 {
