@@ -190,20 +190,9 @@ fn child(variant: &str, workload: &str) {
             console_subscriber::init();
             Box::new(())
         }
-        // Reference, not taskscope: Tokio's hooks doing nothing but reading
-        // the TSC before and after each poll, the floor of any hook-based capture.
+        // Reference, not taskscope: the floor of any hook-based capture.
         "clock-hooks" => {
-            use std::cell::Cell;
-            thread_local! {
-                static START: Cell<u64> = const { Cell::new(0) };
-                static BUSY: Cell<u64> = const { Cell::new(0) };
-            }
-            builder
-                .on_before_task_poll(|_| START.with(|s| s.set(tsc())))
-                .on_after_task_poll(|_| {
-                    let took = tsc() - START.with(Cell::get);
-                    BUSY.with(|b| b.set(b.get() + took));
-                });
+            taskscope_tests::variants::install_clock_hooks(&mut builder);
             Box::new(())
         }
         other => panic!("unknown variant {other}"),
@@ -223,19 +212,6 @@ fn child(variant: &str, workload: &str) {
     });
     println!("{out}");
     drop(rt);
-}
-
-#[cfg(target_arch = "x86_64")]
-fn tsc() -> u64 {
-    // SAFETY: `rdtsc` is available on every x86_64 CPU.
-    unsafe { std::arch::x86_64::_rdtsc() }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn tsc() -> u64 {
-    use std::sync::OnceLock;
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 async fn spawn() {

@@ -1,6 +1,8 @@
 //! Support for taskscope's end-to-end tests: run an instrumented app as a real
 //! process, read its report file, find source lines by marker comments.
 
+pub mod variants;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStderr, Command, Output};

@@ -39,19 +39,8 @@ fn main() {
     let variant = std::env::args().nth(1).unwrap_or_else(|| "bare".into());
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.worker_threads(2).enable_all();
-    let _guard = match variant.as_str() {
-        "bare" => None,
-        "hooks" => Some(
-            taskscope::Builder::new()
-                .server_addr(taskscope::ServerAddr::Off)
-                .install_on(&mut builder),
-        ),
-        "init" => Some(
-            taskscope::Builder::new()
-                .server_addr(taskscope::ServerAddr::Off)
-                .init(),
-        ),
-        other => panic!("unknown variant {other}"),
+    let Some(_guard) = taskscope_tests::variants::install(&variant, &mut builder) else {
+        panic!("unknown variant {variant}");
     };
     let rt = builder.build().expect("runtime");
     let per_task = rt.block_on(async {

@@ -20,40 +20,8 @@ fn main() {
     let spawn = args.next().is_some_and(|w| w == "spawn");
     let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_all();
-    let _guard = match variant.as_str() {
-        "bare" => None,
-        "hooks" => Some(
-            taskscope::Builder::new()
-                .server_addr(taskscope::ServerAddr::Off)
-                .install_on(&mut builder),
-        ),
-        // Tokio's hook calls alone, doing nothing: the floor of the hook path.
-        "noop-hooks" => {
-            builder
-                .on_task_spawn(|_| {})
-                .on_before_task_poll(|_| {})
-                .on_after_task_poll(|_| {})
-                .on_task_terminate(|_| {});
-            None
-        }
-        // Tokio's hooks reading the TSC before and after each poll.
-        "clock-hooks" => {
-            use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-            static SUM: AtomicU64 = AtomicU64::new(0);
-            static START: AtomicU64 = AtomicU64::new(0);
-            builder
-                .on_before_task_poll(|_| START.store(tsc(), Relaxed))
-                .on_after_task_poll(|_| {
-                    SUM.store(SUM.load(Relaxed) + tsc() - START.load(Relaxed), Relaxed)
-                });
-            None
-        }
-        "init" => Some(
-            taskscope::Builder::new()
-                .server_addr(taskscope::ServerAddr::Off)
-                .init(),
-        ),
-        other => panic!("unknown variant {other}"),
+    let Some(_guard) = taskscope_tests::variants::install(&variant, &mut builder) else {
+        panic!("unknown variant {variant}");
     };
     let rt = builder.build().expect("runtime");
     if spawn {
@@ -78,20 +46,4 @@ fn main() {
         .await
         .unwrap();
     });
-}
-
-#[cfg(target_arch = "x86_64")]
-fn tsc() -> u64 {
-    // SAFETY: `rdtsc` is available on every x86_64 CPU.
-    unsafe { std::arch::x86_64::_rdtsc() }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn tsc() -> u64 {
-    use std::sync::OnceLock;
-    static START: OnceLock<std::time::Instant> = OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_nanos() as u64
 }

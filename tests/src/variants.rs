@@ -1,0 +1,70 @@
+//! The ways of running a runtime that the measuring programs compare: nothing
+//! installed, taskscope's two captures, and two references that are not
+//! taskscope (Tokio's task hooks doing nothing, or only reading the clock
+//! around each poll: the floor of any capture built on the hooks).
+
+use std::cell::Cell;
+
+/// Installs `variant` on `builder`: `bare`, `hooks` (`install_on`), `init`,
+/// `noop-hooks` or `clock-hooks`; taskscope's server is off. Returns taskscope's
+/// guard, if taskscope was installed; `None` for an unknown name.
+pub fn install(
+    variant: &str,
+    builder: &mut tokio::runtime::Builder,
+) -> Option<Option<taskscope::Guard>> {
+    let quiet = || taskscope::Builder::new().server_addr(taskscope::ServerAddr::Off);
+    Some(match variant {
+        "bare" => None,
+        "hooks" => Some(quiet().install_on(builder)),
+        "init" => Some(quiet().init()),
+        "noop-hooks" => {
+            install_noop_hooks(builder);
+            None
+        }
+        "clock-hooks" => {
+            install_clock_hooks(builder);
+            None
+        }
+        _ => return None,
+    })
+}
+
+/// Tokio's four task hooks, each doing nothing.
+pub fn install_noop_hooks(builder: &mut tokio::runtime::Builder) {
+    builder
+        .on_task_spawn(|_| {})
+        .on_before_task_poll(|_| {})
+        .on_after_task_poll(|_| {})
+        .on_task_terminate(|_| {});
+}
+
+/// Tokio's poll hooks reading the TSC before and after each poll and adding
+/// the difference to a per-thread sum: what any poll timing costs at least.
+pub fn install_clock_hooks(builder: &mut tokio::runtime::Builder) {
+    thread_local! {
+        static START: Cell<u64> = const { Cell::new(0) };
+        static BUSY: Cell<u64> = const { Cell::new(0) };
+    }
+    builder
+        .on_before_task_poll(|_| START.with(|s| s.set(tsc())))
+        .on_after_task_poll(|_| {
+            let took = tsc().wrapping_sub(START.with(Cell::get));
+            BUSY.with(|b| b.set(b.get().wrapping_add(took)));
+        });
+}
+
+#[cfg(target_arch = "x86_64")]
+fn tsc() -> u64 {
+    // SAFETY: `rdtsc` is available on every x86_64 CPU.
+    unsafe { std::arch::x86_64::_rdtsc() }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn tsc() -> u64 {
+    use std::sync::OnceLock;
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+}
