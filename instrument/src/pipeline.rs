@@ -511,21 +511,11 @@ mod tests {
     fn flush_gives_up_when_the_sink_thread_is_gone() {
         let (tx, rx) = sync_channel(4);
         drop(rx);
+        let shared = Shared::new();
+        shared.alive.store(false, std::sync::atomic::Ordering::Relaxed);
         let pipeline = Pipeline {
             tx,
-            shared: Arc::new(Shared {
-                submitted: AtomicU64::new(0),
-                in_flight: AtomicUsize::new(0),
-                accepted: AtomicU64::new(0),
-                dropped: AtomicU64::new(0),
-                progress: Mutex::new(Progress::default()),
-                done: Condvar::new(),
-                waiters: AtomicUsize::new(0),
-                drops_noticed: AtomicU64::new(0),
-                flush_requests: AtomicU64::new(0),
-                alive: AtomicBool::new(false),
-                recent: Mutex::new(VecDeque::new()),
-            }),
+            shared: Arc::new(shared),
         };
         pipeline.submit(never_awaited(1));
         assert_eq!(pipeline.stats().dropped, 1);

@@ -69,20 +69,7 @@ impl App {
         let mut child = cmd.spawn().expect("start sink_app");
         let (killer, stop) = std::sync::mpsc::channel();
         kill_after_lifetime(child.id(), stop);
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        let reader = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 1 << 16];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (stderr, reader) = taskscope_tests::collect_stderr(child.stderr.take().unwrap());
         let mut app = App {
             stdin: child.stdin.take(),
             stdout: BufReader::new(child.stdout.take().unwrap()),

@@ -83,13 +83,12 @@ impl<S> TaskSubscriber<S> {
 
     fn closed(&self, key: u64) -> bool {
         let end = self.core.registry.table.with(key, |cell| {
-            let clones = cell.span_clones.load(Relaxed);
-            if clones > 0 {
-                cell.span_clones.store(clones - 1, Relaxed);
-                None
-            } else {
-                Some(end_of(cell))
-            }
+            // A clone closed (clones may be made and closed on any thread), or the last.
+            let clone_closed = cell
+                .span_clones
+                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+                .is_ok();
+            (!clone_closed).then(|| end_of(cell))
         });
         match end {
             Some(Some(end)) => {
