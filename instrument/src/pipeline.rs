@@ -512,7 +512,9 @@ mod tests {
         let (tx, rx) = sync_channel(4);
         drop(rx);
         let shared = Shared::new();
-        shared.alive.store(false, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .alive
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let pipeline = Pipeline {
             tx,
             shared: Arc::new(shared),

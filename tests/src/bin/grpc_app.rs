@@ -16,10 +16,10 @@
 //! runtime handle for the metrics is found at the first poll.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use taskscope_tests::app::{run_instrumented, say, stdin_lines};
+use tokio::sync::oneshot;
 
 fn spawn_waiter(name: &str, finish: &mut HashMap<String, oneshot::Sender<()>>) {
     let (tx, rx) = oneshot::channel::<()>();
@@ -36,15 +36,7 @@ async fn blocker(ms: u64) {
 }
 
 fn main() {
-    let guard = taskscope::init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(app());
-    drop(runtime);
-    drop(guard);
+    run_instrumented(app());
 }
 
 async fn family() {
@@ -74,16 +66,7 @@ async fn app() {
         spawn_waiter(&format!("worker-{i}"), &mut finish);
     }
 
-    let (lines_tx, mut lines) = mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
-                return;
-            }
-        }
-        let _ = lines_tx.send("quit".into());
-    });
+    let mut lines = stdin_lines();
     say("ready");
 
     while let Some(line) = lines.recv().await {
@@ -107,10 +90,4 @@ async fn app() {
         }
         say(&format!("ok {line}"));
     }
-}
-
-fn say(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
 }

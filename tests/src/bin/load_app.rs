@@ -16,23 +16,14 @@
 //!   (microseconds since start) when it read the counter;
 //! - `quit` (or end of input): exit.
 
-use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use taskscope_tests::app::{run_instrumented, say, stdin_lines};
 
 fn main() {
-    let guard = taskscope::init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(app());
-    drop(runtime);
-    drop(guard);
+    run_instrumented(app());
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -80,16 +71,7 @@ async fn app() {
         tokio::spawn(request_loop(Arc::clone(&counter)));
     }
 
-    let (lines_tx, mut lines) = mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
-                return;
-            }
-        }
-        let _ = lines_tx.send("quit".into());
-    });
+    let mut lines = stdin_lines();
     say("ready");
     while let Some(line) = lines.recv().await {
         match line.trim() {
@@ -102,10 +84,4 @@ async fn app() {
             other => eprintln!("load_app: unknown command {other:?}"),
         }
     }
-}
-
-fn say(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
-    let _ = out.flush();
 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use taskscope_tests::app::run_instrumented;
 use tokio::io::AsyncBufReadExt;
 
 fn stats_json() -> serde_json::Value {
@@ -194,14 +195,6 @@ async fn app() {
 }
 
 fn main() {
-    let guard = taskscope::init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(app());
-    drop(runtime);
-    drop(guard);
+    run_instrumented(app());
     println!("exit-stats {}", stats_json());
 }
