@@ -117,6 +117,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Reads a scripted app's stdout until a line `pick` accepts (its trailing
+/// newline trimmed) and returns what `pick` made of it; fails with `app`'s
+/// name and its stderr so far if the app ends first.
+pub fn next_line_where<R>(
+    stdout: &mut impl std::io::BufRead,
+    app: &str,
+    stderr: impl Fn() -> String,
+    mut pick: impl FnMut(&str) -> Option<R>,
+) -> R {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = stdout.read_line(&mut line).unwrap();
+        assert!(n > 0, "{app} ended early; stderr:\n{}", stderr());
+        if let Some(found) = pick(line.trim_end()) {
+            return found;
+        }
+    }
+}
+
 /// Reads a child's stderr on a thread of its own into a shared string (so the
 /// child never blocks on a full pipe); returns the string and the thread.
 pub fn collect_stderr(mut pipe: ChildStderr) -> (Arc<Mutex<String>>, JoinHandle<()>) {

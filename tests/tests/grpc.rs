@@ -5,7 +5,7 @@
 //! restarting under a connected viewer; and what the client says when the
 //! address holds something else.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -73,19 +73,13 @@ impl App {
     }
 
     fn expect_line(&mut self, want: &str) {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = self.stdout.read_line(&mut line).unwrap();
-            assert!(
-                n > 0,
-                "grpc_app ended before {want:?}; stderr:\n{}",
-                self.stderr()
-            );
-            if line.trim_end() == want {
-                return;
-            }
-        }
+        let stderr = Arc::clone(&self.stderr);
+        taskscope_tests::next_line_where(
+            &mut self.stdout,
+            &format!("grpc_app (waiting for {want:?})"),
+            || stderr.lock().unwrap().clone(),
+            |line| (line == want).then_some(()),
+        );
     }
 
     /// Sends a command and waits until the app has carried it out.

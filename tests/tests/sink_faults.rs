@@ -7,7 +7,7 @@
 //! and a viewer is attached (no hang; no accepted finding lost while the flush
 //! has time).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -85,19 +85,16 @@ impl App {
 
     /// The rest of the next stdout line starting with `prefix`.
     fn line_starting(&mut self, prefix: &str) -> String {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = self.stdout.read_line(&mut line).unwrap();
-            assert!(
-                n > 0,
-                "sink_app ended before {prefix:?}; stderr:\n{}",
-                self.stderr_tail()
-            );
-            if let Some(rest) = line.trim_end().strip_prefix(prefix) {
-                return rest.trim().to_string();
-            }
-        }
+        let stderr = Arc::clone(&self.stderr);
+        taskscope_tests::next_line_where(
+            &mut self.stdout,
+            &format!("sink_app (waiting for {prefix:?})"),
+            || stderr_tail(&stderr.lock().unwrap()),
+            |line| {
+                line.strip_prefix(prefix)
+                    .map(|rest| rest.trim().to_string())
+            },
+        )
     }
 
     /// Sends a command; returns the answer once the app has carried it out.
@@ -155,12 +152,7 @@ impl App {
     }
 
     fn stderr_tail(&self) -> String {
-        let text = self.stderr();
-        let start = text.len().saturating_sub(20_000);
-        let start = (start..text.len())
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        text[start..].to_string()
+        stderr_tail(&self.stderr())
     }
 
     /// taskscope's WARN lines on stderr containing `needle`.
@@ -749,4 +741,13 @@ fn shutdown_with_a_stuck_report_writer_is_bounded_and_says_what_it_lost() {
     viewer.wait_until("the app go away", |v| v.ended.load(Ordering::SeqCst));
     eprintln!("shutdown with a stuck writer: exit {took:?} after quit; {exit}");
     viewer.runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+/// The last 20,000 bytes of `text` (at a character boundary): enough to see why.
+fn stderr_tail(text: &str) -> String {
+    let start = text.len().saturating_sub(20_000);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    text[start..].to_string()
 }
