@@ -6,12 +6,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::capture::poll;
-use crate::findings::{Finding, FindingKind, TaskRef};
 use crate::pipeline::Pipeline;
 use crate::registry::Registry;
 use crate::report::ReportFile;
 use crate::settings::Settings;
 use crate::task::{TaskCell, TaskEnd};
+use taskscope_api::{Finding, FindingKind};
 
 pub(crate) struct Core {
     pub(crate) settings: Settings,
@@ -88,7 +88,7 @@ impl Core {
                     panicked_at: panic.location,
                     joined: None,
                 },
-                Some(TaskRef::of(&cell)),
+                Some(cell.task_ref()),
             ));
         }
         self.registry.retire(cell);
@@ -109,7 +109,7 @@ impl Core {
                 in_progress: false,
                 poll: cell.polls.load(std::sync::atomic::Ordering::Relaxed),
             },
-            Some(TaskRef::of(cell)),
+            Some(cell.task_ref()),
         );
         match poll::current_watch_slot() {
             Some(slot) if seq != 0 => slot.finish_slow_poll(seq, finding, |f| self.submit(f)),

@@ -6,8 +6,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::capture::poll;
-use crate::format;
 use crate::task::TaskInfo;
+use taskscope_api::format;
 
 /// How long [`LeakGuard::check`] waits by default for tasks to finish.
 pub const DEFAULT_GRACE: Duration = Duration::from_millis(500);

@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::capture::poll;
 use crate::clock;
 use crate::core::Core;
-use crate::findings::{Finding, FindingKind, LeakReason, TaskRef};
 use crate::task::{REPORTED_LOST, REPORTED_SHUTDOWN, TaskCell, TaskState};
+use taskscope_api::{Finding, FindingKind, LeakReason};
 
 /// A task must look lost for this long before it is reported (wakers move
 /// between owners in steps; a glimpse of zero is not a leak).
@@ -21,7 +21,7 @@ pub(crate) fn finding(cell: &TaskCell, reason: LeakReason, now: u64) -> Finding 
             age_ms: info.age.as_millis() as u64,
             idle_ms: info.since_last_poll.unwrap_or(info.age).as_millis() as u64,
         },
-        Some(TaskRef::of(cell)),
+        Some(cell.task_ref()),
     )
 }
 

@@ -74,8 +74,6 @@ mod cell_pool;
 mod clock;
 mod core;
 mod error;
-mod findings;
-pub mod format;
 mod history;
 mod internal;
 mod leak_guard;
@@ -83,7 +81,6 @@ mod leaks;
 mod listing;
 mod log;
 mod pipeline;
-pub mod proto;
 mod registry;
 mod report;
 mod server;
@@ -99,9 +96,6 @@ pub use builder::{__private, Builder, FLUSH_TIMEOUT, Guard, init, try_init};
 
 pub use capture::layer::{TaskFilter, TaskLayer};
 pub use error::Error;
-pub use findings::{
-    Finding, FindingKind, LeakReason, SCHEMA_VERSION, StackFrame, TaskRef, blocking_frame,
-};
 pub use leak_guard::{DEFAULT_GRACE, LeakGuard, Leaks};
 pub use listing::{all_tasks, dump, findings, finished_tasks, flush, format_tasks, pipeline_stats};
 pub use pipeline::PipelineStats;
@@ -112,6 +106,15 @@ pub use settings::{
 pub use task::{
     FinishedTask, POLL_HISTOGRAM_BUCKETS, SpawnLocation, TaskEnd, TaskInfo, TaskState,
     poll_histogram_bucket_limit,
+};
+/// Text forms shared by the task table and messages (from `taskscope-api`).
+#[doc(inline)]
+pub use taskscope_api::format;
+/// The wire protocol between the app and the viewer (from `taskscope-api`).
+#[doc(inline)]
+pub use taskscope_api::proto;
+pub use taskscope_api::{
+    Finding, FindingKind, LeakReason, SCHEMA_VERSION, StackFrame, TaskRef, blocking_frame,
 };
 /// Like `#[tokio::main]`, with taskscope installed on the runtime through
 /// Tokio's task hooks — the cheapest way to see every task (no task names or

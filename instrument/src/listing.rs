@@ -4,10 +4,10 @@
 use std::io::Write;
 
 use crate::core;
-use crate::findings::Finding;
-use crate::format;
 use crate::pipeline::PipelineStats;
 use crate::task::{FinishedTask, TaskInfo};
+use taskscope_api::Finding;
+use taskscope_api::format;
 
 /// Every live task of the app, ordered by id. Empty when taskscope is not started.
 ///

@@ -1,7 +1,7 @@
 //! The log sink: each finding as a `tracing` WARN event (target `taskscope`),
 //! worded like asyncio's debug mode.
 
-use crate::findings::Finding;
+use taskscope_api::Finding;
 
 pub(crate) fn emit(finding: &Finding) {
     let message = finding.message();

@@ -23,9 +23,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::findings::{Finding, FindingKind};
 use crate::report::ReportFile;
 use crate::table::lock;
+use taskscope_api::{Finding, FindingKind};
 
 /// Findings waiting for the sinks at most.
 pub(crate) const QUEUE_CAPACITY: usize = 4_096;
@@ -392,7 +392,7 @@ impl Sinks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::findings::TaskRef;
+    use taskscope_api::TaskRef;
 
     fn never_awaited(n: u64) -> Finding {
         Finding::new(

@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::findings::Finding;
+use taskscope_api::Finding;
 
 /// How often an unwritable report file is tried again, at most.
 pub(crate) const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -191,7 +191,7 @@ fn ends_without_newline(file: &File, path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::findings::FindingKind;
+    use taskscope_api::FindingKind;
 
     fn finding(n: u64) -> Finding {
         Finding::new(FindingKind::FindingsDropped { count: n }, None)

@@ -115,7 +115,7 @@
 use std::ffi::c_void;
 use std::time::Duration;
 
-use crate::findings::StackFrame;
+use taskscope_api::StackFrame;
 
 /// How many instruction pointers a [`RawStack`] holds, innermost first.
 pub(crate) const MAX_FRAMES: usize = 128;

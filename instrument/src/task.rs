@@ -8,9 +8,9 @@ use std::sync::atomic::{
 };
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
 use crate::clock;
+use taskscope_api::TaskRef;
+pub use taskscope_api::{TaskEnd, TaskState};
 
 /// Where a task was spawned: `path:line:col` as the compiler saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,64 +45,6 @@ impl From<&'static std::panic::Location<'static>> for SpawnLocation {
             line: loc.line(),
             col: loc.column(),
         }
-    }
-}
-
-/// What a live task is doing right now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskState {
-    /// Being polled on a worker thread.
-    Running,
-    /// Woken and waiting for a worker to poll it.
-    Scheduled,
-    /// Waiting for a wake-up.
-    Idle,
-}
-
-impl TaskState {
-    /// The lower-case name used in tables and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Running => "running",
-            TaskState::Scheduled => "scheduled",
-            TaskState::Idle => "idle",
-        }
-    }
-}
-
-impl fmt::Display for TaskState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How a task ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskEnd {
-    /// Its future returned `Ready`.
-    Completed,
-    /// It was aborted, or dropped while pending (for instance at runtime shutdown).
-    Cancelled,
-    /// Its future panicked.
-    Panicked,
-}
-
-impl TaskEnd {
-    /// The lower-case name used in tables and JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskEnd::Completed => "completed",
-            TaskEnd::Cancelled => "cancelled",
-            TaskEnd::Panicked => "panicked",
-        }
-    }
-}
-
-impl fmt::Display for TaskEnd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -339,6 +281,15 @@ impl TaskCell {
             ST_RUNNING | ST_RUNNING_WOKEN => TaskState::Running,
             ST_SCHEDULED => TaskState::Scheduled,
             _ => TaskState::Idle,
+        }
+    }
+
+    /// The task as findings name it.
+    pub(crate) fn task_ref(&self) -> TaskRef {
+        TaskRef {
+            id: self.id,
+            name: self.name.as_deref().map(str::to_owned),
+            spawned_at: self.spawned_at.to_string(),
         }
     }
 

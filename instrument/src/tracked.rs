@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::core;
-use crate::findings::{Finding, FindingKind, TaskRef};
+use taskscope_api::{Finding, FindingKind};
 
 pin_project_lite::pin_project! {
     /// A future that reports being dropped without ever having been polled.
@@ -119,7 +119,7 @@ impl<F: Future> TrackExt for F {}
 #[cold]
 fn never_awaited(created_at: &'static Location<'static>, name: String) {
     let Some(core) = core::get() else { return };
-    let task = crate::capture::poll::with_current(|_, cell| TaskRef::of(cell));
+    let task = crate::capture::poll::with_current(|_, cell| cell.task_ref());
     core.submit(Finding::new(
         FindingKind::NeverAwaited {
             name,

@@ -5,9 +5,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::findings::{Finding, StackFrame};
 use crate::stack::ThreadHandle;
 use crate::table::lock;
+use taskscope_api::{Finding, StackFrame};
 
 /// The watchdog's stack of one poll (`seq`), shared with that poll's final report.
 ///
@@ -167,7 +167,7 @@ pub(crate) fn take_pending_finals() -> Vec<Finding> {
 
 /// Fills the stack of a `slow_poll` finding.
 pub(crate) fn set_stack(finding: &mut Finding, frames: Vec<StackFrame>, why_not: Option<String>) {
-    if let crate::findings::FindingKind::SlowPoll {
+    if let taskscope_api::FindingKind::SlowPoll {
         stack,
         stack_unavailable,
         ..

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use crate::clock;
 use crate::core::Core;
-use crate::findings::{Finding, FindingKind, TaskRef};
 use crate::stack;
 use crate::table::lock;
 use crate::watch_slot::{self, TakenStack, WatchSlot};
+use taskscope_api::{Finding, FindingKind};
 
 /// How often the watchdog looks at the slots: bounds detection latency.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
@@ -28,7 +28,7 @@ const CAPTURE_TIMEOUT: Duration = Duration::from_millis(100);
 struct Watched {
     seq: u64,
     last_report: Instant,
-    frames: Vec<crate::findings::StackFrame>,
+    frames: Vec<taskscope_api::StackFrame>,
     unavailable: Option<String>,
 }
 
@@ -118,7 +118,7 @@ fn check_slot(core: &Core, slot: &Arc<WatchSlot>, watched: &mut HashMap<usize, W
                     in_progress: true,
                     poll: poll_no,
                 },
-                Some(TaskRef::of(&cell)),
+                Some(cell.task_ref()),
             );
             core.submit(finding);
         }

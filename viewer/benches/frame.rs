@@ -63,7 +63,7 @@ fn delta(n: u64, round: u64) -> Update {
     let finished = (0..100)
         .map(|i| {
             let mut t = task(1 + (i * 997 + round * 31) % n, 11);
-            t.ended = Some(taskscope::TaskEnd::Completed);
+            t.ended = Some(taskscope_api::TaskEnd::Completed);
             t
         })
         .collect();

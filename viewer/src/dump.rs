@@ -8,8 +8,8 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use taskscope::ServerAddr;
-use taskscope::format;
+use taskscope_api::ServerAddr;
+use taskscope_api::format;
 
 use crate::client::{self, ClientError, ListedTask, Listing, TaskKind};
 

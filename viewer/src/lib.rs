@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod dump;
 pub mod state;

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
-use taskscope::ServerAddr;
+use taskscope_api::ServerAddr;
 
 /// Tokio task debugger: asyncio's debug mode and all_tasks() for Tokio.
 #[derive(Debug, Parser)]
@@ -58,7 +58,7 @@ enum Command {
 #[derive(Debug, Args)]
 struct Target {
     /// The app's address: host:port, http://host:port or unix:/path.
-    #[arg(value_name = "ADDR", default_value = taskscope::DEFAULT_ADDR, value_parser = parse_addr)]
+    #[arg(value_name = "ADDR", default_value = taskscope_api::DEFAULT_ADDR, value_parser = parse_addr)]
     addr: ServerAddr,
 }
 
@@ -92,7 +92,7 @@ fn parse_time(text: &str) -> Result<SystemTime, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None => attach(ServerAddr::parse(taskscope::DEFAULT_ADDR).expect("default address")),
+        None => attach(ServerAddr::parse(taskscope_api::DEFAULT_ADDR).expect("default address")),
         Some(Command::Attach(target)) => attach(target.addr),
         Some(Command::Dump { target, json }) => taskscope_viewer::dump::main(&target.addr, json),
         Some(Command::Demo) => demo(),
@@ -129,7 +129,9 @@ fn attach(addr: ServerAddr) -> ExitCode {
 
 fn live_view(addr: ServerAddr) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    // The viewer's own tasks are not the app's (this matters for `demo`).
+    // The viewer's own tasks are not the app's (this matters for `demo`, where
+    // the app is this process).
+    #[cfg(feature = "demo")]
     taskscope::__private::mark_internal_thread();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -149,6 +151,7 @@ fn live_view(addr: ServerAddr) -> anyhow::Result<()> {
 }
 
 /// `taskscope demo`: the misbehaving sample app in this process, and the live view on it.
+#[cfg(feature = "demo")]
 fn demo() -> ExitCode {
     match taskscope_viewer::demo::start_app() {
         Ok(addr) => attach(addr),
@@ -157,4 +160,14 @@ fn demo() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `taskscope demo` in a build without the `demo` feature: say how to get it.
+#[cfg(not(feature = "demo"))]
+fn demo() -> ExitCode {
+    eprintln!(
+        "taskscope demo: this taskscope was built without its demo app \
+         (cargo feature `demo`, on by default); reinstall it with default features"
+    );
+    ExitCode::from(2)
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 
 use parse::{Entry, Problem, Reading, Sink, read_lines};
 use proptest::prelude::*;
-use taskscope::{Finding, FindingKind, LeakReason, SCHEMA_VERSION, StackFrame, TaskRef};
+use taskscope_api::{Finding, FindingKind, LeakReason, SCHEMA_VERSION, StackFrame, TaskRef};
 use window::{Window, parse_time};
 
 /// Keeps what the parser hands over.

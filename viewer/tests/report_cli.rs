@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
-use taskscope::{Finding, FindingKind, LeakReason, StackFrame, TaskRef};
+use taskscope_api::{Finding, FindingKind, LeakReason, StackFrame, TaskRef};
 
 const HANDLER_AT: &str = "src/server.rs:42:5";
 const DB_AT: &str = "src/db.rs:17:9";
@@ -67,7 +67,7 @@ fn frame(function: &str, file: &str, line: u32) -> StackFrame {
 
 fn finding(kind: FindingKind, task: Option<TaskRef>, second: u32) -> Finding {
     Finding {
-        v: taskscope::SCHEMA_VERSION,
+        v: taskscope_api::SCHEMA_VERSION,
         kind,
         time: format!("2026-11-22T10:00:{second:02}.000Z"),
         task,

@@ -8,7 +8,7 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::KeyCode;
 use ratatui::style::Modifier;
-use taskscope::{Finding, FindingKind, LeakReason, StackFrame, TaskRef};
+use taskscope_api::{Finding, FindingKind, LeakReason, StackFrame, TaskRef};
 use taskscope_viewer::state::keys::press;
 use taskscope_viewer::state::{
     Action, AppInfo, Connection, Dropped, Model, RuntimeMetrics, Task, TaskDetail, TaskEnd,

@@ -5,7 +5,7 @@
 
 use prost::Message;
 
-use crate::proto;
+use taskscope_api::proto;
 
 /// tonic's default limit on a decoded message.
 pub(crate) const MAX_MESSAGE: usize = 4 * 1024 * 1024;

@@ -4,9 +4,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::core::Core;
-use crate::findings::Finding;
-use crate::proto;
 use crate::task::{FinishedTask, TaskCell, TaskEnd, TaskInfo, TaskState};
+use taskscope_api::Finding;
+use taskscope_api::proto;
 
 /// Nanoseconds since the Unix epoch (0 before it).
 pub(crate) fn unix_ns(time: SystemTime) -> u64 {
@@ -104,7 +104,7 @@ pub(crate) fn finding(f: &Finding) -> String {
         // Not expected (the schema serializes); say so rather than drop it.
         format!(
             r#"{{"v":{},"kind":"findings_dropped","count":1,"time":{:?},"task":null,"error":{:?}}}"#,
-            crate::findings::SCHEMA_VERSION,
+            taskscope_api::SCHEMA_VERSION,
             f.time,
             e.to_string()
         )

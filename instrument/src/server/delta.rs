@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
-use crate::proto;
 use crate::server::convert;
 use crate::task::{FinishedTask, ST_RUNNING, ST_RUNNING_WOKEN, TaskCell};
+use taskscope_api::proto;
 
 /// What a viewer was told about a live task: when any of it changes, the
 /// whole record is sent again. Age and idle time are not in it (they grow

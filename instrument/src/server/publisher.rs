@@ -24,7 +24,6 @@ use tonic::Status;
 
 use crate::clock;
 use crate::core::Core;
-use crate::proto;
 use crate::server::budget::Budget;
 use crate::server::chunk::{self, SnapshotHeader};
 use crate::server::codec;
@@ -32,6 +31,7 @@ use crate::server::conn::ConnInfo;
 use crate::server::delta::{self, Tracker};
 use crate::server::{PUBLISH_INTERVAL, convert, runtime};
 use crate::table::lock;
+use taskscope_api::proto;
 
 /// Updates (a snapshot or a delta, each possibly several chunks) a viewer's
 /// queue holds. At the publish interval that is 8 s of backlog before the
@@ -390,9 +390,9 @@ fn encoded(chunks: Vec<proto::Update>) -> Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::findings::{Finding, FindingKind, TaskRef};
     use crate::settings::{ServerAddr, Settings};
     use crate::task::{SpawnLocation, TaskCell, TaskEnd};
+    use taskscope_api::{Finding, FindingKind};
     use tokio_stream::StreamExt;
 
     fn core() -> Arc<Core> {
@@ -467,7 +467,7 @@ mod tests {
                 name: "fetch".into(),
                 created_at: "src/publisher_test.rs:1:1".into(),
             },
-            Some(TaskRef::of(&first)),
+            Some(first.task_ref()),
         ));
         assert!(core.flush(Duration::from_secs(5)));
         publisher.publish(&hub);

@@ -15,13 +15,13 @@ use tonic::server::{Grpc, ServerStreamingService, UnaryService};
 use tonic::{Request, Response, Status};
 
 use crate::core::Core;
-use crate::proto;
 use crate::server::auth::Auth;
 use crate::server::budget::Budget;
 use crate::server::codec::{self, Raw};
 use crate::server::conn::ConnInfo;
 use crate::server::publisher::{Hub, UpdateStream};
 use crate::server::service::{check_version, detail, listing};
+use taskscope_api::proto;
 
 /// The path of the Watch call.
 pub(crate) const WATCH: &str = "/taskscope.v1.Taskscope/Watch";

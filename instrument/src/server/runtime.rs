@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use tokio::runtime::Handle;
 
-use crate::proto;
+use taskscope_api::proto;
 
 static RUNTIME: OnceLock<Handle> = OnceLock::new();
 

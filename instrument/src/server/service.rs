@@ -6,12 +6,12 @@ use tonic::Status;
 
 use crate::clock;
 use crate::core::Core;
-use crate::findings::FindingKind;
-use crate::proto;
 use crate::server::chunk;
 use crate::server::convert;
 use crate::server::delta;
 use crate::task::{POLL_HISTOGRAM_BUCKETS, poll_histogram_bucket_limit};
+use taskscope_api::FindingKind;
+use taskscope_api::proto;
 
 /// Why a task has no async stack in this version.
 pub(crate) const ASYNC_STACK_UNAVAILABLE: &str =

@@ -1,7 +1,7 @@
 //! Reassembling the chunks of the Watch stream (a snapshot or a delta may come
 //! in several messages, each under 4 MiB) into one [`Update`] each.
 
-use taskscope::proto;
+use taskscope_api::proto;
 
 use crate::client::convert;
 use crate::state::model::{AppInfo, Update};

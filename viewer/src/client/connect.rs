@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use taskscope::ServerAddr;
-use taskscope::proto::taskscope_client::TaskscopeClient;
+use taskscope_api::ServerAddr;
+use taskscope_api::proto::taskscope_client::TaskscopeClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use taskscope::proto;
+use taskscope_api::proto;
 
 use crate::state::model::{
     AppInfo, Dropped, Finding, RuntimeMetrics, Task, TaskDetail, TaskEnd, TaskState,

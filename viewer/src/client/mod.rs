@@ -2,7 +2,7 @@
 //! (with reconnection), a one-shot [`list_tasks`], and [`task_detail`].
 //!
 //! Addresses come in the forms `host:port`, `http://host:port` and
-//! `unix:/path` (see [`taskscope::ServerAddr::parse`]). Errors say, in a
+//! `unix:/path` (see [`taskscope_api::ServerAddr::parse`]). Errors say, in a
 //! person's words, what is at the address ([`ClientError`]).
 //!
 //! When the app requires a token, the viewer sends its own `TASKSCOPE_TOKEN`
@@ -29,8 +29,8 @@ mod watch;
 
 use std::time::{Duration, SystemTime};
 
-use taskscope::ServerAddr;
-use taskscope::proto::{self, PROTOCOL_VERSION};
+use taskscope_api::ServerAddr;
+use taskscope_api::proto::{self, PROTOCOL_VERSION};
 
 pub use auth::{TOKEN_VAR, Token, TokenError};
 pub use convert::TaskKind;
@@ -66,7 +66,7 @@ pub struct Listing {
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), taskscope_viewer::client::ClientError> {
-/// let addr = taskscope::ServerAddr::parse("127.0.0.1:6670").unwrap();
+/// let addr = taskscope_api::ServerAddr::parse("127.0.0.1:6670").unwrap();
 /// for t in taskscope_viewer::client::list_tasks(&addr).await?.tasks {
 ///     println!("{} {:?} {}", t.task.id, t.task.name, t.task.spawned_at);
 /// }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use taskscope::ServerAddr;
+use taskscope_api::ServerAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// How long the probe may take in all.

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use taskscope::ServerAddr;
-use taskscope::proto::{self, PROTOCOL_VERSION};
+use taskscope_api::ServerAddr;
+use taskscope_api::proto::{self, PROTOCOL_VERSION};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -42,7 +42,7 @@ enum Ended {
 /// use taskscope_viewer::client;
 /// let (updates_tx, mut updates) = tokio::sync::mpsc::channel(64);
 /// let (requests, requests_rx) = tokio::sync::mpsc::channel(8);
-/// let addr = taskscope::ServerAddr::parse("127.0.0.1:6670").unwrap();
+/// let addr = taskscope_api::ServerAddr::parse("127.0.0.1:6670").unwrap();
 /// tokio::spawn(client::watch(addr, updates_tx, requests_rx));
 /// while let Some(update) = updates.recv().await {
 ///     println!("{update:?}");

@@ -20,7 +20,7 @@ use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::time::SystemTime;
 
-use taskscope::{Finding, FindingKind, LeakReason, StackFrame, TaskRef};
+use taskscope_api::{Finding, FindingKind, LeakReason, StackFrame, TaskRef};
 
 use super::parse::Entry;
 use super::window::parse_time;
@@ -512,7 +512,7 @@ pub fn frame_text(frame: &StackFrame) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use taskscope::Finding;
+    use taskscope_api::Finding;
 
     fn task(id: u64, name: &str, at: &str) -> Option<TaskRef> {
         Some(TaskRef {

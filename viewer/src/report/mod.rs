@@ -1,7 +1,7 @@
 //! `taskscope report FILE...`: offline review of report files.
 //!
 //! Reads the JSON-lines report files the instrumented app wrote
-//! ([`taskscope::Finding`], one a line), and shows which spawn locations block
+//! ([`taskscope_api::Finding`], one a line), and shows which spawn locations block
 //! the runtime (slow polls: how often, how long, where they blocked) and the
 //! other findings by kind and location.
 //!
@@ -17,7 +17,7 @@
 //! "reason"?, "example_task"?, "example"?}], "lines": {"valid", "malformed",
 //! "outside_window"}, "files": [..], "unreadable": [..]}`.
 //! `spawned_at` and `location` are null when unknown (and `location` for
-//! `findings_dropped`); `example_task` is a [`taskscope::TaskRef`].
+//! `findings_dropped`); `example_task` is a [`taskscope_api::TaskRef`].
 
 mod group;
 mod parse;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::Value;
 use serde_json::error::Category;
-use taskscope::{Finding, FindingKind, SCHEMA_VERSION};
+use taskscope_api::{Finding, FindingKind, SCHEMA_VERSION};
 
 use super::window::Window;
 

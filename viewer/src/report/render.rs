@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use taskscope::format::{duration, table};
-use taskscope::{LeakReason, StackFrame, TaskRef};
+use taskscope_api::format::{duration, table};
+use taskscope_api::{LeakReason, StackFrame, TaskRef};
 
 use super::group::{OtherGroup, SlowPollGroup, Summary, WorstPoll, frame_text};
 use super::parse::Reading;

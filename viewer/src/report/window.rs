@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use taskscope::Finding;
+use taskscope_api::Finding;
 
 /// Keeps the findings whose `time` lies in `[since, until]` (both ends included,
 /// as `journalctl` and `git log` do); an open end keeps everything on that side.
@@ -115,7 +115,7 @@ fn split_offset(text: &str) -> Option<(&str, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use taskscope::FindingKind;
+    use taskscope_api::FindingKind;
 
     fn at(text: &str) -> SystemTime {
         parse_time(text).unwrap()

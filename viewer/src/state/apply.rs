@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime};
 
-use taskscope::LeakReason;
+use taskscope_api::LeakReason;
 
 use super::{
     AppInfo, Dropped, Finding, FindingKind, MAX_HELD_FINDINGS, MAX_PROBLEMS, Marks, Model,

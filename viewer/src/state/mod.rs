@@ -650,7 +650,7 @@ mod tests {
             id,
             name: (!id.is_multiple_of(3)).then(|| format!("worker-{}", id % 17)),
             state: TaskState::Idle,
-            ended: ended.then_some(taskscope::TaskEnd::Completed),
+            ended: ended.then_some(taskscope_api::TaskEnd::Completed),
             spawned_at: format!("src/m{}.rs:{}:1", id % 5, id % 23),
             parent: None,
             age: Duration::from_secs(1),

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-pub use taskscope::{Finding, FindingKind, TaskEnd, TaskState};
+pub use taskscope_api::{Finding, FindingKind, TaskEnd, TaskState};
 
 /// One task as the viewer knows it.
 #[derive(Clone, Debug, PartialEq)]

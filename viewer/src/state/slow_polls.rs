@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use taskscope::{StackFrame, TaskRef};
+use taskscope_api::{StackFrame, TaskRef};
 
 use super::{Finding, FindingKind};
 

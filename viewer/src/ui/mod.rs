@@ -170,7 +170,7 @@ fn draw_status(frame: &mut Frame, area: Rect, model: &Model) {
 
 /// A duration, short: `850µs`, `12.3ms`, `1.53s`.
 pub fn dur(d: Duration) -> String {
-    taskscope::format::duration(d)
+    taskscope_api::format::duration(d)
 }
 
 /// Milliseconds as a short duration.
@@ -228,7 +228,7 @@ pub(crate) fn heading(text: impl Into<String>) -> Line<'static> {
 }
 
 /// One frame of a stack: `  0  app::load (src/config.rs:12)`.
-pub(crate) fn frame_line(index: usize, frame: &taskscope::StackFrame) -> Line<'static> {
+pub(crate) fn frame_line(index: usize, frame: &taskscope_api::StackFrame) -> Line<'static> {
     let place = match (&frame.file, frame.line) {
         (Some(file), Some(line)) => format!(" ({file}:{line})"),
         (Some(file), None) => format!(" ({file})"),

@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Paragraph};
 
 use super::{clamp_scroll, heading};
 use crate::state::{Finding, FindingKind, MAX_PROBLEMS, Model};
-use taskscope::LeakReason;
+use taskscope_api::LeakReason;
 
 /// Draws the problems view into `area`.
 pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {

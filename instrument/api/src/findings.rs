@@ -11,8 +11,6 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::task::TaskCell;
-
 /// The report schema version written in every line's `v` field.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -23,7 +21,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 ///   "task":{"id":17,"name":"handler","spawned_at":"src/main.rs:42:5"},
 ///   "duration_ms":153.2,"threshold_ms":100,"thread":"tokio-runtime-worker",
 ///   "stack":[],"in_progress":false,"poll":3}"#;
-/// let finding: taskscope::Finding = serde_json::from_str(line).unwrap();
+/// let finding: taskscope_api::Finding = serde_json::from_str(line).unwrap();
 /// assert_eq!(finding.kind.name(), "slow_poll");
 /// assert_eq!(finding.task.as_ref().unwrap().spawned_at, "src/main.rs:42:5");
 /// assert!(finding.message().contains("took 0.153 seconds"));
@@ -155,16 +153,6 @@ impl FindingKind {
     ];
 }
 
-impl TaskRef {
-    pub(crate) fn of(cell: &TaskCell) -> TaskRef {
-        TaskRef {
-            id: cell.id,
-            name: cell.name.as_deref().map(str::to_owned),
-            spawned_at: cell.spawned_at.to_string(),
-        }
-    }
-}
-
 impl fmt::Display for TaskRef {
     /// `task 17 "handler" (spawned at src/main.rs:42:5)`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -284,7 +272,7 @@ impl StackFrame {
 /// own code, or the innermost frame when every frame is runtime plumbing.
 ///
 /// ```
-/// use taskscope::{StackFrame, blocking_frame};
+/// use taskscope_api::{StackFrame, blocking_frame};
 /// let frame = |f: &str| StackFrame { function: f.into(), file: None, line: None };
 /// let stack = [frame("__GI___clock_nanosleep"), frame("std::thread::sleep"), frame("app::load_config")];
 /// assert_eq!(blocking_frame(&stack).unwrap().function, "app::load_config");

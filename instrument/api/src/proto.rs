@@ -12,7 +12,7 @@
 //! `channel` feature (which this crate does not enable itself):
 //!
 //! ```ignore
-//! use taskscope::proto::{PROTOCOL_VERSION, TaskDetailRequest, taskscope_client::TaskscopeClient};
+//! use taskscope_api::proto::{PROTOCOL_VERSION, TaskDetailRequest, taskscope_client::TaskscopeClient};
 //! let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:6670").connect().await?;
 //! let mut client = TaskscopeClient::new(channel);
 //! let detail = client

@@ -93,7 +93,7 @@ pub struct TaskRow<'a> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use taskscope::format::{TaskRow, task_table};
+/// use taskscope_api::format::{TaskRow, task_table};
 /// let row = TaskRow {
 ///     id: 7, name: "handler", state: "idle", spawned_at: "src/main.rs:42:5", parent: None,
 ///     age: Duration::from_secs(2), polls: 3, busy: Duration::from_micros(40),
