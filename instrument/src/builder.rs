@@ -1,4 +1,9 @@
 //! Embedding: [`init`], [`try_init`], [`Builder`] and the [`Guard`] that flushes on drop.
+//!
+//! The builder is the one place that starts anything: it makes the
+//! [`Session`], installs the panic hook, and starts taskscope's threads (the
+//! findings pipeline's sinks, the watchdog, the viewer server), each given
+//! the session it reads.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -12,12 +17,20 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::capture::layer::{TaskFilter, TaskLayer};
 use crate::capture::subscriber::TaskSubscriber;
-use crate::core::{self, Core};
+use crate::capture::{self, poll};
+use crate::detect::{events, watchdog};
 use crate::error::Error;
+use crate::model::app_runtime;
+use crate::server;
+use crate::session::{self, Session};
 use crate::settings::{ServerAddr, SettingError, Settings};
 
-/// How long dropping the [`Guard`] waits for accepted findings to reach the sinks.
-pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long dropping the [`Guard`] may take in all: reporting what is left
+/// behind and waiting for accepted findings to reach the sinks.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The part of [`FLUSH_TIMEOUT`] kept for the flush itself at shutdown.
+const FLUSH_RESERVE: Duration = Duration::from_millis(500);
 
 /// Starts taskscope for a `#[tokio::main]` app: reads the `TASKSCOPE_*`
 /// variables, installs a global `tracing` subscriber made of the taskscope layer
@@ -55,13 +68,13 @@ pub fn try_init() -> Result<Guard, Error> {
 /// [`FLUSH_TIMEOUT`]).
 #[must_use = "dropping the guard at once flushes and ends the session early; keep it for the whole of main"]
 pub struct Guard {
-    core: Option<Arc<Core>>,
+    session: Option<Arc<Session>>,
 }
 
 impl std::fmt::Debug for Guard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guard")
-            .field("active", &self.core.is_some())
+            .field("active", &self.session.is_some())
             .finish()
     }
 }
@@ -69,20 +82,29 @@ impl std::fmt::Debug for Guard {
 impl Guard {
     /// A guard that does nothing (what [`init`] returns when it could not start).
     pub fn inert() -> Guard {
-        Guard { core: None }
+        Guard { session: None }
     }
 
     /// Whether taskscope is running behind this guard.
     pub fn is_active(&self) -> bool {
-        self.core.is_some()
+        self.session.is_some()
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let Some(core) = self.core.take() else { return };
-        core.shutting_down();
-        if !core.flush(FLUSH_TIMEOUT) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        // One deadline for the whole shutdown: the findings left behind, the
+        // stacks still being symbolized (at most until FLUSH_RESERVE before
+        // the end: a final report is then sent without its stack rather than
+        // lost), and the flush.
+        let start = std::time::Instant::now();
+        let deadline = start + FLUSH_TIMEOUT;
+        events::shutting_down(&session, poll::current_key(), deadline - FLUSH_RESERVE);
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if !session.flush(left) {
             eprintln!(
                 "taskscope: some findings had not reached the report file after {FLUSH_TIMEOUT:?}"
             );
@@ -186,14 +208,24 @@ impl Builder {
         }
     }
 
-    fn start(&self) -> Arc<Core> {
+    /// The process's session: started now with these settings, or the one
+    /// already running (its settings win).
+    fn start(&self) -> Arc<Session> {
         // For the viewer's runtime metrics: the app's runtime, when called inside it.
-        crate::server::note_current_runtime();
-        let (core, created) = core::start(self.settings.clone());
-        if !created {
+        app_runtime::note_current();
+        let mut sinks = None;
+        let (session, created) = session::global_or_install(|| {
+            crate::clock::init();
+            let (session, pipeline_sinks) = Session::new(self.settings.clone());
+            sinks = Some(pipeline_sinks);
+            session
+        });
+        if created {
+            start_threads(&session, sinks);
+        } else {
             tracing::debug!(target: "taskscope", "taskscope already started; keeping its settings");
         }
-        core
+        session
     }
 
     /// The taskscope layer, to add to your own `tracing_subscriber::registry()`,
@@ -203,9 +235,14 @@ impl Builder {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         self.report_problems();
-        let core = self.start();
-        let layer = TaskLayer::new(Arc::clone(&core)).with_filter(TaskFilter::new());
-        Ok((layer, Guard { core: Some(core) }))
+        let session = self.start();
+        let layer = TaskLayer::new(Arc::clone(&session)).with_filter(TaskFilter::new());
+        Ok((
+            layer,
+            Guard {
+                session: Some(session),
+            },
+        ))
     }
 
     /// Installs taskscope's capture on a runtime you build yourself, through
@@ -222,9 +259,11 @@ impl Builder {
     /// ```
     pub fn install_on(mut self, runtime: &mut tokio::runtime::Builder) -> Guard {
         self.report_problems();
-        let core = self.start();
-        crate::capture::hooks::install(&core, runtime);
-        Guard { core: Some(core) }
+        let session = self.start();
+        capture::hooks::install(&session, runtime);
+        Guard {
+            session: Some(session),
+        }
     }
 
     /// Like [`init`], with these settings.
@@ -260,12 +299,55 @@ impl Builder {
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .with_filter(fmt_filter);
-        let core = self.start();
-        let subscriber =
-            TaskSubscriber::new(Arc::clone(&core), tracing_subscriber::registry().with(fmt));
+        let session = self.start();
+        let subscriber = TaskSubscriber::new(
+            Arc::clone(&session),
+            tracing_subscriber::registry().with(fmt),
+        );
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|e| Error::SubscriberAlreadySet(e.to_string()))?;
-        Ok(Guard { core: Some(core) })
+        Ok(Guard {
+            session: Some(session),
+        })
+    }
+}
+
+/// Starts what reads a new session: the panic hook, the findings thread,
+/// the watchdog and the viewer server. Each failure to start is one warning
+/// on stderr; the app goes on.
+fn start_threads(session: &Arc<Session>, sinks: Option<crate::pipeline::Sinks>) {
+    capture::panics::install();
+    if let Some(sinks) = sinks {
+        let spawned = std::thread::Builder::new()
+            .name("taskscope-findings".into())
+            .spawn(move || sinks.run());
+        if let Err(err) = spawned {
+            session.pipeline.sinks_failed();
+            eprintln!(
+                "taskscope: cannot start the findings thread ({err}); findings are not written anywhere"
+            );
+        }
+    }
+    watchdog::prepare();
+    let weak = Arc::downgrade(session);
+    let spawned = std::thread::Builder::new()
+        .name("taskscope-watchdog".into())
+        .spawn(move || watchdog::run(weak));
+    if let Err(err) = spawned {
+        eprintln!(
+            "taskscope: cannot start the watchdog thread ({err}); slow polls are reported when they end, without stacks"
+        );
+    }
+    if let Some((listener, addr)) = server::bind(session) {
+        let session = Arc::clone(session);
+        let spawned = std::thread::Builder::new()
+            .name("taskscope-server".into())
+            .spawn(move || server::serve(session, listener, addr));
+        if let Err(err) = spawned {
+            eprintln!(
+                "taskscope: cannot start the viewer server thread ({err}); the viewer server is off"
+            );
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::capture::poll;
-use crate::task::TaskInfo;
+use crate::model::task::TaskInfo;
 use taskscope_api::format;
 
 /// How long [`LeakGuard::check`] waits by default for tasks to finish.

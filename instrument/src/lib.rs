@@ -68,29 +68,31 @@
 
 #![warn(missing_docs)]
 
+// Top: the ways in (the builder, the one place that starts threads; the
+// listing and the leak guard; tracked futures), then the capture and the
+// server, which never import each other; below them the detectors, the
+// session they share, the findings pipeline, the model of tasks, and the
+// base modules. Imports run downwards only: see ARCHITECTURE.md.
 mod builder;
-mod capture;
-mod cell_pool;
-mod clock;
-mod core;
-mod error;
-mod history;
-mod internal;
 mod leak_guard;
-mod leaks;
 mod listing;
-mod log;
-mod pipeline;
-mod registry;
-mod report;
-mod server;
-mod settings;
-mod stack;
-mod table;
-mod task;
 mod tracked;
-mod watch_slot;
-mod watchdog;
+
+mod capture;
+mod server;
+
+mod detect;
+
+mod session;
+
+mod model;
+mod pipeline;
+
+mod clock;
+mod error;
+mod internal;
+mod settings;
+mod sync;
 
 pub use builder::{__private, Builder, FLUSH_TIMEOUT, Guard, init, try_init};
 
@@ -98,14 +100,14 @@ pub use capture::layer::{TaskFilter, TaskLayer};
 pub use error::Error;
 pub use leak_guard::{DEFAULT_GRACE, LeakGuard, Leaks};
 pub use listing::{all_tasks, dump, findings, finished_tasks, flush, format_tasks, pipeline_stats};
+pub use model::task::{
+    FinishedTask, POLL_HISTOGRAM_BUCKETS, SpawnLocation, TaskEnd, TaskInfo, TaskState,
+    poll_histogram_bucket_limit,
+};
 pub use pipeline::PipelineStats;
 pub use settings::{
     DEFAULT_ADDR, DEFAULT_FINISHED_CAPACITY, DEFAULT_FINISHED_MAX_AGE, DEFAULT_SLOW_POLL,
     ServerAddr, SettingError, Settings,
-};
-pub use task::{
-    FinishedTask, POLL_HISTOGRAM_BUCKETS, SpawnLocation, TaskEnd, TaskInfo, TaskState,
-    poll_histogram_bucket_limit,
 };
 /// Text forms shared by the task table and messages (from `taskscope-api`).
 #[doc(inline)]
@@ -134,6 +136,6 @@ pub use tracked::{TrackExt, Tracked, track, track_named};
 mod size_tests {
     #[test]
     fn task_record_size_is_what_the_docs_say() {
-        assert_eq!(std::mem::size_of::<crate::task::TaskCell>(), 256);
+        assert_eq!(std::mem::size_of::<crate::model::task::TaskCell>(), 256);
     }
 }

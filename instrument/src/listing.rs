@@ -3,11 +3,11 @@
 
 use std::io::Write;
 
-use crate::core;
+use taskscope_api::{Finding, format};
+
+use crate::model::task::{FinishedTask, TaskInfo};
 use crate::pipeline::PipelineStats;
-use crate::task::{FinishedTask, TaskInfo};
-use taskscope_api::Finding;
-use taskscope_api::format;
+use crate::session;
 
 /// Every live task of the app, ordered by id. Empty when taskscope is not started.
 ///
@@ -21,32 +21,36 @@ use taskscope_api::format;
 /// # }
 /// ```
 pub fn all_tasks() -> Vec<TaskInfo> {
-    core::get()
-        .map(|c| c.registry.snapshot())
+    session::global()
+        .map(|s| s.registry.snapshot())
         .unwrap_or_default()
 }
 
 /// The bounded history of finished tasks, oldest first, with how each ended.
 pub fn finished_tasks() -> Vec<FinishedTask> {
-    core::get()
-        .map(|c| c.registry.finished())
+    session::global()
+        .map(|s| s.registry.finished())
         .unwrap_or_default()
 }
 
 /// The most recent findings (up to 1,000), oldest first, once the sinks have seen them.
 pub fn findings() -> Vec<Finding> {
-    core::get().map(|c| c.pipeline.recent()).unwrap_or_default()
+    session::global()
+        .map(|s| s.pipeline.recent())
+        .unwrap_or_default()
 }
 
 /// Counters of the findings pipeline: produced, dropped, handled, written.
 pub fn pipeline_stats() -> PipelineStats {
-    core::get().map(|c| c.pipeline.stats()).unwrap_or_default()
+    session::global()
+        .map(|s| s.pipeline.stats())
+        .unwrap_or_default()
 }
 
 /// Waits (at most `timeout`) until every finding accepted so far has reached
 /// the log and the report file. Returns false on timeout.
 pub fn flush(timeout: std::time::Duration) -> bool {
-    core::get().is_none_or(|c| c.flush(timeout))
+    session::global().is_none_or(|s| s.flush(timeout))
 }
 
 /// Prints [`all_tasks`] to stdout as an aligned table.

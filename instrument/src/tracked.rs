@@ -13,8 +13,9 @@ use std::panic::Location;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::core;
-use taskscope_api::{Finding, FindingKind};
+use crate::capture::poll;
+use crate::detect::never_awaited;
+use crate::session;
 
 pin_project_lite::pin_project! {
     /// A future that reports being dropped without ever having been polled.
@@ -32,7 +33,7 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if !*this.polled {
-                never_awaited(this.created_at, this.name.map(str::to_owned).unwrap_or_else(|| short_type_name(std::any::type_name::<F>())));
+                report_never_awaited(this.created_at, *this.name, std::any::type_name::<F>());
             }
         }
     }
@@ -117,60 +118,14 @@ pub trait TrackExt: Future + Sized {
 impl<F: Future> TrackExt for F {}
 
 #[cold]
-fn never_awaited(created_at: &'static Location<'static>, name: String) {
-    let Some(core) = core::get() else { return };
-    let task = crate::capture::poll::with_current(|_, cell| cell.task_ref());
-    core.submit(Finding::new(
-        FindingKind::NeverAwaited {
-            name,
-            created_at: format!(
-                "{}:{}:{}",
-                created_at.file(),
-                created_at.line(),
-                created_at.column()
-            ),
-        },
-        task,
-    ));
-}
-
-/// `app::fetch_user::{{closure}}` → `fetch_user`; `core::future::ready::Ready<u8>` → `Ready`.
-pub(crate) fn short_type_name(full: &str) -> String {
-    // Drop generic arguments.
-    let mut base = String::with_capacity(full.len());
-    let mut depth = 0usize;
-    for ch in full.chars() {
-        match ch {
-            '<' => depth += 1,
-            '>' => depth = depth.saturating_sub(1),
-            _ if depth == 0 => base.push(ch),
-            _ => {}
-        }
-    }
-    let mut parts: Vec<&str> = base.split("::").filter(|p| !p.is_empty()).collect();
-    while parts.last().is_some_and(|p| p.starts_with("{{")) {
-        parts.pop();
-    }
-    parts
-        .last()
-        .map_or_else(|| full.to_string(), |p| (*p).to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::short_type_name;
-
-    #[test]
-    fn type_names_are_shortened_to_the_fn() {
-        assert_eq!(
-            short_type_name("app::fetch_user::{{closure}}"),
-            "fetch_user"
-        );
-        assert_eq!(
-            short_type_name("core::future::ready::Ready<alloc::string::String>"),
-            "Ready"
-        );
-        assert_eq!(short_type_name("a::b::{{closure}}::{{closure}}"), "b");
-        assert_eq!(short_type_name("plain"), "plain");
-    }
+fn report_never_awaited(
+    created_at: &'static Location<'static>,
+    name: Option<&str>,
+    type_name: &str,
+) {
+    let Some(session) = session::global() else {
+        return;
+    };
+    let task = poll::with_current(|_, cell| cell.task_ref());
+    session.submit(never_awaited::finding(created_at, name, type_name, task));
 }

@@ -159,6 +159,7 @@ fn kind() -> impl Strategy<Value = FindingKind> {
             prop::collection::vec(frame(), 0..4),
             prop::option::of(text()),
             any::<bool>(),
+            any::<bool>(),
             any::<u64>()
         )
             .prop_map(
@@ -168,6 +169,7 @@ fn kind() -> impl Strategy<Value = FindingKind> {
                     thread,
                     stack,
                     stack_unavailable,
+                    stack_truncated,
                     in_progress,
                     poll,
                 )| {
@@ -177,6 +179,7 @@ fn kind() -> impl Strategy<Value = FindingKind> {
                         thread,
                         stack,
                         stack_unavailable,
+                        stack_truncated,
                         in_progress,
                         poll,
                     }

@@ -89,6 +89,7 @@ fn slow(
             thread: "tokio-runtime-worker".into(),
             stack,
             stack_unavailable: None,
+            stack_truncated: false,
             in_progress,
             poll,
         },

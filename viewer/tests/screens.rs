@@ -70,6 +70,7 @@ fn slow_poll(
             thread: "tokio-runtime-worker".into(),
             stack,
             stack_unavailable: None,
+            stack_truncated: false,
             in_progress,
             poll,
         },

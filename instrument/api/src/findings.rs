@@ -93,6 +93,10 @@ pub enum FindingKind {
         /// Why `stack` is empty, when a stack could not be taken.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stack_unavailable: Option<String>,
+        /// True when the thread's stack was deeper than taskscope keeps: the
+        /// outermost frames of `stack` are missing (written only when true).
+        #[serde(default, skip_serializing_if = "is_false")]
+        stack_truncated: bool,
         /// True while the poll is still running; false for the final report.
         in_progress: bool,
         /// Which poll of the task this is (1 = first), to pair the reports of one poll.
@@ -129,6 +133,11 @@ pub enum FindingKind {
         /// How many were dropped since the previous such line.
         count: u64,
     },
+}
+
+/// For `skip_serializing_if`: leave out flags that are not set.
+fn is_false(flag: &bool) -> bool {
+    !flag
 }
 
 impl FindingKind {
@@ -304,6 +313,7 @@ mod tests {
                 thread: "tokio-runtime-worker".into(),
                 stack: vec![],
                 stack_unavailable: None,
+                stack_truncated: false,
                 in_progress: false,
                 poll: 1,
             },

@@ -11,23 +11,24 @@ use std::sync::Arc;
 use tokio::runtime::TaskMeta;
 
 use crate::capture::poll;
-use crate::core::Core;
-use crate::task::{TaskCell, TaskEnd};
+use crate::detect::events;
+use crate::model::task::{TaskCell, TaskEnd};
+use crate::session::Session;
 
 /// Installs the hooks on `builder`.
-pub(crate) fn install(core: &Arc<Core>, builder: &mut tokio::runtime::Builder) {
-    let on_spawn = Arc::clone(core);
-    let on_before = Arc::clone(core);
-    let on_after = Arc::clone(core);
-    let on_end = Arc::clone(core);
+pub(crate) fn install(session: &Arc<Session>, builder: &mut tokio::runtime::Builder) {
+    let on_spawn = Arc::clone(session);
+    let on_before = Arc::clone(session);
+    let on_after = Arc::clone(session);
+    let on_end = Arc::clone(session);
     builder
         .on_task_spawn(move |meta| spawned(&on_spawn, meta))
         .on_before_task_poll(move |meta| {
             let key = task_id(meta.id());
-            on_before
-                .registry
-                .table
-                .with(key, |cell| poll::begin(key, cell));
+            // SAFETY: Tokio calls this hook inside the task's poll, before its
+            // end (`on_task_terminate` comes later, on this thread or after
+            // the poll): the task cannot end during the lookup.
+            unsafe { on_before.registry.with(key, |cell| poll::begin(key, cell)) };
         })
         .on_after_task_poll(move |meta| poll::end(&on_after, task_id(meta.id())))
         .on_task_terminate(move |meta| {
@@ -35,15 +36,15 @@ pub(crate) fn install(core: &Arc<Core>, builder: &mut tokio::runtime::Builder) {
             // Inside its own poll: the task finishes when that poll's frame ends
             // (the hook runs before `on_after_task_poll`). Outside: dropped by shutdown.
             if !poll::mark_ended_in_poll(key) {
-                on_end.task_ended(key, TaskEnd::Cancelled, true);
+                events::task_ended(&on_end, key, TaskEnd::Cancelled, true);
             }
         });
 }
 
-fn spawned(core: &Core, meta: &TaskMeta<'_>) {
+fn spawned(session: &Session, meta: &TaskMeta<'_>) {
     let id = task_id(meta.id());
-    let cell = TaskCell::new(id, None, meta.spawned_at().into(), Core::current_task_id());
-    core.task_spawned(id, cell);
+    let cell = TaskCell::new(id, None, meta.spawned_at().into(), poll::current_task_id());
+    session.registry.add(id, cell);
 }
 
 /// Tokio's task id as a number, without formatting it: `Id` hashes as its `u64`.

@@ -22,13 +22,15 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::capture::poll;
 use crate::capture::tokio_spans::{Spawn, end_of, is_task_span, is_waker_event, read_waker_event};
-use crate::core::Core;
-use crate::task::TaskCell;
+use crate::detect::events;
+use crate::model::record_pool;
+use crate::model::task::TaskCell;
+use crate::session::Session;
 
 /// The taskscope layer: the capture of Tokio tasks for a `tracing` subscriber.
 /// Get it from [`crate::Builder::layer`].
 pub struct TaskLayer {
-    core: Arc<Core>,
+    session: Arc<Session>,
 }
 
 /// The per-layer filter of [`TaskLayer`]: Tokio's task spans and waker events only.
@@ -75,9 +77,9 @@ impl<S: Subscriber> Filter<S> for TaskFilter<S> {
 }
 
 impl TaskLayer {
-    pub(crate) fn new(core: Arc<Core>) -> Self {
-        core.wakes_known.store(true, Relaxed);
-        TaskLayer { core }
+    pub(crate) fn new(session: Arc<Session>) -> Self {
+        session.wakes_known.store(true, Relaxed);
+        TaskLayer { session }
     }
 }
 
@@ -89,27 +91,30 @@ where
         if !is_task_span(attrs.metadata()) || crate::internal::is_internal_thread() {
             return;
         }
-        let spawn = Spawn::read(attrs, &self.core.registry);
+        let spawn = Spawn::read(attrs, &self.session.registry);
         let Some(task_id) = spawn.id else { return };
-        let cell = crate::cell_pool::new_cell(spawn.into_cell(task_id, Core::current_task_id()));
+        let cell = record_pool::new_cell(spawn.into_cell(task_id, poll::current_task_id()));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(Arc::clone(&cell));
         }
-        self.core.registry.add(id.into_u64(), cell);
+        self.session.registry.add_shared(id.into_u64(), cell);
     }
 
     #[inline]
     fn on_enter(&self, id: &Id, _: Context<'_, S>) {
         let key = id.into_u64();
-        self.core
-            .registry
-            .table
-            .with(key, |cell| poll::begin(key, cell));
+        // SAFETY: Tokio enters a task's span for its poll; the span (and so
+        // the task's record) is closed only after that, never during the enter.
+        unsafe {
+            self.session
+                .registry
+                .with(key, |cell| poll::begin(key, cell))
+        };
     }
 
     #[inline]
     fn on_exit(&self, id: &Id, _: Context<'_, S>) {
-        poll::end(&self.core, id.into_u64());
+        poll::end(&self.session, id.into_u64());
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
@@ -136,6 +141,6 @@ where
         };
         let end = end_of(cell);
         drop(extensions);
-        self.core.task_ended(key, end, false);
+        events::task_ended(&self.session, key, end, false);
     }
 }

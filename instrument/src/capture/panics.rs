@@ -6,7 +6,7 @@ use std::panic::PanicHookInfo;
 use std::sync::Once;
 
 use crate::capture::poll;
-use crate::task::PanicRecord;
+use crate::model::task::PanicRecord;
 
 static INSTALL: Once = Once::new();
 

@@ -7,9 +7,12 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::clock;
-use crate::core::Core;
-use crate::task::{ST_IDLE, ST_RUNNING, ST_RUNNING_WOKEN, ST_SCHEDULED, TaskCell};
-use crate::watch_slot::{self, WatchSlot};
+use crate::detect::watch_slot::{self, WatchSlot};
+use crate::detect::{events, slow_poll};
+use crate::model::task::{
+    ST_IDLE, ST_RUNNING, ST_RUNNING_WOKEN, ST_SCHEDULED, TaskCell, TaskEnd, poll_histogram_bucket,
+};
+use crate::session::Session;
 
 /// Polls can nest (a `LocalSet` or `block_on` inside a poll); deeper nesting
 /// than this is not tracked.
@@ -87,15 +90,10 @@ pub(crate) fn begin(key: u64, cell: &TaskCell) {
     });
 }
 
-/// This thread's watchdog slot, for the slow path.
-pub(crate) fn current_watch_slot() -> Option<&'static WatchSlot> {
-    STACK.try_with(watch_slot).ok().flatten()
-}
-
 /// The poll of `key` that [`begin`] started on this thread ends.
 #[inline]
-pub(crate) fn end(core: &Core, key: u64) {
-    let Ok(Some((frame, seq))) = STACK.try_with(|s| {
+pub(crate) fn end(session: &Session, key: u64) {
+    let Ok(Some((frame, watched))) = STACK.try_with(|s| {
         let depth = s.depth.get();
         if depth == 0 {
             return None;
@@ -106,15 +104,15 @@ pub(crate) fn end(core: &Core, key: u64) {
             return None;
         }
         s.depth.set(depth - 1);
-        let mut seq = 0;
+        let mut watched = None;
         if depth == 1
             && let Some(slot) = watch_slot(s)
         {
             slot.end();
-            seq = slot.seq.load(Relaxed);
+            watched = Some((slot, slot.seq.load(Relaxed)));
         }
         let frame = s.frames.get(depth - 1)?.get();
-        Some((frame, seq))
+        Some((frame, watched))
     }) else {
         return;
     };
@@ -126,7 +124,7 @@ pub(crate) fn end(core: &Core, key: u64) {
     let cell = unsafe { &*frame.cell };
     TaskCell::bump(&cell.polls, 1);
     TaskCell::bump(&cell.busy_ns, took);
-    let bucket = &cell.histogram[crate::task::poll_histogram_bucket(took)];
+    let bucket = &cell.histogram[poll_histogram_bucket(took)];
     bucket.store(bucket.load(Relaxed).wrapping_add(1), Relaxed);
     if took > cell.max_poll_ns.load(Relaxed) {
         cell.max_poll_ns.store(took, Relaxed);
@@ -138,11 +136,11 @@ pub(crate) fn end(core: &Core, key: u64) {
         ST_IDLE
     };
     cell.state.store(next, Relaxed);
-    if took >= core.slow_poll_ns {
-        core.slow_poll_ended(cell, took, seq);
+    if took >= session.slow_poll_ns {
+        slow_poll::ended(session, cell, took, watched);
     }
     if frame.ended {
-        core.task_ended(frame.key, crate::task::TaskEnd::Completed, false);
+        events::task_ended(session, frame.key, TaskEnd::Completed, false);
     }
 }
 
@@ -159,6 +157,17 @@ pub(crate) fn with_current<R>(f: impl FnOnce(u64, &TaskCell) -> R) -> Option<R> 
         .flatten()?;
     // SAFETY: as in `end`: the task is inside its poll on this thread.
     Some(f(frame.key, unsafe { &*frame.cell }))
+}
+
+/// The table key of the task being polled on this thread, if any.
+pub(crate) fn current_key() -> Option<u64> {
+    with_current(|key, _| key)
+}
+
+/// The id of the task being polled on this thread, as the parent of a task
+/// it spawns.
+pub(crate) fn current_task_id() -> Option<u64> {
+    with_current(|_, cell| cell.id)
 }
 
 /// Marks the innermost poll's task as ended, if it is `key`: returns false when

@@ -28,7 +28,8 @@ use tracing_core::span::Current;
 
 use crate::capture::poll;
 use crate::capture::tokio_spans::{Spawn, end_of, is_task_span, is_waker_event, read_waker_event};
-use crate::core::Core;
+use crate::detect::events;
+use crate::session::Session;
 
 /// The bit that marks a span id as a task span of taskscope's.
 const TAG_BIT: u32 = 50;
@@ -50,24 +51,24 @@ fn task_key(id: u64) -> Option<u64> {
 
 /// A subscriber that captures Tokio's tasks and forwards the rest to `S`.
 pub(crate) struct TaskSubscriber<S> {
-    core: Arc<Core>,
+    session: Arc<Session>,
     inner: S,
     /// The inner subscriber made an id with the tag bit (never seen): said once.
     collision_reported: AtomicBool,
 }
 
 impl<S> TaskSubscriber<S> {
-    pub(crate) fn new(core: Arc<Core>, inner: S) -> Self {
-        core.wakes_known.store(true, Relaxed);
+    pub(crate) fn new(session: Arc<Session>, inner: S) -> Self {
+        session.wakes_known.store(true, Relaxed);
         TaskSubscriber {
-            core,
+            session,
             inner,
             collision_reported: AtomicBool::new(false),
         }
     }
 
     fn spawned(&self, attrs: &Attributes<'_>) -> Id {
-        let spawn = Spawn::read(attrs, &self.core.registry);
+        let spawn = Spawn::read(attrs, &self.session.registry);
         // A span without Tokio's task id (another Tokio version?): an id that
         // matches no task, so its polls are not recorded.
         let task_id = spawn.id.unwrap_or(0);
@@ -75,14 +76,17 @@ impl<S> TaskSubscriber<S> {
             return span_id(0).expect("0 has an id");
         };
         if task_id != 0 && !crate::internal::is_internal_thread() {
-            let cell = spawn.into_cell(task_id, Core::current_task_id());
-            self.core.task_spawned(task_id, cell);
+            let cell = spawn.into_cell(task_id, poll::current_task_id());
+            self.session.registry.add(task_id, cell);
         }
         id
     }
 
     fn closed(&self, key: u64) -> bool {
-        let end = self.core.registry.table.with(key, |cell| {
+        // Pinned: clones of the span may be closed on several threads at
+        // once, and the last close ends the task while another may still
+        // be reading the record here.
+        let end = self.session.registry.with_pinned(key, |cell| {
             // A clone closed (clones may be made and closed on any thread), or the last.
             let clone_closed = cell
                 .span_clones
@@ -92,7 +96,7 @@ impl<S> TaskSubscriber<S> {
         });
         match end {
             Some(Some(end)) => {
-                self.core.task_ended(key, end, false);
+                events::task_ended(&self.session, key, end, false);
                 true
             }
             Some(None) => false,
@@ -117,9 +121,8 @@ impl<S> TaskSubscriber<S> {
             }
         }) != Some(true)
         {
-            self.core
+            self.session
                 .registry
-                .table
                 .with_pinned(key, |cell| op.apply(cell));
         }
     }
@@ -197,10 +200,13 @@ impl<S: Subscriber> Subscriber for TaskSubscriber<S> {
     fn enter(&self, span: &Id) {
         match task_key(span.into_u64()) {
             Some(key) => {
-                self.core
-                    .registry
-                    .table
-                    .with(key, |cell| poll::begin(key, cell));
+                // SAFETY: Tokio enters a task's span for its poll, and closes
+                // it only after: the task cannot end during this lookup.
+                unsafe {
+                    self.session
+                        .registry
+                        .with(key, |cell| poll::begin(key, cell))
+                };
             }
             None => self.inner.enter(span),
         }
@@ -209,7 +215,7 @@ impl<S: Subscriber> Subscriber for TaskSubscriber<S> {
     #[inline]
     fn exit(&self, span: &Id) {
         match task_key(span.into_u64()) {
-            Some(key) => poll::end(&self.core, key),
+            Some(key) => poll::end(&self.session, key),
             None => self.inner.exit(span),
         }
     }
@@ -217,7 +223,7 @@ impl<S: Subscriber> Subscriber for TaskSubscriber<S> {
     fn clone_span(&self, id: &Id) -> Id {
         match task_key(id.into_u64()) {
             Some(key) => {
-                self.core.registry.table.with_pinned(key, |cell| {
+                self.session.registry.with_pinned(key, |cell| {
                     cell.span_clones.fetch_add(1, Relaxed);
                 });
                 id.clone()

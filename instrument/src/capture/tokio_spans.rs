@@ -13,8 +13,8 @@ use tracing::{Event, Metadata};
 
 use crate::capture::poll;
 use crate::clock;
-use crate::registry::Registry;
-use crate::task::{SpawnLocation, TaskCell, TaskEnd};
+use crate::model::registry::Registry;
+use crate::model::task::{SpawnLocation, TaskCell, TaskEnd};
 
 /// A final poll and the drop of the task's future closer together than this
 /// mean the task completed; a longer gap means it was cancelled while pending.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::table::lock;
+use crate::sync::lock;
 
 /// The share of one core the server's thread may use, on average.
 pub(crate) const SHARE: f64 = 0.25;

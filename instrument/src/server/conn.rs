@@ -26,7 +26,7 @@ use tonic::transport::server::Connected;
 
 use crate::server::budget::Budget;
 use crate::server::listen::Listener;
-use crate::table::lock;
+use crate::sync::lock;
 
 /// Connections open at once, at most.
 pub(crate) const MAX_CONNECTIONS: usize = 128;

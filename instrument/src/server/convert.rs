@@ -3,8 +3,8 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::core::Core;
-use crate::task::{FinishedTask, TaskCell, TaskEnd, TaskInfo, TaskState};
+use crate::model::task::{FinishedTask, TaskCell, TaskEnd, TaskInfo, TaskState};
+use crate::session::Session;
 use taskscope_api::Finding;
 use taskscope_api::proto;
 
@@ -112,14 +112,14 @@ pub(crate) fn finding(f: &Finding) -> String {
 }
 
 /// Who the app is.
-pub(crate) fn app_info(core: &Core) -> proto::AppInfo {
+pub(crate) fn app_info(session: &Session) -> proto::AppInfo {
     proto::AppInfo {
         protocol_version: proto::PROTOCOL_VERSION,
         name: process_name(),
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        slow_poll_threshold_ns: core.slow_poll_ns,
-        capture: if core.wakes_known.load(Relaxed) {
+        slow_poll_threshold_ns: session.slow_poll_ns,
+        capture: if session.wakes_known.load(Relaxed) {
             "tracing"
         } else {
             "hooks"
@@ -139,7 +139,7 @@ fn process_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::SpawnLocation;
+    use crate::model::task::SpawnLocation;
 
     #[test]
     fn a_task_keeps_its_fields_on_the_wire() {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::SystemTime;
 
+use crate::model::task::{FinishedTask, ST_RUNNING, ST_RUNNING_WOKEN, TaskCell};
 use crate::server::convert;
-use crate::task::{FinishedTask, ST_RUNNING, ST_RUNNING_WOKEN, TaskCell};
 use taskscope_api::proto;
 
 /// What a viewer was told about a live task: when any of it changes, the
@@ -150,7 +150,7 @@ impl Tracker {
 mod tests {
     use super::*;
     use crate::clock;
-    use crate::task::{ST_IDLE, ST_SCHEDULED, SpawnLocation, TaskEnd};
+    use crate::model::task::{ST_IDLE, ST_SCHEDULED, SpawnLocation, TaskEnd};
 
     fn cell(id: u64) -> Arc<TaskCell> {
         Arc::new(TaskCell::new(

@@ -1,6 +1,7 @@
 //! The viewer server: gRPC (tonic) on a thread of its own, with its own
-//! current-thread Tokio runtime, started by the core when
-//! `TASKSCOPE_ADDR` is not `off`.
+//! current-thread Tokio runtime, started by the builder when
+//! `TASKSCOPE_ADDR` is not `off` ([`bind`] on the starting thread, then
+//! [`serve`] on the server's).
 //!
 //! - [`listen`]: binds the address (TCP, loopback unless told otherwise, or a
 //!   Unix socket created owner-only), with one clear warning when it cannot;
@@ -11,14 +12,15 @@
 //! - [`routes`]: the `taskscope.v1.Taskscope` calls (Watch, ListTasks,
 //!   TaskDetail), after the token check; [`codec`]: their wire format;
 //! - [`service`]: what ListTasks and TaskDetail answer;
-//! - [`publisher`]: one loop that reads the registry every publish interval and
-//!   hands each viewer's bounded queue a snapshot or a delta, encoded once,
-//!   never waiting; a viewer that falls behind is dropped with a reason;
+//! - [`publisher`]: one loop that reads the registry every publish interval
+//!   and makes one snapshot or delta, encoded once;
+//! - [`fanout`]: each viewer's bounded queue of those updates, never waited
+//!   for; a viewer that falls behind is dropped with a reason;
 //! - [`budget`]: the server's CPU budget (a quarter of one core);
 //! - [`delta`]: what changed since the previous publish;
 //! - [`chunk`]: splitting big messages in chunks of about 256 KiB;
 //! - [`convert`]: taskscope's records as protocol messages;
-//! - [`runtime`]: the app's Tokio runtime handle and its metrics.
+//! - [`runtime`]: the app's runtime metrics.
 //!
 //! The server's thread is marked internal: the tasks of its runtime are
 //! taskscope's own and never appear among the app's.
@@ -40,8 +42,8 @@
 //! Nothing on the app's threads: they never touch the server's queues. The
 //! server's thread uses at most a quarter of one core ([`budget`]); its memory
 //! is bounded by [`conn::MAX_CONNECTIONS`] connections (64 KiB of receive
-//! window each), [`publisher::MAX_VIEWERS`] viewers and
-//! [`publisher::CLIENT_QUEUE`] shared updates a viewer.
+//! window each), [`fanout::MAX_VIEWERS`] viewers and
+//! [`fanout::CLIENT_QUEUE`] shared updates a viewer.
 
 pub(crate) mod auth;
 pub(crate) mod budget;
@@ -50,6 +52,7 @@ pub(crate) mod codec;
 pub(crate) mod conn;
 pub(crate) mod convert;
 pub(crate) mod delta;
+pub(crate) mod fanout;
 pub(crate) mod listen;
 pub(crate) mod publisher;
 pub(crate) mod routes;
@@ -59,13 +62,8 @@ pub(crate) mod service;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::core::Core;
+use crate::session::Session;
 use crate::settings::ServerAddr;
-
-pub(crate) use runtime::note_current_runtime;
-
-/// How often the publisher sends each viewer a delta.
-pub(crate) const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// HTTP/2 pings to each viewer, so a viewer that vanished is noticed.
 const KEEPALIVE: Duration = Duration::from_secs(10);
@@ -80,24 +78,24 @@ const STREAMS_PER_CONNECTION: u32 = 16;
 /// Size of the request headers, at most.
 const MAX_HEADERS: u32 = 16 * 1024;
 
-/// Starts the viewer server for `core` unless its address is `off`. Binds on
-/// the calling thread (so the server listens when `init()` returns, and a bind
-/// failure is reported at once) and serves on a thread of its own. Never
-/// fails: a problem is one warning on stderr, and the app goes on without server.
-pub(crate) fn start(core: &Arc<Core>) {
-    let addr = core.settings.server_addr.clone();
+/// Binds the server's address for `session`, unless it is `off`: on the
+/// calling thread, so the server listens when `init()` returns and a bind
+/// failure is reported at once. Never fails: a problem is one warning on
+/// stderr (`None`: the app goes on without server).
+pub(crate) fn bind(session: &Session) -> Option<(listen::Listener, ServerAddr)> {
+    let addr = session.settings.server_addr.clone();
     if addr == ServerAddr::Off {
-        return;
+        return None;
     }
     let listener = match listen::bind(&addr) {
         Ok(listener) => listener,
         Err(err) => {
             eprintln!("taskscope: {err}; the viewer server is off");
-            return;
+            return None;
         }
     };
     if !addr.is_local() {
-        let token = if core.settings.token.is_some() {
+        let token = if session.settings.token.is_some() {
             "viewers must send TASKSCOPE_TOKEN, but nothing is encrypted"
         } else {
             "no authentication (set TASKSCOPE_TOKEN to require a token), no encryption"
@@ -107,18 +105,13 @@ pub(crate) fn start(core: &Arc<Core>) {
              anyone who can reach it can see this app's tasks, task names and stacks ({token})"
         );
     }
-    let core = Arc::clone(core);
-    let spawned = std::thread::Builder::new()
-        .name("taskscope-server".into())
-        .spawn(move || run(core, listener, addr));
-    if let Err(err) = spawned {
-        eprintln!(
-            "taskscope: cannot start the viewer server thread ({err}); the viewer server is off"
-        );
-    }
+    Some((listener, addr))
 }
 
-fn run(core: Arc<Core>, listener: listen::Listener, addr: ServerAddr) {
+/// Serves `listener` on the calling thread (the server's own, started by the
+/// builder) until the server stops; its tasks run on a runtime of its own
+/// and are never counted among the app's.
+pub(crate) fn serve(session: Arc<Session>, listener: listen::Listener, addr: ServerAddr) {
     // Before the runtime exists: every task it runs is taskscope's, not the app's.
     crate::internal::mark_internal_thread();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -135,15 +128,15 @@ fn run(core: Arc<Core>, listener: listen::Listener, addr: ServerAddr) {
         }
     };
     runtime.block_on(async move {
-        let hub = Arc::new(publisher::Hub::new());
+        let hub = Arc::new(fanout::Hub::new());
         let budget = Arc::new(budget::Budget::new());
         tokio::spawn(publisher::run(
-            Arc::clone(&core),
+            Arc::clone(&session),
             Arc::clone(&hub),
             Arc::clone(&budget),
         ));
-        let auth = auth::Auth::new(core.settings.token.as_deref());
-        let routes = routes::Routes::new(core, hub, auth, Arc::clone(&budget));
+        let auth = auth::Auth::new(session.settings.token.as_deref());
+        let routes = routes::Routes::new(session, hub, auth, Arc::clone(&budget));
         let incoming = match conn::accept(listener, budget) {
             Ok(incoming) => incoming,
             Err(err) => {

@@ -14,13 +14,13 @@ use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::{Grpc, ServerStreamingService, UnaryService};
 use tonic::{Request, Response, Status};
 
-use crate::core::Core;
 use crate::server::auth::Auth;
 use crate::server::budget::Budget;
 use crate::server::codec::{self, Raw};
 use crate::server::conn::ConnInfo;
-use crate::server::publisher::{Hub, UpdateStream};
+use crate::server::fanout::{Hub, UpdateStream};
 use crate::server::service::{check_version, detail, listing};
+use crate::session::Session;
 use taskscope_api::proto;
 
 /// The path of the Watch call.
@@ -38,16 +38,21 @@ pub(crate) const MAX_REQUEST: usize = 4 * 1024;
 /// The service, on the server's runtime.
 #[derive(Clone)]
 pub(crate) struct Routes {
-    core: Arc<Core>,
+    session: Arc<Session>,
     hub: Arc<Hub>,
     auth: Arc<Auth>,
     budget: Arc<Budget>,
 }
 
 impl Routes {
-    pub(crate) fn new(core: Arc<Core>, hub: Arc<Hub>, auth: Auth, budget: Arc<Budget>) -> Routes {
+    pub(crate) fn new(
+        session: Arc<Session>,
+        hub: Arc<Hub>,
+        auth: Auth,
+        budget: Arc<Budget>,
+    ) -> Routes {
         Routes {
-            core,
+            session,
             hub,
             auth: Arc::new(auth),
             budget,
@@ -132,7 +137,7 @@ impl ServerStreamingService<proto::ListTasksRequest> for ListCall {
             routes.budget.wait().await;
             let chunks = routes
                 .budget
-                .spend(|| listing(&routes.core, request.include_finished));
+                .spend(|| listing(&routes.session, request.include_finished));
             let chunks: Vec<_> = chunks.iter().map(|c| Ok(codec::encode(c))).collect();
             Ok(Response::new(tokio_stream::iter(chunks)))
         })
@@ -151,7 +156,9 @@ impl UnaryService<proto::TaskDetailRequest> for DetailCall {
             let request = request.into_inner();
             check_version(request.protocol_version)?;
             routes.budget.wait().await;
-            let found = routes.budget.spend(|| detail(&routes.core, request.id))?;
+            let found = routes
+                .budget
+                .spend(|| detail(&routes.session, request.id))?;
             Ok(Response::new(codec::encode(&found)))
         })
     }

@@ -1,32 +1,14 @@
-//! The app's Tokio runtime, for its metrics. The handle is taken where an app
-//! thread is inside the runtime: `init()` and `Builder::layer()` (when called
-//! inside the runtime), and else lazily at the first poll on each thread (the
-//! once-per-thread registration of its watchdog slot, off the per-poll path).
-//! With `install_on` the runtime does not exist yet when taskscope starts, so
-//! the lazy path is the one that finds it. The first runtime seen is kept.
-
-use std::sync::OnceLock;
+//! The app's runtime metrics, as the protocol sends them.
 
 use tokio::runtime::Handle;
 
 use taskscope_api::proto;
 
-static RUNTIME: OnceLock<Handle> = OnceLock::new();
-
-/// Keeps the runtime the calling thread is in, if none is kept yet.
-/// Cheap when one is (one atomic load); never keeps taskscope's own runtime.
-pub(crate) fn note_current_runtime() {
-    if RUNTIME.get().is_some() || crate::internal::is_internal_thread() {
-        return;
-    }
-    if let Ok(handle) = Handle::try_current() {
-        let _ = RUNTIME.set(handle);
-    }
-}
+use crate::model::app_runtime;
 
 /// The app runtime's metrics now (`available: false` before a runtime is seen).
 pub(crate) fn metrics() -> proto::RuntimeMetrics {
-    match RUNTIME.get() {
+    match app_runtime::handle() {
         Some(handle) => metrics_of(handle),
         None => proto::RuntimeMetrics::default(),
     }

@@ -5,11 +5,11 @@
 use tonic::Status;
 
 use crate::clock;
-use crate::core::Core;
+use crate::model::task::{POLL_HISTOGRAM_BUCKETS, poll_histogram_bucket_limit};
 use crate::server::chunk;
 use crate::server::convert;
 use crate::server::delta;
-use crate::task::{POLL_HISTOGRAM_BUCKETS, poll_histogram_bucket_limit};
+use crate::session::Session;
 use taskscope_api::FindingKind;
 use taskscope_api::proto;
 
@@ -31,10 +31,10 @@ pub(crate) fn check_version(viewer: u32) -> Result<(), Status> {
 }
 
 /// Every live task (and the finished history, if asked), as chunks.
-pub(crate) fn listing(core: &Core, include_finished: bool) -> Vec<proto::TaskList> {
+pub(crate) fn listing(session: &Session, include_finished: bool) -> Vec<proto::TaskList> {
     let now = clock::now();
-    let finished = core.registry.finished();
-    let live = delta::alive(core.registry.live_cells(), &finished);
+    let finished = session.registry.finished();
+    let live = delta::alive(session.registry.live_cells(), &finished);
     let tasks = live.iter().map(|c| convert::live(c, now)).collect();
     let finished = if include_finished {
         finished.iter().map(convert::finished).collect()
@@ -42,7 +42,7 @@ pub(crate) fn listing(core: &Core, include_finished: bool) -> Vec<proto::TaskLis
         Vec::new()
     };
     chunk::listing(
-        &convert::app_info(core),
+        &convert::app_info(session),
         tasks,
         finished,
         convert::unix_ns(clock::to_system_time(now)),
@@ -50,9 +50,9 @@ pub(crate) fn listing(core: &Core, include_finished: bool) -> Vec<proto::TaskLis
 }
 
 /// Everything about task `id`, live or in the finished history.
-pub(crate) fn detail(core: &Core, id: u64) -> Result<proto::TaskDetailResponse, Status> {
+pub(crate) fn detail(session: &Session, id: u64) -> Result<proto::TaskDetailResponse, Status> {
     let now = clock::now();
-    let cells = core.registry.live_cells();
+    let cells = session.registry.live_cells();
     let children = {
         let mut c: Vec<u64> = cells
             .iter()
@@ -73,7 +73,7 @@ pub(crate) fn detail(core: &Core, id: u64) -> Result<proto::TaskDetailResponse, 
                 .collect();
             (convert::live(cell, now), histogram)
         }
-        None => match core
+        None => match session
             .registry
             .finished()
             .iter()
@@ -89,7 +89,7 @@ pub(crate) fn detail(core: &Core, id: u64) -> Result<proto::TaskDetailResponse, 
             }
         },
     };
-    let slow_polls = core
+    let slow_polls = session
         .pipeline
         .recent()
         .iter()

@@ -333,6 +333,7 @@ mod tests {
                 thread: "tokio-runtime-worker".into(),
                 stack,
                 stack_unavailable: None,
+                stack_truncated: false,
                 in_progress,
                 poll,
             },

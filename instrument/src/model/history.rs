@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use crate::clock;
-use crate::table::{Readers, clone_arc};
-use crate::task::TaskCell;
+use crate::model::table::clone_arc;
+use crate::model::task::TaskCell;
+use crate::sync::Readers;
 
 /// One cache line per entry: consecutive ends, usually on different threads,
 /// write consecutive entries.
@@ -137,7 +138,7 @@ impl Drop for History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::{SpawnLocation, TaskEnd};
+    use crate::model::task::{SpawnLocation, TaskEnd};
 
     fn finished(id: u64, ended: u64) -> Arc<TaskCell> {
         let cell = TaskCell::new(id, None, SpawnLocation::UNKNOWN, None);

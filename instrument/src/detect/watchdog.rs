@@ -9,12 +9,15 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::clock;
-use crate::core::Core;
-use crate::stack;
-use crate::table::lock;
-use crate::watch_slot::{self, TakenStack, WatchSlot};
 use taskscope_api::{Finding, FindingKind};
+
+use crate::clock;
+use crate::detect::leaks;
+use crate::detect::stack_capture;
+use crate::detect::symbolize::symbolize;
+use crate::detect::watch_slot::{self, PollStack, TakenStack, WatchSlot};
+use crate::session::Session;
+use crate::sync::lock;
 
 /// How often the watchdog looks at the slots: bounds detection latency.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
@@ -28,45 +31,41 @@ const CAPTURE_TIMEOUT: Duration = Duration::from_millis(100);
 struct Watched {
     seq: u64,
     last_report: Instant,
-    frames: Vec<taskscope_api::StackFrame>,
-    unavailable: Option<String>,
+    stack: PollStack,
 }
 
-pub(crate) fn start(core: &Arc<Core>) {
-    if let Err(err) = stack::install() {
+/// Installs the stack-capture signal before the first capture, so a conflict
+/// is reported at start rather than at the first slow poll. Called by the
+/// builder before it starts [`run`] on the watchdog's thread.
+pub(crate) fn prepare() {
+    if let Err(err) = stack_capture::install() {
         eprintln!("taskscope: stacks of blocked polls are unavailable: {err}");
     }
-    let weak = Arc::downgrade(core);
-    let spawned = std::thread::Builder::new()
-        .name("taskscope-watchdog".into())
-        .spawn(move || run(weak));
-    if let Err(err) = spawned {
-        eprintln!(
-            "taskscope: cannot start the watchdog thread ({err}); slow polls are reported when they end, without stacks"
-        );
-    }
 }
 
-fn run(core: Weak<Core>) {
+/// The watchdog's loop, on a thread of its own; returns once the session is gone.
+pub(crate) fn run(session: Weak<Session>) {
     let mut watched: HashMap<usize, Watched> = HashMap::new();
     let mut last_scan = Instant::now();
     loop {
         std::thread::sleep(TICK);
-        let Some(core) = core.upgrade() else { return };
+        let Some(session) = session.upgrade() else {
+            return;
+        };
         let slots = watch_slot::all();
         watched.retain(|addr, _| slots.iter().any(|s| Arc::as_ptr(s) as usize == *addr));
         for slot in &slots {
-            check_slot(&core, slot, &mut watched);
+            check_slot(&session, slot, &mut watched);
         }
         if last_scan.elapsed() >= SCAN_EVERY {
             last_scan = Instant::now();
-            crate::leaks::scan(&core);
-            core.registry.prune();
+            leaks::scan(&session);
+            session.registry.prune();
         }
     }
 }
 
-fn check_slot(core: &Core, slot: &Arc<WatchSlot>, watched: &mut HashMap<usize, Watched>) {
+fn check_slot(session: &Session, slot: &Arc<WatchSlot>, watched: &mut HashMap<usize, Watched>) {
     let start = slot.start.load(Ordering::Acquire);
     if start == 0 {
         return;
@@ -74,7 +73,7 @@ fn check_slot(core: &Core, slot: &Arc<WatchSlot>, watched: &mut HashMap<usize, W
     let seq = slot.seq.load(Ordering::Relaxed);
     let key = slot.key.load(Ordering::Relaxed);
     let poll_no = slot.poll_no.load(Ordering::Relaxed);
-    if clock::since(start, clock::now()) < core.slow_poll_ns {
+    if clock::since(start, clock::now()) < session.slow_poll_ns {
         return;
     }
     let addr = Arc::as_ptr(slot) as usize;
@@ -82,20 +81,24 @@ fn check_slot(core: &Core, slot: &Arc<WatchSlot>, watched: &mut HashMap<usize, W
     if known.is_some_and(|w| w.last_report.elapsed() < REPEAT) {
         return;
     }
-    let Some(cell) = core.registry.get(key) else {
+    let Some(cell) = session.registry.get(key) else {
         return;
     };
-    let (frames, unavailable) = match known {
-        Some(w) => (w.frames.clone(), w.unavailable.clone()),
+    let stack = match known {
+        Some(w) => w.stack.clone(),
         None => {
             *lock(&slot.stack) = Some(TakenStack {
                 seq,
                 ready: None,
                 pending_final: None,
             });
-            match stack::capture(&slot.thread, CAPTURE_TIMEOUT) {
-                Ok(raw) => (stack::symbolize(&raw), None),
-                Err(err) => (Vec::new(), Some(err.to_string())),
+            match stack_capture::capture(&slot.thread, CAPTURE_TIMEOUT) {
+                Ok(raw) => PollStack {
+                    frames: symbolize(&raw),
+                    unavailable: None,
+                    truncated: raw.is_truncated(),
+                },
+                Err(err) => PollStack::missing(err.to_string()),
             }
         }
     };
@@ -106,27 +109,29 @@ fn check_slot(core: &Core, slot: &Arc<WatchSlot>, watched: &mut HashMap<usize, W
         let Some(taken) = state.as_mut().filter(|t| t.seq == seq) else {
             return;
         };
-        taken.ready = Some((frames.clone(), unavailable.clone()));
+        taken.ready = Some(stack.clone());
         if still_running {
-            let finding = Finding::new(
+            let mut finding = Finding::new(
                 FindingKind::SlowPoll {
                     duration_ms: clock::since(start, clock::now()) as f64 / 1e6,
-                    threshold_ms: core.settings.slow_poll_threshold.as_millis() as u64,
+                    threshold_ms: session.settings.slow_poll_threshold.as_millis() as u64,
                     thread: slot.thread_name.clone(),
-                    stack: frames.clone(),
-                    stack_unavailable: unavailable.clone(),
+                    stack: Vec::new(),
+                    stack_unavailable: None,
+                    stack_truncated: false,
                     in_progress: true,
                     poll: poll_no,
                 },
                 Some(cell.task_ref()),
             );
-            core.submit(finding);
+            watch_slot::set_stack(&mut finding, &stack);
+            session.submit(finding);
         }
         // The poll ended while its stack was being taken: its final report
         // waited for the stack; send it now.
         if let Some(mut last) = taken.pending_final.take() {
-            watch_slot::set_stack(&mut last, frames.clone(), unavailable.clone());
-            core.submit(last);
+            watch_slot::set_stack(&mut last, &stack);
+            session.submit(last);
         }
     }
     if still_running {
@@ -135,8 +140,7 @@ fn check_slot(core: &Core, slot: &Arc<WatchSlot>, watched: &mut HashMap<usize, W
             Watched {
                 seq,
                 last_report: Instant::now(),
-                frames,
-                unavailable,
+                stack,
             },
         );
     }

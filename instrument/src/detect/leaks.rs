@@ -3,16 +3,17 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::capture::poll;
-use crate::clock;
-use crate::core::Core;
-use crate::task::{REPORTED_LOST, REPORTED_SHUTDOWN, TaskCell, TaskState};
 use taskscope_api::{Finding, FindingKind, LeakReason};
+
+use crate::clock;
+use crate::model::task::{REPORTED_LOST, REPORTED_SHUTDOWN, TaskCell, TaskState};
+use crate::session::Session;
 
 /// A task must look lost for this long before it is reported (wakers move
 /// between owners in steps; a glimpse of zero is not a leak).
 const LOST_AFTER_NS: u64 = 300_000_000;
 
+/// The `leaked_task` finding of `cell`, for `reason`, at clock time `now`.
 pub(crate) fn finding(cell: &TaskCell, reason: LeakReason, now: u64) -> Finding {
     let info = cell.info(now);
     Finding::new(
@@ -31,9 +32,9 @@ fn first_time(cell: &TaskCell, flag: u8) -> bool {
 }
 
 /// Lost wakers and idle limits: run by the watchdog every few hundred ms.
-pub(crate) fn scan(core: &Core) {
-    let lost_waker = core.wakes_known.load(Relaxed);
-    let idle_limit = core
+pub(crate) fn scan(session: &Session) {
+    let lost_waker = session.wakes_known.load(Relaxed);
+    let idle_limit = session
         .settings
         .idle_limit
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
@@ -41,7 +42,7 @@ pub(crate) fn scan(core: &Core) {
         return;
     }
     let now = clock::now();
-    for cell in core.registry.live_cells() {
+    for cell in session.registry.live_cells() {
         if cell.is_block_on || cell.state() != TaskState::Idle {
             continue;
         }
@@ -55,37 +56,36 @@ pub(crate) fn scan(core: &Core) {
             && cell.wakers.load(Relaxed) == 0
             && first_time(&cell, REPORTED_LOST)
         {
-            core.submit(finding(&cell, LeakReason::LostWaker, now));
+            session.submit(finding(&cell, LeakReason::LostWaker, now));
         }
         if let Some(limit) = idle_limit
             && idle >= limit
             && cell.idle_reported_at.swap(last_end, Relaxed) != last_end
         {
-            core.submit(finding(&cell, LeakReason::IdleTooLong, now));
+            session.submit(finding(&cell, LeakReason::IdleTooLong, now));
         }
     }
 }
 
 /// Every task still alive as the app shuts down (the guard is dropped), but
-/// the `block_on` future itself and the task dropping the guard.
-pub(crate) fn report_alive_at_shutdown(core: &Core) {
-    let current = poll::with_current(|key, _| key);
+/// the `block_on` future itself and `current`, the task dropping the guard.
+pub(crate) fn report_alive_at_shutdown(session: &Session, current: Option<u64>) {
     let now = clock::now();
-    let mut cells = core.registry.live_cells_with_keys();
+    let mut cells = session.registry.live_cells_with_keys();
     cells.sort_by_key(|(_, c)| c.id);
     for (key, cell) in cells {
         if cell.is_block_on || Some(key) == current {
             continue;
         }
         if first_time(&cell, REPORTED_SHUTDOWN) {
-            core.submit(finding(&cell, LeakReason::AliveAtShutdown, now));
+            session.submit(finding(&cell, LeakReason::AliveAtShutdown, now));
         }
     }
 }
 
 /// A task dropped by its runtime's shutdown while pending (runtime hooks path).
-pub(crate) fn dropped_at_shutdown(core: &Core, cell: &TaskCell) {
+pub(crate) fn dropped_at_shutdown(session: &Session, cell: &TaskCell) {
     if !cell.is_block_on && first_time(cell, REPORTED_SHUTDOWN) {
-        core.submit(finding(cell, LeakReason::AliveAtShutdown, clock::now()));
+        session.submit(finding(cell, LeakReason::AliveAtShutdown, clock::now()));
     }
 }

@@ -14,10 +14,11 @@
 //! happens when tens of thousands of tasks are alive at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::task::TaskCell;
+use crate::model::task::TaskCell;
+use crate::sync::{Readers, lock};
 
 const SLOTS: usize = 1 << 16;
 const PROBE: usize = 8;
@@ -83,12 +84,18 @@ impl IdTable {
         lock(&self.overflow).insert(key, cell);
     }
 
-    /// Runs `f` on the record of `key`, if it is in the table.
+    /// Runs `f` on the record of `key`, if it is in the table: the per-poll
+    /// lookup, plain loads only.
     ///
-    /// Only call this for a key whose task cannot end concurrently (from inside
-    /// its own poll, or from its spawn), so the record stays alive during `f`.
+    /// # Safety
+    ///
+    /// The task under `key` must not end (no [`IdTable::remove`] of `key`)
+    /// before this call returns: call it from inside the task's own poll (its
+    /// end comes after the poll), from its spawn, or from the thread that will
+    /// end it. Otherwise the record could be released while `f` reads it; use
+    /// [`IdTable::with_pinned`] then.
     #[inline]
-    pub(crate) fn with<R>(&self, key: u64, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
+    pub(crate) unsafe fn with<R>(&self, key: u64, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
         let start = home(key);
         for i in 0..PROBE {
             let slot = &self.slots[(start + i) & (SLOTS - 1)];
@@ -99,8 +106,9 @@ impl IdTable {
                     break;
                 }
                 // SAFETY: the key matched, so the slot belongs to this key's live
-                // task; the caller guarantees the task (and so the record, owned
-                // by the registry until the task ends) outlives this call.
+                // task; the caller guarantees (this function's contract) that the
+                // task, and so the record the table owns until the task ends,
+                // outlives this call.
                 return Some(f(unsafe { &*ptr }));
             }
         }
@@ -223,39 +231,6 @@ impl IdTable {
     }
 }
 
-/// A count of readers of a shared pointer, so that whoever replaces the
-/// pointer knows when it may release what it pointed to. The reader announces
-/// itself before it loads the pointer; the writer swaps the pointer before it
-/// waits for the count to drop (all sequentially consistent): either the writer
-/// sees the reader, or the reader sees the new pointer.
-#[derive(Default)]
-pub(crate) struct Readers(AtomicU32);
-
-impl Readers {
-    /// Runs `f` (which loads the pointer and reads through it) as a counted reader.
-    #[inline]
-    pub(crate) fn read<R>(&self, f: impl FnOnce() -> R) -> R {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        let result = f();
-        self.0.fetch_sub(1, Ordering::Release);
-        result
-    }
-
-    /// Waits until no reader is inside [`Readers::read`]: a few instructions,
-    /// unless a reader was preempted there.
-    pub(crate) fn wait(&self) {
-        let mut spins = 0u32;
-        while self.0.load(Ordering::SeqCst) != 0 {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-    }
-}
-
 /// Takes a new reference to the record behind `cell`, a reference borrowed from an `Arc`.
 ///
 /// # Safety
@@ -296,15 +271,10 @@ impl std::hash::Hasher for IdHasher {
 /// A `HashMap` keyed by task keys, with [`IdHasher`].
 pub(crate) type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding one of taskscope's locks must not poison the app's use of it.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::SpawnLocation;
+    use crate::model::task::SpawnLocation;
 
     fn cell(id: u64) -> Arc<TaskCell> {
         Arc::new(TaskCell::new(id, None, SpawnLocation::UNKNOWN, None))
@@ -317,14 +287,16 @@ mod tests {
         for c in &cells {
             t.insert(c.id, Arc::clone(c));
         }
+        // SAFETY (every `with` below): this test is the only thread, so no
+        // task is removed during a lookup.
         for c in &cells {
-            assert_eq!(t.with(c.id, |x| x.id), Some(c.id));
+            assert_eq!(unsafe { t.with(c.id, |x| x.id) }, Some(c.id));
             assert_eq!(t.with_pinned(c.id, |x| x.id), Some(c.id));
         }
-        assert_eq!(t.with(5000, |x| x.id), None);
+        assert_eq!(unsafe { t.with(5000, |x| x.id) }, None);
         assert_eq!(t.remove(7).map(|c| c.id), Some(7));
         assert!(t.remove(7).is_none());
-        assert_eq!(t.with(7, |x| x.id), None);
+        assert_eq!(unsafe { t.with(7, |x| x.id) }, None);
         assert_eq!(t.get(8).map(|c| c.id), Some(8));
         assert_eq!(t.live().len(), 999);
         // The table's references are its own: released on remove and on drop.
@@ -344,13 +316,15 @@ mod tests {
         }
         assert!(t.overflowed.load(Ordering::Relaxed) >= 5_000);
         for c in cells.iter().step_by(97) {
-            assert_eq!(t.with(c.id, |x| x.id), Some(c.id));
+            // SAFETY: single-threaded test: nothing is removed meanwhile.
+            assert_eq!(unsafe { t.with(c.id, |x| x.id) }, Some(c.id));
         }
         assert_eq!(t.live().len(), cells.len());
         for c in &cells {
             assert_eq!(t.remove(c.id).map(|c| c.id), Some(c.id));
         }
         assert_eq!(t.overflowed.load(Ordering::Relaxed), 0);
-        assert_eq!(t.with(3, |x| x.id), None);
+        // SAFETY: single-threaded test.
+        assert_eq!(unsafe { t.with(3, |x| x.id) }, None);
     }
 }

@@ -12,8 +12,8 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
-use crate::table::lock;
-use crate::task::TaskCell;
+use crate::model::task::TaskCell;
+use crate::sync::lock;
 
 /// Records a thread keeps for its next spawns.
 const LOCAL_MAX: usize = 2 * BATCH;
@@ -81,7 +81,7 @@ pub(crate) fn recycle(cell: Arc<TaskCell>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::SpawnLocation;
+    use crate::model::task::SpawnLocation;
 
     fn cell(id: u64) -> TaskCell {
         TaskCell::new(id, Some("x".into()), SpawnLocation::UNKNOWN, None)

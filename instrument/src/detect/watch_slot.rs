@@ -5,9 +5,31 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::stack::ThreadHandle;
-use crate::table::lock;
-use taskscope_api::{Finding, StackFrame};
+use taskscope_api::{Finding, FindingKind, StackFrame};
+
+use crate::detect::stack_capture::ThreadHandle;
+use crate::sync::lock;
+
+/// The stack of a slow poll as its findings carry it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PollStack {
+    /// Frames, innermost first (empty when none could be taken).
+    pub(crate) frames: Vec<StackFrame>,
+    /// Why there are no frames.
+    pub(crate) unavailable: Option<String>,
+    /// The thread's stack was deeper than what was kept.
+    pub(crate) truncated: bool,
+}
+
+impl PollStack {
+    /// No stack, for this reason.
+    pub(crate) fn missing(why: impl Into<String>) -> PollStack {
+        PollStack {
+            unavailable: Some(why.into()),
+            ..PollStack::default()
+        }
+    }
+}
 
 /// The watchdog's stack of one poll (`seq`), shared with that poll's final report.
 ///
@@ -18,7 +40,7 @@ use taskscope_api::{Finding, StackFrame};
 /// report always precedes the final one.
 pub(crate) struct TakenStack {
     pub(crate) seq: u64,
-    pub(crate) ready: Option<(Vec<StackFrame>, Option<String>)>,
+    pub(crate) ready: Option<PollStack>,
     pub(crate) pending_final: Option<Finding>,
 }
 
@@ -55,7 +77,7 @@ thread_local! {
 fn register() -> Arc<WatchSlot> {
     // Once per thread, at its first poll: the app's runtime, for the viewer's
     // metrics (with `install_on` it did not exist when taskscope started).
-    crate::server::note_current_runtime();
+    crate::model::app_runtime::note_current();
     let slot = Arc::new(WatchSlot {
         start: AtomicU64::new(0),
         key: AtomicU64::new(0),
@@ -122,8 +144,8 @@ impl WatchSlot {
         let mut state = lock(&self.stack);
         match state.as_mut() {
             Some(taken) if taken.seq == seq => match &taken.ready {
-                Some((frames, unavailable)) => {
-                    set_stack(&mut finding, frames.clone(), unavailable.clone());
+                Some(stack) => {
+                    set_stack(&mut finding, stack);
                     submit(finding);
                 }
                 None => taken.pending_final = Some(finding),
@@ -131,8 +153,7 @@ impl WatchSlot {
             _ => {
                 set_stack(
                     &mut finding,
-                    Vec::new(),
-                    Some("the poll ended before the watchdog sampled its stack".into()),
+                    &PollStack::missing("the poll ended before the watchdog sampled its stack"),
                 );
                 submit(finding);
             }
@@ -156,8 +177,7 @@ pub(crate) fn take_pending_finals() -> Vec<Finding> {
         {
             set_stack(
                 &mut finding,
-                Vec::new(),
-                Some("the app shut down before the stack was symbolized".into()),
+                &PollStack::missing("the app shut down before the stack was symbolized"),
             );
             finals.push(finding);
         }
@@ -166,14 +186,16 @@ pub(crate) fn take_pending_finals() -> Vec<Finding> {
 }
 
 /// Fills the stack of a `slow_poll` finding.
-pub(crate) fn set_stack(finding: &mut Finding, frames: Vec<StackFrame>, why_not: Option<String>) {
-    if let taskscope_api::FindingKind::SlowPoll {
+pub(crate) fn set_stack(finding: &mut Finding, with: &PollStack) {
+    if let FindingKind::SlowPoll {
         stack,
         stack_unavailable,
+        stack_truncated,
         ..
     } = &mut finding.kind
     {
-        *stack = frames;
-        *stack_unavailable = why_not;
+        stack.clone_from(&with.frames);
+        stack_unavailable.clone_from(&with.unavailable);
+        *stack_truncated = with.truncated;
     }
 }

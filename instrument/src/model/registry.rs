@@ -10,13 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock;
-use crate::history::History;
-use crate::table::{IdTable, lock};
-use crate::task::{FinishedTask, TaskCell, TaskInfo};
+use crate::model::history::History;
+use crate::model::table::IdTable;
+use crate::model::task::{FinishedTask, TaskCell, TaskInfo, TaskState};
+use crate::sync::lock;
 
 pub(crate) struct Registry {
     /// Live tasks by their key (Tokio's task id, or the span id for the layer).
-    pub(crate) table: IdTable,
+    table: IdTable,
     finished: History,
     files: Mutex<HashSet<&'static str>>,
 }
@@ -28,7 +29,7 @@ impl Registry {
             finished: History::new(
                 finished_capacity,
                 u64::try_from(finished_max_age.as_nanos()).unwrap_or(u64::MAX),
-                crate::cell_pool::recycle,
+                crate::model::record_pool::recycle,
             ),
             files: Mutex::new(HashSet::new()),
         }
@@ -45,8 +46,37 @@ impl Registry {
         leaked
     }
 
-    pub(crate) fn add(&self, key: u64, cell: Arc<TaskCell>) {
+    /// Registers a new task's record under `key` (its record taken from the
+    /// pool of reused records).
+    pub(crate) fn add(&self, key: u64, cell: TaskCell) {
+        self.table
+            .insert(key, crate::model::record_pool::new_cell(cell));
+    }
+
+    /// Registers a record already shared elsewhere (the layer keeps a
+    /// reference in the span's extensions).
+    pub(crate) fn add_shared(&self, key: u64, cell: Arc<TaskCell>) {
         self.table.insert(key, cell);
+    }
+
+    /// Runs `f` on the live record under `key`: the per-poll lookup.
+    ///
+    /// # Safety
+    ///
+    /// As [`IdTable::with`]: the task under `key` must not end before this
+    /// returns (call it from the task's own poll or spawn, or from the thread
+    /// that will end it); otherwise use [`Registry::with_pinned`].
+    #[inline]
+    pub(crate) unsafe fn with<R>(&self, key: u64, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
+        // SAFETY: the caller upholds the same contract.
+        unsafe { self.table.with(key, f) }
+    }
+
+    /// Runs `f` on the live record under `key` from any thread, while the
+    /// task may end concurrently (its release waits for `f`).
+    #[inline]
+    pub(crate) fn with_pinned<R>(&self, key: u64, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
+        self.table.with_pinned(key, f)
     }
 
     /// The record under `key`, if live.
@@ -96,8 +126,8 @@ impl Registry {
             .map(|cell| {
                 let ended = cell.ended();
                 let mut task = cell.info(ended);
-                if task.state == crate::TaskState::Running {
-                    task.state = crate::TaskState::Idle;
+                if task.state == TaskState::Running {
+                    task.state = TaskState::Idle;
                 }
                 FinishedTask {
                     task,
