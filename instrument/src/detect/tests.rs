@@ -316,3 +316,57 @@ fn captures_a_tokio_worker_blocked_in_a_task() {
         "no Tokio frame below the marker: {frames:#?}"
     );
 }
+
+/// Recurses `depth` frames deep, then sleeps `d` at the bottom.
+#[inline(never)]
+fn deep_then_sleep(depth: u32, d: Duration) -> u32 {
+    if depth == 0 {
+        blocked_in_sleep_marker(d);
+        return 0;
+    }
+    // The addition after the call keeps it from being a tail call.
+    std::hint::black_box(deep_then_sleep(std::hint::black_box(depth - 1), d)) + 1
+}
+
+/// A stack deeper than the capture keeps says so: truncated, with the
+/// innermost frames (the blocking one among them) kept.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+#[test]
+fn a_stack_deeper_than_the_limit_is_marked_truncated() {
+    let (tx, rx) = mpsc::channel();
+    let deep = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || {
+            tx.send(ThreadHandle::current()).unwrap();
+            deep_then_sleep(300, Duration::from_millis(600))
+        })
+        .unwrap();
+    let handle = rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let raw = capture(&handle, TIMEOUT).expect("capture");
+    deep.join().unwrap();
+    assert!(raw.is_truncated(), "300 frames deep: {raw:?}");
+    assert_eq!(raw.ips().len(), MAX_FRAMES);
+    let frames = symbolize(&raw);
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.function.contains("blocked_in_sleep_marker")),
+        "the innermost frames are the ones kept: {frames:#?}"
+    );
+
+    // A shallow one is not.
+    let (tx, rx) = mpsc::channel();
+    let shallow = std::thread::spawn(move || {
+        tx.send(ThreadHandle::current()).unwrap();
+        deep_then_sleep(3, Duration::from_millis(400))
+    });
+    let handle = rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let raw = capture(&handle, TIMEOUT).expect("capture");
+    shallow.join().unwrap();
+    assert!(!raw.is_truncated(), "{raw:?}");
+}

@@ -199,3 +199,56 @@ pub(crate) fn set_stack(finding: &mut Finding, with: &PollStack) {
         *stack_truncated = with.truncated;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskscope_api::FindingKind;
+
+    fn slow_poll() -> Finding {
+        Finding::new(
+            FindingKind::SlowPoll {
+                duration_ms: 150.0,
+                threshold_ms: 100,
+                thread: "w".into(),
+                stack: Vec::new(),
+                stack_unavailable: None,
+                stack_truncated: false,
+                in_progress: true,
+                poll: 1,
+            },
+            None,
+        )
+    }
+
+    #[test]
+    fn a_truncated_stack_is_said_in_the_finding_and_its_json() {
+        let mut finding = slow_poll();
+        let stack = PollStack {
+            frames: vec![StackFrame {
+                function: "app::f".into(),
+                file: None,
+                line: None,
+            }],
+            unavailable: None,
+            truncated: true,
+        };
+        set_stack(&mut finding, &stack);
+        let line = serde_json::to_string(&finding).unwrap();
+        assert!(line.contains(r#""stack_truncated":true"#), "{line}");
+        let back: Finding = serde_json::from_str(&line).unwrap();
+        assert!(matches!(
+            back.kind,
+            FindingKind::SlowPoll {
+                stack_truncated: true,
+                ..
+            }
+        ));
+
+        // Not truncated: the field is left out, and reads back as false.
+        set_stack(&mut finding, &PollStack::missing("gone"));
+        let line = serde_json::to_string(&finding).unwrap();
+        assert!(!line.contains("stack_truncated"), "{line}");
+        assert!(line.contains(r#""stack_unavailable":"gone""#), "{line}");
+    }
+}
