@@ -28,6 +28,7 @@ mod findings;
 pub mod format;
 pub mod proto;
 mod task;
+pub mod time;
 
 pub use addr::{DEFAULT_ADDR, ServerAddr};
 pub use findings::{
