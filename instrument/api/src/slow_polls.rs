@@ -8,12 +8,17 @@
 //! maybe several times) and once more when it ends; all those reports are one
 //! poll. They are paired by source (a report file's index; the live view has
 //! one source), task (id and spawn location) and `poll` number, in any order,
-//! except that a report timed after the poll's final report starts a new
-//! poll: report files are appended to, so the next run of the same app reuses
-//! the same task ids and poll numbers. Reports with `poll: 0` (an unknown
-//! number) are paired by order: in-progress reports of a task belong to its
-//! next final report from the same source. A report without a task is a poll
-//! of its own.
+//! except that report files are appended to, so the next run of the same app
+//! reuses the same task ids and poll numbers:
+//! - a report timed after the poll's final report starts a new poll;
+//! - a report whose poll started (its time less its duration) more than
+//!   [`SAME_POLL_SLACK`] after the latest report of a poll with no final
+//!   report yet starts a new poll: that one was still running then, so it is
+//!   not this one (its run ended while it was blocked).
+//!
+//! Reports with `poll: 0` (an unknown number) are paired by order: in-progress
+//! reports of a task belong to its next final report from the same source. A
+//! report without a task is a poll of its own.
 //!
 //! A poll's duration, thread and stack are those of its longest final report,
 //! else (still running) of its longest in-progress report. When that report
@@ -66,11 +71,12 @@
 //! assert_eq!(group.worst.stack, [frame]); // taken while blocked
 //! ```
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::findings::{Finding, FindingKind, StackFrame, TaskRef, blocking_frame};
 use crate::time::parse_time;
@@ -292,43 +298,74 @@ struct SlotKey {
     poll: u64,
 }
 
+/// How much later than the latest report of an unfinished poll a report of
+/// the same task and poll number may say its poll started and still be taken
+/// as the same poll: room for reports stamped late on a busy machine and
+/// times written to the millisecond.
+pub const SAME_POLL_SLACK: Duration = Duration::from_secs(1);
+
 /// The poll that the reports of one [`SlotKey`] go to, for now.
 struct Slot {
     /// Index in `SlowPolls::polls`.
     poll: u32,
-    closed: Closed,
+    state: SlotState,
 }
 
 /// Whether a final report came for a slot's poll, and when.
 #[derive(Clone, Copy)]
-enum Closed {
-    Open,
+enum SlotState {
+    /// No final report yet: the latest time of its reports (`None` while
+    /// none could be read).
+    Open(Option<SystemTime>),
     /// The latest final report's time.
-    At(SystemTime),
+    Closed(SystemTime),
     /// A final report's time could not be read.
-    Unreadable,
+    ClosedUnreadable,
 }
 
 impl Slot {
-    /// Whether a report with this poll number and time belongs to this poll.
-    fn takes(&self, poll: u64, time: &str) -> bool {
-        match self.closed {
-            Closed::Open => true,
-            // Without a poll number, a final report is the poll's last word.
-            _ if poll == 0 => false,
-            // A report from after the final one is a later run's poll.
-            // (A time that can't be read is taken as the same run.)
-            Closed::At(closed) => parse_time(time).map_or(true, |t| t <= closed),
-            Closed::Unreadable => true,
+    fn new(poll: usize) -> Slot {
+        Slot {
+            poll: poll as u32,
+            state: SlotState::Open(None),
         }
     }
 
-    /// Notes a final report.
-    fn close(&mut self, time: &str) {
-        self.closed = match (self.closed, parse_time(time)) {
-            (Closed::Open, Ok(t)) => Closed::At(t),
-            (Closed::At(closed), Ok(t)) => Closed::At(closed.max(t)),
-            _ => Closed::Unreadable,
+    /// Whether a report with this poll number, time and duration belongs to
+    /// this poll. (A time that can't be read is taken as the same run.)
+    fn takes(&self, poll: u64, time: Option<SystemTime>, duration_ms: f64) -> bool {
+        match (self.state, time) {
+            // The report's poll started after the latest report of this one,
+            // which was then still running: this one was left unfinished (its
+            // run ended while it was blocked) and a later run reuses the task
+            // id and poll number.
+            (SlotState::Open(Some(latest)), Some(time)) => {
+                let started = Duration::try_from_secs_f64(duration_ms / 1000.0)
+                    .ok()
+                    .and_then(|d| time.checked_sub(d))
+                    .unwrap_or(time);
+                started <= latest + SAME_POLL_SLACK
+            }
+            (SlotState::Open(_), _) => true,
+            // Without a poll number, a final report is the poll's last word.
+            _ if poll == 0 => false,
+            // A report from after the final one is a later run's poll.
+            (SlotState::Closed(closed), Some(time)) => time <= closed,
+            (SlotState::Closed(_) | SlotState::ClosedUnreadable, _) => true,
+        }
+    }
+
+    /// Notes a report taken.
+    fn note(&mut self, time: Option<SystemTime>, in_progress: bool) {
+        self.state = match (self.state, time) {
+            (SlotState::Open(latest), time) if in_progress => SlotState::Open(latest.max(time)),
+            (SlotState::Open(_), Some(time)) => SlotState::Closed(time),
+            (SlotState::Closed(closed), Some(time)) if !in_progress => {
+                SlotState::Closed(closed.max(time))
+            }
+            (state, Some(_)) => state,
+            (state, None) if in_progress => state,
+            (_, None) => SlotState::ClosedUnreadable,
         };
     }
 }
@@ -439,25 +476,21 @@ impl SlowPolls {
         let new = self.polls.len();
         let index = match key {
             None => new,
-            Some(key) => match self.slots.get_mut(&key) {
-                Some(slot) if slot.takes(*poll, &finding.time) => {
-                    if !*in_progress {
-                        slot.close(&finding.time);
+            Some(key) => {
+                let time = parse_time(&finding.time).ok();
+                let slot = match self.slots.entry(key) {
+                    Entry::Occupied(slot) if slot.get().takes(*poll, time, *duration_ms) => {
+                        slot.into_mut()
                     }
-                    slot.poll as usize
-                }
-                _ => {
-                    let mut slot = Slot {
-                        poll: new as u32,
-                        closed: Closed::Open,
-                    };
-                    if !*in_progress {
-                        slot.close(&finding.time);
+                    Entry::Occupied(mut slot) => {
+                        slot.insert(Slot::new(new));
+                        slot.into_mut()
                     }
-                    self.slots.insert(key, slot);
-                    new
-                }
-            },
+                    Entry::Vacant(slot) => slot.insert(Slot::new(new)),
+                };
+                slot.note(time, *in_progress);
+                slot.poll as usize
+            }
         };
         if index == new {
             self.polls
@@ -874,6 +907,25 @@ mod tests {
             (b.spawned_at.as_deref(), b.count, b.total_ms),
             (Some(other_at), 1, 150.0)
         );
+    }
+
+    #[test]
+    fn an_unfinished_poll_of_an_earlier_run_is_not_the_next_runs() {
+        let at = "src/a.rs:1:1";
+        let groups = groups(&[
+            // Run 1 ends while poll 2 of task 3 is blocked.
+            slow_at(task(3, "h", at), 2, 900.0, true, &[], 13),
+            // Run 2 (same file, later): task 3, poll 2 again, started at 10:00:44.84.
+            slow_at(task(3, "h", at), 2, 160.0, false, &[], 45),
+            // Poll 4 reported every second while blocked, then ended: one poll.
+            slow_at(task(3, "h", at), 4, 100.0, true, &[], 50),
+            slow_at(task(3, "h", at), 4, 1100.0, true, &[], 51),
+            slow_at(task(3, "h", at), 4, 2100.0, true, &[], 52),
+            slow_at(task(3, "h", at), 4, 2150.0, false, &[], 52),
+        ]);
+        let group = &groups[0];
+        assert_eq!((group.count, group.unfinished), (3, 1));
+        assert_eq!(group.total_ms, 900.0 + 160.0 + 2150.0);
     }
 
     #[test]
