@@ -6,9 +6,9 @@
 //! build time with a vendored protoc), the report file's schema ([`Finding`]
 //! and its kinds, one JSON line each), the states of a task, the addresses
 //! both sides accept ([`ServerAddr`]), the text forms both print
-//! ([`format`]), RFC 3339 times read back ([`time`]), and the one model of
-//! slow polls by spawn location that the live view and `taskscope report`
-//! share ([`slow_polls`]).
+//! ([`format`](mod@format)), RFC 3339 times read back ([`time`]), and the
+//! one model of slow polls by spawn location that the live view and
+//! `taskscope report` share ([`slow_polls`]).
 //!
 //! It starts nothing and captures nothing: a viewer, a script reading report
 //! files or a test can depend on it without compiling the capture, the
