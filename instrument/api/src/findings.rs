@@ -211,7 +211,7 @@ impl Finding {
                     format!("Executing {task} took {secs:.3} seconds")
                 };
                 if let Some(frame) = blocking_frame(stack) {
-                    text.push_str(&format!("; blocked in {}", frame_text(frame)));
+                    text.push_str(&format!("; blocked in {frame}"));
                 }
                 text
             }
@@ -277,6 +277,25 @@ impl StackFrame {
     }
 }
 
+impl fmt::Display for StackFrame {
+    /// `function (file:line)`, `function (file)` without a line, or `function`
+    /// when the debug info had no file.
+    ///
+    /// ```
+    /// use taskscope_api::StackFrame;
+    /// let frame = StackFrame { function: "app::load_config".into(), file: Some("src/config.rs".into()), line: Some(12) };
+    /// assert_eq!(frame.to_string(), "app::load_config (src/config.rs:12)");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.function)?;
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, " ({file}:{line})"),
+            (Some(file), None) => write!(f, " ({file})"),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The frame to name as "where it blocked": the innermost frame of the app's
 /// own code, or the innermost frame when every frame is runtime plumbing.
 ///
@@ -291,13 +310,6 @@ pub fn blocking_frame(stack: &[StackFrame]) -> Option<&StackFrame> {
         .iter()
         .find(|f| !f.is_runtime_plumbing())
         .or_else(|| stack.first())
-}
-
-fn frame_text(frame: &StackFrame) -> String {
-    match (&frame.file, frame.line) {
-        (Some(file), Some(line)) => format!("{} ({file}:{line})", frame.function),
-        _ => frame.function.clone(),
-    }
 }
 
 #[cfg(test)]

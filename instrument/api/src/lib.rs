@@ -5,8 +5,10 @@
 //! tokio-console: the wire protocol `taskscope.v1` ([`proto`], generated at
 //! build time with a vendored protoc), the report file's schema ([`Finding`]
 //! and its kinds, one JSON line each), the states of a task, the addresses
-//! both sides accept ([`ServerAddr`]), and the text forms both print
-//! ([`format`]).
+//! both sides accept ([`ServerAddr`]), the text forms both print
+//! ([`format`](mod@format)), RFC 3339 times read back ([`time`]), and the
+//! one model of slow polls by spawn location that the live view and
+//! `taskscope report` share ([`slow_polls`]).
 //!
 //! It starts nothing and captures nothing: a viewer, a script reading report
 //! files or a test can depend on it without compiling the capture, the
@@ -27,7 +29,9 @@ mod addr;
 mod findings;
 pub mod format;
 pub mod proto;
+pub mod slow_polls;
 mod task;
+pub mod time;
 
 pub use addr::{DEFAULT_ADDR, ServerAddr};
 pub use findings::{

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 use taskscope_api::format::{duration, table};
+use taskscope_api::slow_polls::{SlowPollGroup, WorstPoll};
 use taskscope_api::{LeakReason, StackFrame, TaskRef};
 
-use super::group::{OtherGroup, SlowPollGroup, Summary, WorstPoll, frame_text};
+use super::group::{OtherGroup, Summary};
 use super::parse::Reading;
 
 /// Frames of a worst stack shown in text; `--json` has them all.
@@ -43,13 +44,15 @@ fn slow_polls_text(groups: &[SlowPollGroup], out: &mut String) {
         .iter()
         .map(|g| {
             vec![
-                location(g.spawned_at.as_deref(), "(no task)"),
+                g.location().to_string(),
                 g.count.to_string(),
                 ms(g.total_ms),
                 ms(g.max_ms),
                 ms(g.p50_ms),
                 ms(g.p99_ms),
-                g.top_frame.clone().unwrap_or_else(|| "-".into()),
+                g.top_frame
+                    .as_ref()
+                    .map_or_else(|| "-".into(), StackFrame::to_string),
             ]
         })
         .collect();
@@ -113,7 +116,7 @@ fn worst_text(worst: &WorstPoll, out: &mut String) {
         out.push_str(&format!("      (no stack: {why})\n"));
     }
     for frame in worst.stack.iter().take(STACK_FRAMES_SHOWN) {
-        out.push_str(&format!("      {}\n", frame_text(frame)));
+        out.push_str(&format!("      {frame}\n"));
     }
     if worst.stack.len() > STACK_FRAMES_SHOWN {
         out.push_str(&format!(
@@ -237,7 +240,7 @@ struct JsonSlowPoll<'a> {
     max_ms: f64,
     p50_ms: f64,
     p99_ms: f64,
-    top_frame: Option<&'a str>,
+    top_frame: Option<String>,
     top_frame_polls: u64,
     worst_stack: &'a [StackFrame],
     worst_task: Option<&'a TaskRef>,
@@ -254,7 +257,7 @@ impl<'a> From<&'a SlowPollGroup> for JsonSlowPoll<'a> {
             max_ms: g.max_ms,
             p50_ms: g.p50_ms,
             p99_ms: g.p99_ms,
-            top_frame: g.top_frame.as_deref(),
+            top_frame: g.top_frame.as_ref().map(StackFrame::to_string),
             top_frame_polls: g.top_frame_polls,
             worst_stack: &g.worst.stack,
             worst_task: g.worst.task.as_ref(),

@@ -221,18 +221,18 @@ impl Model {
                 self.ui.slow_selected = None;
             }
             KeyCode::Enter => {
-                let groups = self.slow_groups();
-                let group = groups.get(self.slow_selected_row(&groups))?;
-                let id = group.worst_poll()?.task.as_ref()?.id;
+                let groups = self.slow.sorted(self.ui.slow_order);
+                let group = groups.get(self.ui.slow_selected_row(&groups))?;
+                let id = group.worst.task.as_ref()?.id;
                 return self.open_detail(id);
             }
             _ => {
-                let groups = self.slow_groups();
-                let mut row = self.slow_selected_row(&groups);
+                let groups = self.slow.sorted(self.ui.slow_order);
+                let mut row = self.ui.slow_selected_row(&groups);
                 scroll(&mut row, key, self.ui.page);
                 let location = groups
                     .get(row.min(groups.len().saturating_sub(1)))
-                    .map(|g| g.location.clone());
+                    .map(|g| g.location().to_owned());
                 if location.is_some() {
                     self.ui.slow_selected = location;
                 }

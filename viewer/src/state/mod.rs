@@ -43,7 +43,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use keys::Action;
 pub use model::*;
-pub use slow_polls::{SlowGroup, SlowOrder, SlowPolls};
+pub use slow_polls::{SlowOrder, SlowPollGroup, SlowPolls};
 pub use sort::{Column, SortSpec};
 
 use apply::Held;
@@ -299,6 +299,17 @@ pub struct UiState {
     pub detail_scroll: usize,
     /// Scroll of the problems view, in lines.
     pub problems_scroll: usize,
+}
+
+impl UiState {
+    /// Row of the selected slow-poll group among `groups` (the first when
+    /// none is chosen, or the chosen one is not among them).
+    pub fn slow_selected_row(&self, groups: &[&SlowPollGroup]) -> usize {
+        self.slow_selected
+            .as_deref()
+            .and_then(|location| groups.iter().position(|g| g.location() == location))
+            .unwrap_or(0)
+    }
 }
 
 impl Default for UiState {
@@ -605,17 +616,8 @@ impl Model {
     }
 
     /// The slow-poll groups in the order of the slow-polls view.
-    pub fn slow_groups(&self) -> Vec<&SlowGroup> {
+    pub fn slow_groups(&mut self) -> Vec<&SlowPollGroup> {
         self.slow.sorted(self.ui.slow_order)
-    }
-
-    /// Row of the selected group among `groups` (the first when none is chosen).
-    pub fn slow_selected_row(&self, groups: &[&SlowGroup]) -> usize {
-        self.ui
-            .slow_selected
-            .as_ref()
-            .and_then(|loc| groups.iter().position(|g| &g.location == loc))
-            .unwrap_or(0)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The slow-polls view: slow polls grouped by the spawn location of their
 //! task (count, longest, 99th percentile, polls still blocked), and below, the
-//! stack of the selected group's worst poll.
+//! selected group's worst poll with its stack. The figures are those of
+//! `taskscope report` ([`taskscope_api::slow_polls`]).
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
@@ -12,16 +13,17 @@ use super::{cut_left, cut_right, frame_line, ms, plural};
 use crate::state::Model;
 
 /// Draws the slow-polls view into `area`.
-pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
+pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
     let order = model.ui.slow_order;
-    let groups = model.slow_groups();
-    let selected = model.slow_selected_row(&groups);
+    let polls = model.slow.total();
+    let groups = model.slow.sorted(order);
+    let selected = model.ui.slow_selected_row(&groups);
     let title = Line::from(vec![
         Span::styled(
             format!(
                 " Slow polls by spawn location ({}, {}) ",
                 plural(groups.len(), "location"),
-                plural(model.slow.total(), "poll")
+                plural(polls, "poll")
             ),
             Style::new().add_modifier(Modifier::BOLD),
         ),
@@ -80,9 +82,9 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
         .skip(offset)
         .take(rows_fit)
         .map(|(i, g)| {
-            let names = g.task_names(3).join(", ");
-            let blocked = if g.in_progress > 0 {
-                g.in_progress.to_string()
+            let names = g.task_names[..g.task_names.len().min(3)].join(", ");
+            let blocked = if g.unfinished > 0 {
+                g.unfinished.to_string()
             } else {
                 String::new()
             };
@@ -91,8 +93,8 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
                 style = style.add_modifier(Modifier::REVERSED);
             }
             Row::new(vec![
-                Cell::from(cut_left(&g.location, location_width as usize)),
-                right(g.count().to_string()),
+                Cell::from(cut_left(g.location(), location_width as usize)),
+                right(g.count.to_string()),
                 Cell::from(Line::from(blocked).alignment(Alignment::Right))
                     .style(Style::new().fg(Color::Red)),
                 right(ms(g.max_ms)),
@@ -119,44 +121,35 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
     let group = groups[selected];
     let mut lines = Vec::new();
     let dim = Style::new().add_modifier(Modifier::DIM);
-    match &group.worst_stack {
-        Some(worst) => {
-            let task = worst
-                .task
-                .as_ref()
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| "task ?".into());
-            lines.push(Line::from(format!(
-                "{task}, poll {}: {} on {}",
-                worst.poll,
-                ms(worst.duration_ms),
-                worst.thread
-            )));
-            for (i, f) in worst.frames.iter().enumerate() {
-                lines.push(frame_line(i, f));
-            }
-        }
-        None => {
-            let why = group
-                .stack_unavailable
-                .as_deref()
-                .unwrap_or("no stack was captured for these polls");
-            lines.push(Line::styled(format!("Stack not available: {why}"), dim));
-        }
+    let worst = &group.worst;
+    let task = worst
+        .task
+        .as_ref()
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| "task ?".into());
+    let so_far = if worst.unfinished {
+        " so far (still blocked)"
+    } else {
+        ""
+    };
+    lines.push(Line::from(format!(
+        "{task}, poll {}: {}{so_far} on {}",
+        worst.poll,
+        ms(worst.duration_ms),
+        worst.thread
+    )));
+    for (i, f) in worst.stack.iter().enumerate() {
+        lines.push(frame_line(i, f));
     }
-    if let Some(worst) = group.worst_poll()
-        && group.worst_stack.as_ref().map(|w| w.duration_ms) != Some(worst.duration_ms)
-    {
-        lines.push(Line::styled(
-            format!(
-                "(the longest poll, {}, came without a stack)",
-                ms(worst.duration_ms)
-            ),
-            dim,
-        ));
+    if worst.stack.is_empty() {
+        let why = worst
+            .stack_unavailable
+            .as_deref()
+            .unwrap_or("none was captured for this poll");
+        lines.push(Line::styled(format!("Stack not available: {why}"), dim));
     }
     let block = Block::bordered().title(Line::from(vec![Span::styled(
-        format!(" Worst stack: {} ", group.location),
+        format!(" Worst stack: {} ", group.location()),
         Style::new().add_modifier(Modifier::BOLD),
     )]));
     frame.render_widget(Paragraph::new(lines).block(block), bottom);
