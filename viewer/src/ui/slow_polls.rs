@@ -1,6 +1,7 @@
 //! The slow-polls view: slow polls grouped by the spawn location of their
 //! task (count, longest, 99th percentile, polls still blocked), and below, the
-//! selected group's worst poll with its stack. The figures are those of
+//! selected group's worst poll with its stack (the runtime's frames folded;
+//! `f` shows them all). The figures are those of
 //! `taskscope report` ([`taskscope_api::slow_polls`]).
 
 use ratatui::Frame;
@@ -10,7 +11,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
 use crate::state::Model;
-use crate::ui::text::{cut_left, cut_right, frame_line, ms, plural};
+use crate::ui::text::{cut_left, cut_right, ms, plural, stack_hint, stack_lines};
 
 /// Draws the slow-polls view into `area`.
 pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
@@ -138,9 +139,12 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
         ms(worst.duration_ms),
         worst.thread
     )));
-    for (i, f) in worst.stack.iter().enumerate() {
-        lines.push(frame_line(i, f));
-    }
+    let full = model.ui.full_stacks;
+    lines.extend(stack_lines(
+        &worst.stack,
+        full,
+        model.source_roots.as_slice(),
+    ));
     if worst.stack.is_empty() {
         let why = worst
             .stack_unavailable
@@ -148,9 +152,12 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
             .unwrap_or("none was captured for this poll");
         lines.push(Line::styled(format!("Stack not available: {why}"), dim));
     }
-    let block = Block::bordered().title(Line::from(vec![Span::styled(
-        format!(" Worst stack: {} ", group.location()),
-        Style::new().add_modifier(Modifier::BOLD),
-    )]));
+    let block = Block::bordered().title(Line::from(vec![
+        Span::styled(
+            format!(" Worst stack: {} ", group.location()),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(format!(" {} ", stack_hint(full)), dim),
+    ]));
     frame.render_widget(Paragraph::new(lines).block(block), bottom);
 }
