@@ -502,7 +502,7 @@ fn slow_polls_group_by_location_and_show_the_worst_stack() {
     // Worst first: db (1.5 s) above handlers (0.9 s); the first row is selected.
     assert!(line_of(&lines, "│src/db.rs:7:9 ") < line_of(&lines, "│src/handlers.rs:42:5 "));
     line_of(&lines, "Worst stack: src/db.rs:7:9");
-    line_of(&lines, "std::thread::sleep");
+    line_of(&lines, "0  std::thread::sleep");
 
     // Select the handlers group: its worst poll's stack, top frame first.
     model.handle_key(press(KeyCode::Down), now);
@@ -512,8 +512,13 @@ fn slow_polls_group_by_location_and_show_the_worst_stack() {
     let next = line_of(&lines, "app::handlers::handle");
     assert!(top < next);
     assert!(
-        !dump(&lines).contains("app::handlers::parse"),
+        !dump(&lines).contains("0  app::handlers::parse"),
         "not the worst poll's stack"
+    );
+    // Its two polls blocked in different places: the first seen is named.
+    line_of(
+        &lines,
+        "most often blocked in app::handlers::parse (src/handlers.rs:60) (1 of 2 polls)",
     );
 
     // Enter opens the worst poll's task.
@@ -588,6 +593,10 @@ fn slow_poll_stacks_fold_the_runtimes_frames_and_f_shows_them_all() {
     let lines = lines(&buffer);
     line_of(&lines, "Worst stack: server/src/main.rs:96:13");
     line_of(&lines, "f: whole stack");
+    line_of(
+        &lines,
+        "most often blocked in shop::config::load_config_blocking (server/src/config.rs:132) (1 of 1 poll)",
+    );
     let above = line_of(&lines, "… 3 runtime frames (libc, std)");
     // The app's frames, with paths relative to the app's root.
     let blocking = line_of(
@@ -715,8 +724,11 @@ fn problems_view_lists_never_awaited_lost_wakers_panics_and_drops() {
     let never = &lines[line_of(&lines, "future fetch_user")];
     assert!(never.contains("created at src/main.rs:10:5"), "{never}");
     line_of(&lines, "Leaked and lost tasks (1 at 1 location)");
-    let lost = &lines[line_of(&lines, "lost waker")];
-    assert!(lost.contains("task 12 (spawned at src/main.rs:44:5) can never be woken again"));
+    let lost = line_of(&lines, "lost waker");
+    assert!(lines[lost].contains("src/main.rs:44:5"), "{}", lines[lost]);
+    assert!(
+        lines[lost + 1].contains("task 12 (spawned at src/main.rs:44:5) can never be woken again")
+    );
     line_of(&lines, "Panics (1 at 1 location)");
     let panic = &lines[line_of(&lines, "config file missing")];
     assert!(panic.contains("panicked at src/main.rs:53:9"), "{panic}");
@@ -791,11 +803,11 @@ fn problems_group_by_kind_and_location_and_enter_shows_the_occurrences() {
     line_of(&lines, "Never awaited (10 at 1 location)");
     line_of(&lines, "Leaked and lost tasks (1 at 1 location)");
     line_of(&lines, "Panics (7 at 1 location)");
-    // One row each: count, first and last seen, the newest message.
-    let never = line_of(&lines, "future fetch_user (created at src/main.rs:102:43)");
-    let row = words(&lines[never]);
+    // One row each: count, first and last seen, location; under it the newest message.
+    let newest = line_of(&lines, "future fetch_user (created at src/main.rs:102:43)");
+    let never = newest - 1;
     assert_eq!(
-        row[..7],
+        words(&lines[never]),
         [
             "▸",
             "never",
@@ -803,22 +815,36 @@ fn problems_group_by_kind_and_location_and_enter_shows_the_occurrences() {
             "10",
             &hms(at(0)),
             &hms(at(36)),
-            "future"
+            "src/main.rs:102:43"
         ],
         "{}",
         lines[never]
     );
-    assert!(!lines[never].contains("awaitedfuture"));
-    let panics = line_of(&lines, "panicked at src/pay.rs:157:5");
-    let row = words(&lines[panics]);
-    assert_eq!(row[..5], ["▸", "panicked", "7", &hms(at(1)), &hms(at(37))]);
+    assert_eq!(
+        words(&lines[newest])[..3],
+        ["newest:", "future", "fetch_user"],
+        "{}",
+        lines[newest]
+    );
+    let panics = line_of(&lines, "payment provider returned 503") - 1;
+    assert_eq!(
+        words(&lines[panics]),
+        [
+            "▸",
+            "panicked",
+            "7",
+            &hms(at(1)),
+            &hms(at(37)),
+            "src/pay.rs:157:5"
+        ]
+    );
     assert!(
-        lines[panics].contains("task 106 \"payment_worker\""),
+        lines[panics + 1].contains("task 106 \"payment_worker\""),
         "the newest"
     );
     let lost = line_of(&lines, "can never be woken again");
     assert!(
-        lost < 12,
+        lost < 14,
         "the lost waker is near the top:\n{}",
         dump(&lines)
     );
@@ -843,7 +869,8 @@ fn problems_group_by_kind_and_location_and_enter_shows_the_occurrences() {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(occurrences.len(), 11, "{}", dump(&lines));
-    assert!(lines[occurrences[0]].contains('▾'));
+    assert!(lines[occurrences[0] - 1].contains('▾'));
+    assert!(lines[occurrences[0]].contains("newest:"));
     assert!(lines[occurrences[1]].contains(&hms(at(36))));
     assert!(lines[occurrences[10]].contains(&hms(at(0))));
 
@@ -859,12 +886,13 @@ fn problems_group_by_kind_and_location_and_enter_shows_the_occurrences() {
         .map(|(i, _)| i)
         .collect();
     assert_eq!(rows.len(), 2, "{}", dump(&lines));
-    let x = lines[rows[0]]
+    let row = rows[0] - 1;
+    let x = lines[row]
         .find('▾')
-        .map(|b| lines[rows[0]][..b].chars().count())
+        .map(|b| lines[row][..b].chars().count())
         .unwrap();
     assert!(
-        buffer[(x as u16, rows[0] as u16)]
+        buffer[(x as u16, row as u16)]
             .modifier
             .contains(Modifier::REVERSED)
     );
@@ -1365,5 +1393,5 @@ fn the_selected_slow_poll_group_stays_selected_when_newer_polls_reorder_the_grou
     );
     let lines = screen(&mut model);
     line_of(&lines, "Worst stack: src/a.rs:1:1");
-    line_of(&lines, "in_a");
+    line_of(&lines, "0  in_a");
 }

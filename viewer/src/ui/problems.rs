@@ -1,7 +1,8 @@
 //! The problems view: futures that were never awaited, leaked and lost tasks,
 //! panics, one row per kind and location (how many, first and last seen, the
-//! newest message; Enter shows the occurrences), and what was dropped on the
-//! way (findings the app could not queue, updates this viewer missed).
+//! location, and under it the newest message; Enter shows the occurrences),
+//! and what was dropped on the way (findings the app could not queue, updates
+//! this viewer missed).
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -39,13 +40,12 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
     if model.ui.problems_follow
         && let Some(line) = selected_line
     {
-        // Keep the selected row on screen.
+        // Keep the selected row and its newest message (the line under it) on screen.
         let scroll = &mut model.ui.problems_scroll;
-        if line < *scroll {
-            *scroll = line;
-        } else if height > 0 && line >= *scroll + height {
-            *scroll = line + 1 - height;
+        if height > 0 && line + 1 >= *scroll + height {
+            *scroll = line + 2 - height;
         }
+        *scroll = (*scroll).min(line);
     }
     clamp_scroll(&mut model.ui.problems_scroll, lines.len(), height);
     let scroll = model.ui.problems_scroll.min(u16::MAX as usize) as u16;
@@ -97,7 +97,7 @@ fn lines(model: &Model) -> (Vec<Line<'static>>, Option<usize>) {
         } else {
             out.push(Line::styled(
                 format!(
-                    "    {:<TAG_WIDTH$}{:>7}  {:<8}  {:<8}  NEWEST",
+                    "    {:<TAG_WIDTH$}{:>7}  {:<8}  {:<8}  LOCATION, then the newest message",
                     "KIND", "COUNT", "FIRST", "LAST"
                 ),
                 Style::new().add_modifier(Modifier::BOLD | Modifier::DIM),
@@ -110,7 +110,7 @@ fn lines(model: &Model) -> (Vec<Line<'static>>, Option<usize>) {
             if is_selected {
                 selected_line = Some(out.len());
             }
-            let mut spans = vec![
+            let spans = vec![
                 Span::raw(if expanded { "  ▾ " } else { "  ▸ " }),
                 Span::styled(
                     format!("{:<TAG_WIDTH$}", tag(group)),
@@ -128,13 +128,17 @@ fn lines(model: &Model) -> (Vec<Line<'static>>, Option<usize>) {
                     ),
                     dim,
                 ),
+                Span::raw(group.location.clone().unwrap_or_else(|| "unknown".into())),
             ];
-            spans.extend(message_spans(&group.newest));
             let mut line = Line::from(spans);
             if is_selected {
                 line = line.style(Style::new().add_modifier(Modifier::REVERSED));
             }
             out.push(line);
+            // The newest message on a line of its own, so that it fits.
+            let mut spans = vec![Span::styled("      newest: ", dim)];
+            spans.extend(message_spans(&group.newest));
+            out.push(Line::from(spans));
             if expanded {
                 let mut shown = 0u64;
                 for finding in model.occurrences(&key).take(OCCURRENCES_SHOWN) {

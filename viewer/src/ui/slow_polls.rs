@@ -10,6 +10,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
+use taskscope_api::stack;
+
 use crate::state::Model;
 use crate::ui::text::{cut_left, cut_right, ms, plural, stack_hint, stack_lines};
 
@@ -133,8 +135,24 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
     } else {
         ""
     };
+    // Where the group's polls blocked most often (the report's TOP FRAME):
+    // said even when the worst poll has no stack.
+    if let Some(top) = &group.top_frame {
+        lines.push(Line::from(vec![
+            Span::raw("most often blocked in "),
+            Span::styled(
+                stack::frame_text(top, model.source_roots.as_slice()),
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(format!(
+                " ({} of {})",
+                group.top_frame_polls,
+                plural(group.count as usize, "poll")
+            )),
+        ]));
+    }
     lines.push(Line::from(format!(
-        "{task}, poll {}: {}{so_far} on {}",
+        "worst: {task}, poll {}: {}{so_far} on {}",
         worst.poll,
         ms(worst.duration_ms),
         worst.thread
