@@ -272,8 +272,10 @@ impl StackFrame {
 
     /// The part of the runtime a frame belongs to: `"std"` (also `core`,
     /// `alloc` and the standard library's own sources), `"libc"` (C frames),
-    /// `"tokio"`, `"tracing"`, `"futures"` or `"taskscope"`; `None` for the
-    /// app's frames and those of the other crates it uses.
+    /// `"tokio"`, `"tracing"`, `"futures"` or `"taskscope"`, or `"unknown"`
+    /// for a bare address that could not be named (it is not the app's code
+    /// that can be shown either); `None` for the app's frames and those of the
+    /// other crates it uses.
     ///
     /// Told by the crate that owns the function (the self type's, or for a
     /// generic `<F as core::future::Future>::poll` the trait's), else by the
@@ -288,10 +290,17 @@ impl StackFrame {
     /// assert_eq!(frame("<alloc::boxed::Box<F,A> as core::future::future::Future>::poll").runtime_crate(), Some("std"));
     /// assert_eq!(frame("futures_util::future::join_all::JoinAll<F>::poll").runtime_crate(), Some("futures"));
     /// assert_eq!(frame("start_thread").runtime_crate(), Some("libc"));
+    /// assert_eq!(frame("0x7f58e94c3b46").runtime_crate(), Some("unknown"));
     /// assert_eq!(frame("app::handler::{{closure}}").runtime_crate(), None);
     /// ```
     pub fn runtime_crate(&self) -> Option<&'static str> {
         let function = self.function.as_str();
+        if function
+            .strip_prefix("0x")
+            .is_some_and(|hex| !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Some("unknown");
+        }
         match function_crate(function) {
             Some(name) => {
                 if let Some(part) = runtime_part(name) {

@@ -409,6 +409,17 @@ mod tests {
             Some(&format!("{REG}/hyper-1.5.0/src/proto/h1/dispatch.rs")),
         );
         assert_eq!(FrameKind::of(&hyper), FrameKind::Library);
+        // A bare address (the demo's cpu_hog, sampled in the clock's vDSO)
+        // is not where the app blocked: the app's frame under it is.
+        let hog = [
+            frame("0x7f58e94c3b46", None),
+            frame("app::cpu_hog", Some("/app/src/main.rs")),
+        ];
+        assert_eq!(hog[0].runtime_crate(), Some("unknown"));
+        assert_eq!(
+            crate::blocking_frame(&hog).map(|f| f.function.as_str()),
+            Some("app::cpu_hog")
+        );
         // Without a name path, the crate's registry directory tells.
         let inlined = frame(
             "poll_inner",
