@@ -189,10 +189,28 @@ impl Builder {
         self
     }
 
-    /// How many finished tasks the history keeps, and for how long.
+    /// How many finished tasks the history keeps, and for how long. A count
+    /// above [`MAX_FINISHED_CAPACITY`](crate::MAX_FINISHED_CAPACITY)
+    /// (1,000,000) is lowered to it, with a warning on stderr.
     pub fn finished_retention(mut self, count: usize, max_age: Duration) -> Builder {
-        self.settings.finished_capacity = count;
+        if count > crate::settings::MAX_FINISHED_CAPACITY {
+            eprintln!(
+                "taskscope: Builder::finished_retention({count}, ..) is more than the {} finished \
+                 tasks the history can keep; keeping {}",
+                crate::settings::MAX_FINISHED_CAPACITY,
+                crate::settings::MAX_FINISHED_CAPACITY
+            );
+        }
+        self.settings.finished_capacity = count.min(crate::settings::MAX_FINISHED_CAPACITY);
         self.settings.finished_max_age = max_age;
+        self
+    }
+
+    /// Whether the stacks of blocked polls are captured (on by default; as
+    /// `TASKSCOPE_STACKS`). Off: no signal handler, no thread signalled, and
+    /// `slow_poll` findings say `stack_unavailable: "disabled"`.
+    pub fn capture_stacks(mut self, on: bool) -> Builder {
+        self.settings.capture_stacks = on;
         self
     }
 
@@ -328,7 +346,7 @@ fn start_threads(session: &Arc<Session>, sinks: Option<crate::pipeline::Sinks>) 
             );
         }
     }
-    watchdog::prepare();
+    watchdog::prepare(session);
     let weak = Arc::downgrade(session);
     let spawned = std::thread::Builder::new()
         .name("taskscope-watchdog".into())

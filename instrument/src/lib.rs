@@ -67,6 +67,7 @@
 //! line of each kind.
 
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 // Top: the ways in (the builder, the one place that starts threads; the
 // listing and the leak guard; tracked futures), then the capture and the
@@ -107,7 +108,7 @@ pub use model::task::{
 pub use pipeline::PipelineStats;
 pub use settings::{
     DEFAULT_ADDR, DEFAULT_FINISHED_CAPACITY, DEFAULT_FINISHED_MAX_AGE, DEFAULT_SLOW_POLL,
-    ServerAddr, SettingError, Settings,
+    MAX_FINISHED_CAPACITY, ServerAddr, SettingError, Settings,
 };
 /// Text forms shared by the task table and messages (from `taskscope-api`).
 #[doc(inline)]
