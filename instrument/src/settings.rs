@@ -320,7 +320,12 @@ mod tests {
         let (s, errors) = with(&[("TASKSCOPE_FINISHED_MAX", "1000000")]);
         assert!(errors.is_empty());
         assert_eq!(s.finished_capacity, MAX_FINISHED_CAPACITY);
-        for too_big in ["1000001", "100000000", "18446744073709551615", "18446744073709551616"] {
+        for too_big in [
+            "1000001",
+            "100000000",
+            "18446744073709551615",
+            "18446744073709551616",
+        ] {
             let (s, errors) = with(&[("TASKSCOPE_FINISHED_MAX", too_big)]);
             assert_eq!(s.finished_capacity, DEFAULT_FINISHED_CAPACITY, "{too_big}");
             assert_eq!(errors.len(), 1, "{too_big}");

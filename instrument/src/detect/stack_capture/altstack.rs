@@ -107,7 +107,11 @@ pub(crate) fn needed() -> usize {
 /// `force_own` replaces even a big enough one (tests).
 pub(crate) fn ensure(force_own: bool) -> AltStack {
     if let Some(base) = OWNED.with(|o| o.borrow().as_ref().map(|o| o.base)) {
-        return AltStack::Own { base, size: OWN_SIZE, previous: 0 };
+        return AltStack::Own {
+            base,
+            size: OWN_SIZE,
+            previous: 0,
+        };
     }
     // SAFETY: a zeroed stack_t is a valid out-parameter; query only.
     let cur = unsafe {
@@ -119,7 +123,10 @@ pub(crate) fn ensure(force_own: bool) -> AltStack {
     };
     let enabled = cur.ss_flags & libc::SS_DISABLE == 0;
     if enabled && cur.ss_size >= needed() && !force_own {
-        return AltStack::Reused { base: cur.ss_sp as usize, size: cur.ss_size };
+        return AltStack::Reused {
+            base: cur.ss_sp as usize,
+            size: cur.ss_size,
+        };
     }
     if cur.ss_flags & libc::SS_ONSTACK != 0 {
         return AltStack::Unavailable; // running on it right now: cannot change it

@@ -1,15 +1,17 @@
 //! The Linux implementation: handles, the capturer's state, the two paths.
 
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::altstack::{self, AltStack};
 use super::mem::MemReader;
 use super::procfs::{self, SyscallState};
-use super::signal::{self, ABANDONED, CLAIMED, IDLE, PAUSED, REFUSED, REQUESTED, RELEASED, Refusal, pack, phase};
+use super::signal::{
+    self, ABANDONED, CLAIMED, IDLE, PAUSED, REFUSED, RELEASED, REQUESTED, Refusal, pack, phase,
+};
 use super::walk::{Regs, WalkEnd, Walker};
 use super::{MAX_FRAMES, Method, Options, RawStack, StackError, SyscallFixup};
 
@@ -73,12 +75,23 @@ impl Inner {
             )
         };
         let dir = if fd < 0 {
-            Err(format!("{}: {}", path.trim_end_matches('\0'), std::io::Error::last_os_error()))
+            Err(format!(
+                "{}: {}",
+                path.trim_end_matches('\0'),
+                std::io::Error::last_os_error()
+            ))
         } else {
             // SAFETY: `fd` was just opened and is owned by nobody else.
             Ok(unsafe { OwnedFd::from_raw_fd(fd) })
         };
-        Inner { pid: getpid(), tid, token, dir, altstack, normal_mask: mask }
+        Inner {
+            pid: getpid(),
+            tid,
+            token,
+            dir,
+            altstack,
+            normal_mask: mask,
+        }
     }
 }
 
@@ -135,14 +148,20 @@ pub(crate) fn capture(h: &Inner, o: &Options) -> Result<RawStack, StackError> {
         return Err(e.clone());
     }
     let mut guard = CAPTURER.lock().unwrap_or_else(PoisonError::into_inner);
-    let cap = guard.as_mut().ok_or(StackError::ProcUnavailable("capturer not set up".into()))?;
+    let cap = guard
+        .as_mut()
+        .ok_or(StackError::ProcUnavailable("capturer not set up".into()))?;
     if h.pid != getpid() {
         return Err(StackError::ThreadExited); // a handle from before a fork
     }
     if h.tid == gettid() {
         return capture_current(cap);
     }
-    let dir = h.dir.as_ref().map_err(|e| StackError::ProcUnavailable(e.clone()))?.as_fd();
+    let dir = h
+        .dir
+        .as_ref()
+        .map_err(|e| StackError::ProcUnavailable(e.clone()))?
+        .as_fd();
     // New or unloaded libraries since the last capture: take their tables now,
     // never while a target is paused.
     if super::modules::generation() != cap.walker.generation {
@@ -160,8 +179,26 @@ pub(crate) fn capture(h: &Inner, o: &Options) -> Result<RawStack, StackError> {
                 Some(stack) => return Ok(stack),
                 None => continue, // it blocked meanwhile: path A
             },
-            SyscallState::InSyscall { nr, sp, pc, .. } => (Regs { pc, sp, fp: None, lr: None }, false, Some(nr)),
-            SyscallState::Blocked { sp, pc } => (Regs { pc, sp, fp: None, lr: None }, true, None),
+            SyscallState::InSyscall { nr, sp, pc, .. } => (
+                Regs {
+                    pc,
+                    sp,
+                    fp: None,
+                    lr: None,
+                },
+                false,
+                Some(nr),
+            ),
+            SyscallState::Blocked { sp, pc } => (
+                Regs {
+                    pc,
+                    sp,
+                    fp: None,
+                    lr: None,
+                },
+                true,
+                None,
+            ),
         };
         cap.mem.reset();
         let (end, recovered) = cap.walker.walk(regs, &mut cap.mem, &mut cap.out);
@@ -246,7 +283,9 @@ fn tgkill(pid: libc::pid_t, tid: libc::pid_t, sig: i32) -> Result<(), i32> {
     if r == 0 {
         Ok(())
     } else {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL))
+        Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL))
     }
 }
 
@@ -261,7 +300,10 @@ fn settle_previous(timeout: Duration) -> Result<(), StackError> {
             }
             PAUSED => {
                 // A handler still waiting for a capturer that gave up: let it go.
-                if signal::STATE.compare_exchange(s, pack(s >> 3, RELEASED), AcqRel, Acquire).is_ok() {
+                if signal::STATE
+                    .compare_exchange(s, pack(s >> 3, RELEASED), AcqRel, Acquire)
+                    .is_ok()
+                {
                     signal::wake();
                 }
             }
@@ -334,28 +376,42 @@ fn by_signal(
     signal::REQ_TOKEN.store(h.token, Relaxed);
     signal::STATE.store(pack(seq, REQUESTED), Release);
     if let Err(errno) = tgkill(h.pid, h.tid, sig) {
-        let _ = signal::STATE.compare_exchange(pack(seq, REQUESTED), pack(seq, IDLE), AcqRel, Acquire);
+        let _ =
+            signal::STATE.compare_exchange(pack(seq, REQUESTED), pack(seq, IDLE), AcqRel, Acquire);
         return Err(if errno == libc::ESRCH {
             StackError::ThreadExited
         } else {
-            StackError::Signal(format!("tgkill: {}", std::io::Error::from_raw_os_error(errno)))
+            StackError::Signal(format!(
+                "tgkill: {}",
+                std::io::Error::from_raw_os_error(errno)
+            ))
         });
     }
     let answered = |s: u32| s >> 3 == seq && matches!(phase(s), PAUSED | REFUSED);
     let mut exited = false;
     let mut s = signal::wait_until(Instant::now() + o.timeout, answered, || {
-        exited = phase(signal::STATE.load(Acquire)) == REQUESTED && tgkill(h.pid, h.tid, 0) == Err(libc::ESRCH);
+        exited = phase(signal::STATE.load(Acquire)) == REQUESTED
+            && tgkill(h.pid, h.tid, 0) == Err(libc::ESRCH);
         !exited
     });
     if !answered(s) {
-        match signal::STATE.compare_exchange(pack(seq, REQUESTED), pack(seq, IDLE), AcqRel, Acquire) {
+        match signal::STATE.compare_exchange(pack(seq, REQUESTED), pack(seq, IDLE), AcqRel, Acquire)
+        {
             Ok(_) => {
                 signal::LAST_TIMEOUT.store(1, Relaxed);
-                return Err(if exited { StackError::ThreadExited } else { StackError::Timeout });
+                return Err(if exited {
+                    StackError::ThreadExited
+                } else {
+                    StackError::Timeout
+                });
             }
             Err(_) => {
                 // Claimed just now: the handler answers within microseconds.
-                s = signal::wait_until(Instant::now() + Duration::from_millis(100), answered, || true);
+                s = signal::wait_until(
+                    Instant::now() + Duration::from_millis(100),
+                    answered,
+                    || true,
+                );
                 if !answered(s) {
                     signal::LAST_TIMEOUT.store(4, Relaxed);
                     return Err(StackError::Timeout);
@@ -401,5 +457,7 @@ fn by_signal(
 /// See [`super::unwind_tables`].
 pub(crate) fn unwind_tables() -> Option<(usize, usize)> {
     let guard = CAPTURER.lock().unwrap_or_else(PoisonError::into_inner);
-    guard.as_ref().map(|c| (c.walker.modules, c.walker.table_bytes))
+    guard
+        .as_ref()
+        .map(|c| (c.walker.modules, c.walker.table_bytes))
 }

@@ -62,7 +62,8 @@ impl MemReader {
             return Ok(reader);
         }
         // SAFETY: open with a NUL-terminated path.
-        let fd = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        let fd =
+            unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -75,12 +76,6 @@ impl MemReader {
                 "neither process_vm_readv nor /proc/self/mem can read this process's memory",
             ))
         }
-    }
-
-    /// Whether the fallback (`/proc/self/mem`) is in use.
-    #[cfg(test)]
-    pub(crate) fn uses_proc_mem(&self) -> bool {
-        matches!(self.method, Method::ProcMem(_))
     }
 
     /// Forgets the cached pages (memory may have changed since).
@@ -144,13 +139,22 @@ fn read_memory(pid: libc::pid_t, method: &Method, addr: usize, out: &mut [u8]) -
             // SAFETY: `local` describes `out`, which is valid for writes; the
             // kernel validates `remote` and fails with EFAULT instead of faulting.
             let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-            if n == out.len() as isize { Ok(()) } else { Err(()) }
+            if n == out.len() as isize {
+                Ok(())
+            } else {
+                Err(())
+            }
         }
         Method::ProcMem(fd) => {
             let offset = i64::try_from(addr).map_err(|_| ())?;
             // SAFETY: reads into `out`, valid for writes; the kernel validates the offset.
-            let n = unsafe { libc::pread(fd.as_raw_fd(), out.as_mut_ptr().cast(), out.len(), offset) };
-            if n == out.len() as isize { Ok(()) } else { Err(()) }
+            let n =
+                unsafe { libc::pread(fd.as_raw_fd(), out.as_mut_ptr().cast(), out.len(), offset) };
+            if n == out.len() as isize {
+                Ok(())
+            } else {
+                Err(())
+            }
         }
     }
 }

@@ -111,22 +111,49 @@
 //! * Call [`install`] when the watchdog starts; [`set_enabled`]`(false)`
 //!   before any worker's first poll turns all of this off (`TASKSCOPE_STACKS=off`).
 
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 pub(crate) mod altstack;
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 mod imp;
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 pub(crate) mod mem;
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 pub(crate) mod modules;
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 pub(crate) mod procfs;
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 pub(crate) mod signal;
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 pub(crate) mod sysno;
-#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 pub(crate) mod walk;
+
+#[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -398,10 +425,16 @@ impl Default for Options {
 #[derive(Clone, Debug)]
 pub(crate) struct ThreadHandle {
     /// The thread's state for the capturer; `None` when capture is off.
-    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
     inner: Option<std::sync::Arc<imp::Inner>>,
     /// The thread's std id (nothing can be captured on this platform).
-    #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    #[cfg(not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
     _thread: std::thread::ThreadId,
 }
 
@@ -411,11 +444,17 @@ impl ThreadHandle {
     /// `/proc/self/task/TID` directory and makes sure it has a big enough
     /// alternate signal stack.
     pub(crate) fn current() -> ThreadHandle {
-        #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+        #[cfg(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        ))]
         return ThreadHandle {
             inner: enabled().then(|| std::sync::Arc::new(imp::Inner::current(false))),
         };
-        #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+        #[cfg(not(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        )))]
         ThreadHandle {
             _thread: std::thread::current().id(),
         }
@@ -437,9 +476,15 @@ impl ThreadHandle {
     /// The kernel thread id (0 where unsupported or off).
     #[cfg_attr(not(test), allow(dead_code, reason = "for the tests"))]
     pub(crate) fn tid(&self) -> i32 {
-        #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+        #[cfg(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        ))]
         return self.inner.as_ref().map_or(0, |i| i.tid);
-        #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+        #[cfg(not(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        )))]
         0
     }
 
@@ -462,9 +507,15 @@ pub(crate) fn install() -> Result<i32, StackError> {
     if !enabled() {
         return Err(StackError::Disabled);
     }
-    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
     return imp::install();
-    #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    #[cfg(not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
     Err(StackError::Unsupported(platform()))
 }
 
@@ -485,12 +536,18 @@ pub(crate) fn capture_with(
     thread: &ThreadHandle,
     options: &Options,
 ) -> Result<RawStack, StackError> {
-    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
     return match &thread.inner {
         Some(inner) if enabled() => imp::capture(inner, options),
         _ => Err(StackError::Disabled),
     };
-    #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    #[cfg(not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
     {
         let _ = (thread, options);
         if !enabled() {
@@ -501,7 +558,10 @@ pub(crate) fn capture_with(
 }
 
 /// `os-arch` of this build, for [`StackError::Unsupported`].
-#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
 fn platform() -> &'static str {
     static PLATFORM: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
     PLATFORM.get_or_init(|| {
@@ -517,7 +577,10 @@ pub(crate) struct UnwindGuard(());
 impl UnwindGuard {
     /// Marks the thread until the guard is dropped.
     pub(crate) fn new() -> UnwindGuard {
-        #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+        #[cfg(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        ))]
         let _ = signal::UNWINDING.try_with(|u| u.set(u.get() + 1));
         UnwindGuard(())
     }
@@ -525,7 +588,10 @@ impl UnwindGuard {
 
 impl Drop for UnwindGuard {
     fn drop(&mut self) {
-        #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+        #[cfg(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        ))]
         let _ = signal::UNWINDING.try_with(|u| u.set(u.get().saturating_sub(1)));
     }
 }
@@ -547,7 +613,10 @@ pub(crate) struct Stats {
 /// The counters so far.
 #[cfg_attr(not(test), allow(dead_code, reason = "for the tests"))]
 pub(crate) fn stats() -> Stats {
-    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
     {
         use std::sync::atomic::Ordering::Relaxed;
         let c = &signal::COUNTERS;
@@ -558,7 +627,10 @@ pub(crate) fn stats() -> Stats {
             unclaimed: c.unclaimed.load(Relaxed),
         }
     }
-    #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    #[cfg(not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
     Stats::default()
 }
 
@@ -566,8 +638,14 @@ pub(crate) fn stats() -> Stats {
 /// tables it copied, once installed.
 #[cfg_attr(not(test), allow(dead_code, reason = "for the tests"))]
 pub(crate) fn unwind_tables() -> Option<(usize, usize)> {
-    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
     return imp::unwind_tables();
-    #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    #[cfg(not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
     None
 }

@@ -39,7 +39,11 @@ pub(crate) struct Snapshot {
 
 /// The loader's load and unload counters (cheap: one `dl_iterate_phdr` that stops at once).
 pub(crate) fn generation() -> (u64, u64) {
-    unsafe extern "C" fn first(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut c_void,
+    ) -> c_int {
         // SAFETY: `data` is the tuple below; `info` is valid during the callback.
         unsafe {
             let out = &mut *data.cast::<(u64, u64)>();
@@ -55,7 +59,11 @@ pub(crate) fn generation() -> (u64, u64) {
 
 /// Reads every loaded object's unwind tables.
 pub(crate) fn snapshot() -> Snapshot {
-    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut c_void,
+    ) -> c_int {
         // SAFETY: `data` is the Snapshot below; `info` and what it points to
         // (program headers, and the mapped image itself) stay valid and mapped
         // for the duration of the callback, which holds the loader's lock.
@@ -90,10 +98,18 @@ unsafe fn read_module(info: &libc::dl_phdr_info) -> Option<LoadedModule> {
         // SAFETY: the loader gives `dlpi_phnum` headers at `dlpi_phdr`.
         unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
     };
-    let loads: Vec<&libc::Elf64_Phdr> = headers.iter().filter(|h| h.p_type == libc::PT_LOAD).collect();
+    let loads: Vec<&libc::Elf64_Phdr> = headers
+        .iter()
+        .filter(|h| h.p_type == libc::PT_LOAD)
+        .collect();
     let lo = loads.iter().map(|h| h.p_vaddr).min()?;
     let hi = loads.iter().map(|h| h.p_vaddr + h.p_memsz).max()?;
-    let text_lo = loads.iter().filter(|h| h.p_flags & libc::PF_X != 0).map(|h| h.p_vaddr).min().unwrap_or(lo);
+    let text_lo = loads
+        .iter()
+        .filter(|h| h.p_flags & libc::PF_X != 0)
+        .map(|h| h.p_vaddr)
+        .min()
+        .unwrap_or(lo);
     let text_hi = loads
         .iter()
         .filter(|h| h.p_flags & libc::PF_X != 0)
@@ -104,7 +120,9 @@ unsafe fn read_module(info: &libc::dl_phdr_info) -> Option<LoadedModule> {
         String::new()
     } else {
         // SAFETY: a NUL-terminated string owned by the loader.
-        unsafe { CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(info.dlpi_name) }
+            .to_string_lossy()
+            .into_owned()
     };
     let mut module = LoadedModule {
         name,
@@ -129,7 +147,9 @@ unsafe fn read_module(info: &libc::dl_phdr_info) -> Option<LoadedModule> {
         return Some(module);
     }
     let eh_frame_addr = match hdr[1] {
-        0x1b => (hdr_addr as i64 + 4 + i64::from(i32::from_ne_bytes(hdr[4..8].try_into().ok()?))) as u64, // pcrel|sdata4
+        0x1b => {
+            (hdr_addr as i64 + 4 + i64::from(i32::from_ne_bytes(hdr[4..8].try_into().ok()?))) as u64
+        } // pcrel|sdata4
         0x03 => u64::from(u32::from_ne_bytes(hdr[4..8].try_into().ok()?)), // udata4 absolute
         _ => return Some(module),
     };
@@ -222,7 +242,9 @@ pub(crate) fn symbol(name: &CStr) -> Option<(usize, usize)> {
         let mut info: libc::Dl_info = std::mem::zeroed();
         let mut sym: *const libc::Elf64_Sym = std::ptr::null();
         const RTLD_DL_SYMENT: c_int = 1;
-        if libc::dladdr1(addr, &mut info, (&raw mut sym).cast(), RTLD_DL_SYMENT) == 0 || sym.is_null() {
+        if libc::dladdr1(addr, &mut info, (&raw mut sym).cast(), RTLD_DL_SYMENT) == 0
+            || sym.is_null()
+        {
             return Some((addr as usize, 1));
         }
         Some((addr as usize, (*sym).st_size as usize))

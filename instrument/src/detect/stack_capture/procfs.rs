@@ -80,13 +80,7 @@ fn read_file<'b>(dir: BorrowedFd<'_>, name: &CStr, buf: &'b mut [u8]) -> std::io
             break Ok(());
         }
         // SAFETY: reads into the unused tail of `buf`, which is valid for writes.
-        let n = unsafe {
-            libc::read(
-                fd,
-                buf[len..].as_mut_ptr().cast(),
-                buf.len() - len,
-            )
-        };
+        let n = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
         match n {
             0 => break Ok(()),
             n if n > 0 => len += n as usize,
@@ -110,7 +104,10 @@ pub(crate) fn syscall(dir: BorrowedFd<'_>) -> std::io::Result<SyscallState> {
     parse_syscall(text).ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("unexpected syscall file: {:?}", String::from_utf8_lossy(text)),
+            format!(
+                "unexpected syscall file: {:?}",
+                String::from_utf8_lossy(text)
+            ),
         )
     })
 }

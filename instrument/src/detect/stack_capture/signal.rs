@@ -72,7 +72,8 @@ pub(crate) static HANDLER_BLOCKS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 /// Unwinder code ranges (start, end), set once at install.
-static UNWINDER: [(AtomicUsize, AtomicUsize); 8] = [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; 8];
+static UNWINDER: [(AtomicUsize, AtomicUsize); 8] =
+    [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; 8];
 /// Address right after the `syscall` instruction inside libc's `syscall(3)`.
 static SYSCALL_FN_AFTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -211,7 +212,11 @@ pub(crate) fn wait(seen: u32, ns: u64) {
 }
 
 /// Waits until `done(STATE)` or `deadline`; returns the last state seen.
-pub(crate) fn wait_until(deadline: Instant, done: impl Fn(u32) -> bool, mut alive: impl FnMut() -> bool) -> u32 {
+pub(crate) fn wait_until(
+    deadline: Instant,
+    done: impl Fn(u32) -> bool,
+    mut alive: impl FnMut() -> bool,
+) -> u32 {
     loop {
         let s = STATE.load(Acquire);
         if done(s) {
@@ -228,7 +233,10 @@ pub(crate) fn wait_until(deadline: Instant, done: impl Fn(u32) -> bool, mut aliv
 
 /// Monotonic clock in nanoseconds (async-signal-safe).
 fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes `ts`; async-signal-safe per POSIX.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -401,7 +409,8 @@ unsafe fn fix_interrupted_syscall(uc: *mut libc::ucontext_t) -> Fixup {
         let rsp = g[libc::REG_RSP as usize] as usize;
         if super::mem::read_in_handler(rsp, &mut ret) {
             let ret = usize::from_ne_bytes(ret);
-            nr = call_site_start(ret).and_then(|call| syscall_number_before(call, super::sysno::EDI));
+            nr = call_site_start(ret)
+                .and_then(|call| syscall_number_before(call, super::sysno::EDI));
         }
     }
     match nr {
@@ -433,7 +442,9 @@ unsafe fn fix_interrupted_syscall(uc: *mut libc::ucontext_t) -> Fixup {
         return Fixup::None;
     }
     let mut insn = [0u8; 4];
-    if !super::mem::read_in_handler(m.pc as usize - 4, &mut insn) || u32::from_le_bytes(insn) != 0xd400_0001 {
+    if !super::mem::read_in_handler(m.pc as usize - 4, &mut insn)
+        || u32::from_le_bytes(insn) != 0xd400_0001
+    {
         return Fixup::None;
     }
     COUNTERS.unfixable.fetch_add(1, Relaxed);
@@ -499,7 +510,10 @@ pub(crate) fn disposition(sig: c_int) -> Result<libc::sigaction, String> {
     unsafe {
         let mut old: libc::sigaction = std::mem::zeroed();
         if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
-            return Err(format!("sigaction({sig}): {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "sigaction({sig}): {}",
+                std::io::Error::last_os_error()
+            ));
         }
         Ok(old)
     }
@@ -550,12 +564,22 @@ pub(crate) fn install_handler() -> Result<c_int, String> {
             action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
             // Block asynchronous signals while the handler runs; never the synchronous ones.
             libc::sigfillset(&mut action.sa_mask);
-            for sync in [libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE, libc::SIGTRAP, libc::SIGABRT] {
+            for sync in [
+                libc::SIGSEGV,
+                libc::SIGBUS,
+                libc::SIGILL,
+                libc::SIGFPE,
+                libc::SIGTRAP,
+                libc::SIGABRT,
+            ] {
                 libc::sigdelset(&mut action.sa_mask, sync);
             }
             let mut previous: libc::sigaction = std::mem::zeroed();
             if libc::sigaction(sig, &action, &mut previous) != 0 {
-                return Err(format!("sigaction({sig}): {}", std::io::Error::last_os_error()));
+                return Err(format!(
+                    "sigaction({sig}): {}",
+                    std::io::Error::last_os_error()
+                ));
             }
             if previous.sa_sigaction != libc::SIG_DFL {
                 libc::sigaction(sig, &previous, std::ptr::null_mut());

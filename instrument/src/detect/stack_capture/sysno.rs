@@ -82,7 +82,9 @@ pub(crate) fn constant_in_register(code: &[u8], target: u8) -> Option<u32> {
 
 /// An instruction at the start of `code` that sets `target` to a constant: its length and the constant.
 fn set_constant(code: &[u8], target: u8) -> Option<(usize, u32)> {
-    let imm32 = |at: usize| -> Option<u32> { Some(u32::from_le_bytes(code.get(at..at + 4)?.try_into().ok()?)) };
+    let imm32 = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(code.get(at..at + 4)?.try_into().ok()?))
+    };
     let (rex, op_at) = match code.first()? {
         b @ 0x40..=0x4f => (*b, 1),
         _ => (0, 0),
@@ -97,7 +99,8 @@ fn set_constant(code: &[u8], target: u8) -> Option<(usize, u32)> {
         // xor %r,%r / sub %r,%r (both forms)
         0x31 | 0x33 | 0x29 | 0x2b => {
             let modrm = *code.get(op_at + 1)?;
-            (modrm >> 6 == 3 && (modrm >> 3) & 7 == target && modrm & 7 == target).then_some((op_at + 2, 0))
+            (modrm >> 6 == 3 && (modrm >> 3) & 7 == target && modrm & 7 == target)
+                .then_some((op_at + 2, 0))
         }
         // mov $imm32, r/m (c7 /0, register form); sign-extended with REX.W
         0xc7 => {
@@ -166,7 +169,13 @@ fn decode_one(code: &[u8]) -> Option<Insn> {
     let modrm = code.get(at + 1).copied();
     let reg = |m: u8| ((m >> 3) & 7) | r_ext;
     let rm_reg = |m: u8| (m >> 6 == 3).then_some((m & 7) | b_ext);
-    let plain = |len: usize, writes: Option<u8>| Some(Insn { len, writes, writes_any_low: false });
+    let plain = |len: usize, writes: Option<u8>| {
+        Some(Insn {
+            len,
+            writes,
+            writes_any_low: false,
+        })
+    };
     match op {
         // mov r/m, r ; ALU r/m, r (add, or, and, sub, xor): destination is r/m
         0x89 | 0x01 | 0x09 | 0x21 | 0x29 | 0x31 => {
@@ -202,20 +211,29 @@ fn decode_one(code: &[u8]) -> Option<Insn> {
             let len = at + 1 + modrm_len(&code[at + 1..])? + 1;
             let writes = if (m >> 3) & 7 == 7 { None } else { rm_reg(m) };
             match writes {
-                Some(r) if rex == 0 && (4..8).contains(&r) => {
-                    Some(Insn { len, writes: Some(r - 4), writes_any_low: false })
-                }
+                Some(r) if rex == 0 && (4..8).contains(&r) => Some(Insn {
+                    len,
+                    writes: Some(r - 4),
+                    writes_any_low: false,
+                }),
                 w => plain(len, w),
             }
         }
         // mov $imm8, %r8 (`mov $0,%al` before variadic calls); without REX, 4-7 are ah..bh
         0xb0..=0xb7 => {
             let r = (op - 0xb0) | b_ext;
-            let r = if rex == 0 && (4..8).contains(&r) { r - 4 } else { r };
+            let r = if rex == 0 && (4..8).contains(&r) {
+                r - 4
+            } else {
+                r
+            };
             plain(at + 2, Some(r))
         }
         // mov $imm, %r32 (imm64 with REX.W)
-        0xb8..=0xbf => plain(at + 1 + if rex & 8 != 0 { 8 } else { 4 }, Some((op - 0xb8) | b_ext)),
+        0xb8..=0xbf => plain(
+            at + 1 + if rex & 8 != 0 { 8 } else { 4 },
+            Some((op - 0xb8) | b_ext),
+        ),
         // shifts by imm8 / by 1
         0xc1 => plain(at + 1 + modrm_len(&code[at + 1..])? + 1, rm_reg(modrm?)),
         0xd1 => plain(at + 1 + modrm_len(&code[at + 1..])?, rm_reg(modrm?)),
@@ -228,7 +246,7 @@ fn decode_one(code: &[u8]) -> Option<Insn> {
             let m = *code.get(at + 2)?;
             let len = at + 2 + modrm_len(&code[at + 2..])?;
             match op2 {
-                0x1f => plain(len, None),                             // nopl
+                0x1f => plain(len, None),                                            // nopl
                 0x40..=0x4f | 0xb6 | 0xb7 | 0xbe | 0xbf => plain(len, Some(reg(m))), // cmov, movzx, movsx
                 _ => None,
             }
@@ -244,27 +262,43 @@ mod tests {
     #[test]
     fn glibc_wrapper_shapes() {
         // __poll (single-threaded path): mov $0x7,%eax
-        assert_eq!(constant_in_register(&[0x74, 0x17, 0xb8, 7, 0, 0, 0], EAX), Some(7));
+        assert_eq!(
+            constant_in_register(&[0x74, 0x17, 0xb8, 7, 0, 0, 0], EAX),
+            Some(7)
+        );
         // recvfrom (cancellable path): mov $0x2d,%eax; mov 0x10(%rsp),%rdx; mov 0x8(%rsp),%rsi
         let code = [
-            0x8b, 0x3c, 0x24, 0xb8, 0x2d, 0, 0, 0, 0x48, 0x8b, 0x54, 0x24, 0x10, 0x48, 0x8b, 0x74, 0x24, 0x08,
+            0x8b, 0x3c, 0x24, 0xb8, 0x2d, 0, 0, 0, 0x48, 0x8b, 0x54, 0x24, 0x10, 0x48, 0x8b, 0x74,
+            0x24, 0x08,
         ];
         assert_eq!(constant_in_register(&code, EAX), Some(45));
         // read: xor %eax,%eax
         assert_eq!(constant_in_register(&[0x31, 0xc0], EAX), Some(0));
         // syscall(3): mov %rdi,%rax ... mov 0x8(%rsp),%r9: the number is not a constant here
         let code = [
-            0x48, 0x89, 0xf8, 0x48, 0x89, 0xf7, 0x48, 0x89, 0xd6, 0x48, 0x89, 0xca, 0x4d, 0x89, 0xc2, 0x4d,
-            0x89, 0xc8, 0x4c, 0x8b, 0x4c, 0x24, 0x08,
+            0x48, 0x89, 0xf8, 0x48, 0x89, 0xf7, 0x48, 0x89, 0xd6, 0x48, 0x89, 0xca, 0x4d, 0x89,
+            0xc2, 0x4d, 0x89, 0xc8, 0x4c, 0x8b, 0x4c, 0x24, 0x08,
         ];
         assert_eq!(constant_in_register(&code, EAX), None);
         // a write to eax after the constant: rejected
-        assert_eq!(constant_in_register(&[0xb8, 7, 0, 0, 0, 0x89, 0xd0], EAX), None);
+        assert_eq!(
+            constant_in_register(&[0xb8, 7, 0, 0, 0, 0x89, 0xd0], EAX),
+            None
+        );
         // a call in between: rejected
-        assert_eq!(constant_in_register(&[0xb8, 7, 0, 0, 0, 0xe8, 0, 0, 0, 0], EAX), None);
+        assert_eq!(
+            constant_in_register(&[0xb8, 7, 0, 0, 0, 0xe8, 0, 0, 0, 0], EAX),
+            None
+        );
         // caller of syscall(3): mov $0xca,%edi; mov %rbx,%rsi
-        assert_eq!(constant_in_register(&[0xbf, 0xca, 0, 0, 0, 0x48, 0x89, 0xde], EDI), Some(202));
+        assert_eq!(
+            constant_in_register(&[0xbf, 0xca, 0, 0, 0, 0x48, 0x89, 0xde], EDI),
+            Some(202)
+        );
         // mov $imm,%rax (48 c7 c0)
-        assert_eq!(constant_in_register(&[0x48, 0xc7, 0xc0, 0xe8, 0, 0, 0], EAX), Some(232));
+        assert_eq!(
+            constant_in_register(&[0x48, 0xc7, 0xc0, 0xe8, 0, 0, 0], EAX),
+            Some(232)
+        );
     }
 }

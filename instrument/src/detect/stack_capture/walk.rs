@@ -8,14 +8,13 @@
 
 use framehop::{MustNotAllocateDuringUnwind, Unwinder};
 
-
 use super::mem::MemReader;
 use super::modules::{LoadedModule, Snapshot};
 
-#[cfg(target_arch = "x86_64")]
-use framehop::x86_64::{CacheX86_64 as Cache, UnwindRegsX86_64, UnwinderX86_64 as Native};
 #[cfg(target_arch = "aarch64")]
 use framehop::aarch64::{CacheAarch64 as Cache, UnwindRegsAarch64, UnwinderAarch64 as Native};
+#[cfg(target_arch = "x86_64")]
+use framehop::x86_64::{CacheX86_64 as Cache, UnwindRegsX86_64, UnwinderX86_64 as Native};
 
 /// The registers a walk starts from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,7 +82,12 @@ impl Walker {
     /// others are return addresses. Returns how the walk ended and whether a
     /// frame pointer had to be recovered by scanning the stack (see [`Walker::recover_fp`]).
     #[cfg(target_arch = "x86_64")]
-    pub(crate) fn walk(&mut self, regs: Regs, mem: &mut MemReader, out: &mut Vec<usize>) -> (WalkEnd, bool) {
+    pub(crate) fn walk(
+        &mut self,
+        regs: Regs,
+        mem: &mut MemReader,
+        out: &mut Vec<usize>,
+    ) -> (WalkEnd, bool) {
         use framehop::FrameAddress;
         out.clear();
         let limit = out.capacity();
@@ -99,7 +103,8 @@ impl Walker {
             let before = r;
             let step = {
                 let mut read = |a: u64| mem.read_u64(a);
-                self.unwinder.unwind_frame(addr, &mut r, &mut self.cache, &mut read)
+                self.unwinder
+                    .unwind_frame(addr, &mut r, &mut self.cache, &mut read)
             };
             let step = match step {
                 // This frame needed the frame pointer we do not have.
@@ -152,7 +157,9 @@ impl Walker {
                 let mut r = at;
                 r.set_bp(slot);
                 let mut read = |a: u64| mem.read_u64(a);
-                if let Ok(Some(got)) = self.unwinder.unwind_frame(addr, &mut r, &mut self.cache, &mut read)
+                if let Ok(Some(got)) =
+                    self.unwinder
+                        .unwind_frame(addr, &mut r, &mut self.cache, &mut read)
                     && got == ra
                 {
                     return Some((r, ra));
@@ -190,12 +197,19 @@ impl Walker {
 
     /// Walks from `regs` (aarch64: no frame-pointer recovery; see the note).
     #[cfg(target_arch = "aarch64")]
-    pub(crate) fn walk(&mut self, regs: Regs, mem: &mut MemReader, out: &mut Vec<usize>) -> (WalkEnd, bool) {
+    pub(crate) fn walk(
+        &mut self,
+        regs: Regs,
+        mem: &mut MemReader,
+        out: &mut Vec<usize>,
+    ) -> (WalkEnd, bool) {
         out.clear();
         let limit = out.capacity();
         let start = UnwindRegsAarch64::new(regs.lr.unwrap_or(0), regs.sp, regs.fp.unwrap_or(0));
         let mut read = |addr: u64| mem.read_u64(addr);
-        let mut frames = self.unwinder.iter_frames(regs.pc, start, &mut self.cache, &mut read);
+        let mut frames = self
+            .unwinder
+            .iter_frames(regs.pc, start, &mut self.cache, &mut read);
         loop {
             match frames.next() {
                 Ok(Some(frame)) => {
