@@ -336,6 +336,11 @@ fn by_signal(
         )));
     }
     let bit = procfs::sig_bit(sig);
+    if h.normal_mask & bit != 0 {
+        // The thread blocked the signal before its first poll (an app that
+        // blocks every signal and reads them through signalfd): its choice.
+        return Err(StackError::SignalBlocked { signal: sig });
+    }
     let mut status = *status;
     // A thread still leaving our handler (released microseconds ago by the
     // previous capture, maybe preempted before its sigreturn) shows exactly
