@@ -33,7 +33,9 @@
 //! | spawn location, parent, polls, busy/idle, slow polls | yes | yes |
 //! | per-poll cost | [`init`]: a table lookup from taskscope's own subscriber, plus Tokio's span enter/exit and one event per wake; [`Builder::layer`]: the same through `tracing-subscriber`'s registry, about 2.7× the overhead | one table lookup |
 //!
-//! Use one of them per process, not both.
+//! Use one of them per process: a second capture of another kind (or a
+//! second layer) is refused with [`Error::CaptureConflict`], and the first
+//! one keeps running.
 //!
 //! ## The hot path
 //!
