@@ -141,7 +141,11 @@ fn stacks_off_keeps_every_finding_without_its_stack_and_installs_nothing() {
             assert!(finding["thread"].as_str().is_some());
         }
     }
-    assert_eq!(run.said("sigcgt"), "0", "no real-time signal handler installed");
+    assert_eq!(
+        run.said("sigcgt"),
+        "0",
+        "no real-time signal handler installed"
+    );
 }
 
 #[test]
