@@ -418,6 +418,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn finished_retention_is_bounded() {
+        let b = Builder::new().finished_retention(usize::MAX, Duration::from_secs(1));
+        assert_eq!(
+            b.settings().finished_capacity,
+            crate::settings::MAX_FINISHED_CAPACITY
+        );
+        let b = Builder::new().finished_retention(7, Duration::from_secs(1));
+        assert_eq!(b.settings().finished_capacity, 7);
+    }
+
+    #[test]
     fn rust_log_errors_name_the_variable() {
         let err = fmt_filter(Some("=[[[".into())).unwrap_err();
         assert_eq!(err.variable, "RUST_LOG");
