@@ -244,6 +244,57 @@ mod tests {
     use super::*;
     use taskscope_api::FindingKind;
 
+    /// A thread-local first used before the slot's owner is dropped after
+    /// it, and may still poll: it must find no slot, or a live one, even
+    /// when the watchdog pruned (freed) the slot in between. (Under Miri, a
+    /// use of the freed slot is reported as undefined behaviour.)
+    #[test]
+    fn a_slot_is_never_used_after_its_owner_let_go() {
+        use std::cell::RefCell;
+        use std::sync::mpsc;
+        if cfg!(miri) {
+            // No /proc, signals or thread ids under Miri: handles open nothing.
+            crate::detect::stack_capture::set_enabled(false);
+        }
+        struct Late(mpsc::Sender<(bool, bool)>);
+        impl Drop for Late {
+            fn drop(&mut self) {
+                // What the watchdog does every 10 ms: frees dead slots.
+                drop(all());
+                let found = current();
+                if let Some(slot) = found {
+                    slot.begin(1, 1, 1);
+                    slot.end();
+                }
+                let owner_gone = OWNER.try_with(|_| ()).is_err();
+                let _ = self.0.send((found.is_some(), owner_gone));
+            }
+        }
+        thread_local! {
+            static LATE: RefCell<Option<Late>> = const { RefCell::new(None) };
+        }
+        let (tx, rx) = mpsc::channel();
+        let (addr_tx, addr_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            LATE.with(|l| *l.borrow_mut() = Some(Late(tx)));
+            let slot = current().expect("a slot at the first poll");
+            slot.begin(7, 1, 1);
+            slot.end();
+            addr_tx.send(slot as *const WatchSlot as usize).unwrap();
+        })
+        .join()
+        .unwrap();
+        let (found, owner_gone) = rx.recv().unwrap();
+        // Dropped after the owner (the order of first use, reversed): no slot.
+        assert!(owner_gone, "the test needs the owner dropped first");
+        assert!(!found, "a slot handed out after its owner let go");
+        let addr = addr_rx.recv().unwrap();
+        assert!(
+            all().iter().all(|s| Arc::as_ptr(s) as usize != addr),
+            "the dead slot is pruned"
+        );
+    }
+
     fn slow_poll() -> Finding {
         Finding::new(
             FindingKind::SlowPoll {
