@@ -241,7 +241,11 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = fresh_dir("long");
         let used = dir.as_os_str().len() + "/a".len();
-        assert!(used < 107, "temp dir too long for this test: {}", dir.display());
+        assert!(
+            used < 107,
+            "temp dir too long for this test: {}",
+            dir.display()
+        );
         let long = dir.join("d".repeat(107 - used - 1));
         std::fs::create_dir_all(&long).unwrap();
         let path = long.join("a");
