@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use super::altstack::{self, AltStack};
 use super::mem::MemReader;
 use super::procfs::{self, SyscallState};
+use super::raw_stack::{MAX_FRAMES, Method, Options, RawStack, StackError, SyscallFixup};
 use super::signal::{
     self, ABANDONED, CLAIMED, IDLE, PAUSED, REFUSED, RELEASED, REQUESTED, Refusal, pack, phase,
 };
 use super::walk::{Regs, WalkEnd, Walker};
-use super::{MAX_FRAMES, Method, Options, RawStack, StackError, SyscallFixup};
 
 /// Source of per-thread tokens.
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);

@@ -1,6 +1,6 @@
 //! What the kernel says about one of our threads, from `/proc/self/task/TID/`.
 //!
-//! Read through a directory file descriptor that [`super::ThreadHandle::current`]
+//! Read through a directory file descriptor that `ThreadHandle::current`
 //! opened on the thread itself: the descriptor is bound to *that* task, so once
 //! it exits every read fails (`ENOENT`/`ESRCH`) even if its thread id is reused.
 //!

@@ -102,7 +102,7 @@ thread_local! {
     pub(crate) static TOKEN: Cell<u64> = const { Cell::new(0) };
     /// The thread's usual blocked-signal mask (first 64 signals), recorded by ThreadHandle::current.
     pub(crate) static NORMAL_MASK: Cell<u64> = const { Cell::new(0) };
-    /// > 0 while the thread is inside an [`super::UnwindGuard`] (a backtrace being taken or printed).
+    /// > 0 while the thread is inside an `UnwindGuard` (a backtrace being taken or printed).
     pub(crate) static UNWINDING: Cell<u32> = const { Cell::new(0) };
 }
 
