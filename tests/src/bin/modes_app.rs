@@ -71,12 +71,19 @@ fn main() {
             .await
             .unwrap();
     });
-    // By name (tracing captures) or by spawn location (hooks: no names).
-    let seen = taskscope::finished_tasks().iter().any(|f| {
-        f.task.name.as_deref() == Some("probe")
-            || f.task.spawned_at.to_string().contains("modes_app.rs")
-    });
-    println!("probe seen: {seen}");
+    // By name (tracing captures) or by spawn location (hooks: no names). The
+    // join handle can wake before the worker has recorded the end: wait a little.
+    let seen = || {
+        taskscope::finished_tasks().iter().any(|f| {
+            f.task.name.as_deref() == Some("probe")
+                || f.task.spawned_at.to_string().contains("modes_app.rs")
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !seen() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("probe seen: {}", seen());
     drop(runtime);
     drop(second_guard);
     drop(first_guard);

@@ -13,8 +13,15 @@ async fn main() {
         Err(err) => println!("try_init: {err}"),
     }
     tokio::spawn(async {}).await.unwrap(); // SPAWN-PROBE
-    let seen = taskscope::finished_tasks()
-        .iter()
-        .any(|f| f.task.spawned_at.to_string().contains("modes_macro_app.rs"));
-    println!("probe seen: {seen}");
+    // The join handle can wake before the worker has recorded the end: wait a little.
+    let seen = || {
+        taskscope::finished_tasks()
+            .iter()
+            .any(|f| f.task.spawned_at.to_string().contains("modes_macro_app.rs"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    println!("probe seen: {}", seen());
 }
