@@ -141,10 +141,7 @@ pub(crate) mod procfs;
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 pub(crate) mod signal;
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub(crate) mod sysno;
 #[cfg(all(
     target_os = "linux",

@@ -75,6 +75,7 @@ pub(crate) static SIGNAL: AtomicI32 = AtomicI32::new(0);
 static UNWINDER: [(AtomicUsize, AtomicUsize); 8] =
     [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; 8];
 /// Address right after the `syscall` instruction inside libc's `syscall(3)`.
+#[cfg(target_arch = "x86_64")]
 static SYSCALL_FN_AFTER: AtomicUsize = AtomicUsize::new(0);
 
 /// Counters, for tests and diagnostics.

@@ -52,6 +52,10 @@ pub(crate) struct Walker {
     /// Bytes of unwind tables copied.
     pub(crate) table_bytes: usize,
     /// Runtime code ranges of the loaded objects.
+    #[cfg_attr(
+        not(target_arch = "x86_64"),
+        allow(dead_code, reason = "x86_64's recovery")
+    )]
     text: Vec<std::ops::Range<u64>>,
 }
 
@@ -143,6 +147,7 @@ impl Walker {
     /// Scans up to 64 KiB above `sp` for the first such slot whose second word
     /// is a plausible return address (inside a loaded object's code, right
     /// after a `call` instruction) and unwinds the frame with it.
+    #[cfg(target_arch = "x86_64")]
     fn recover_fp(
         &mut self,
         addr: framehop::FrameAddress,
@@ -171,6 +176,7 @@ impl Walker {
     }
 
     /// Whether `ra` is inside a loaded object's code and follows a `call`.
+    #[cfg(target_arch = "x86_64")]
     fn is_return_address(&self, ra: u64, mem: &mut MemReader) -> bool {
         if !self.text.iter().any(|t| t.contains(&ra)) || ra < 8 {
             return false;
