@@ -2,6 +2,14 @@
 //! ([`Method`], [`SyscallFixup`]), why it failed ([`StackError`]), and its
 //! [`Options`].
 
+#![cfg_attr(
+    not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )),
+    allow(dead_code, reason = "made and read by the capture of Linux")
+)]
+
 use std::time::Duration;
 
 /// How many instruction pointers a [`RawStack`] holds, innermost first.
