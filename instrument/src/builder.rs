@@ -16,6 +16,7 @@ use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::capture::layer::{TaskFilter, TaskLayer};
+use crate::capture::mode::Mode;
 use crate::capture::subscriber::TaskSubscriber;
 use crate::capture::{self, poll};
 use crate::detect::{events, watchdog};
@@ -52,7 +53,9 @@ pub fn init() -> Guard {
 }
 
 /// Like [`init`], but returns the first problem instead of reporting it and
-/// going on: a malformed setting, or a global subscriber already installed.
+/// going on: a malformed setting, a global subscriber already installed, or
+/// another of taskscope's captures already installed
+/// ([`Error::CaptureConflict`]).
 ///
 /// ```no_run
 /// # fn main() -> Result<(), taskscope::Error> {
@@ -189,10 +192,28 @@ impl Builder {
         self
     }
 
-    /// How many finished tasks the history keeps, and for how long.
+    /// How many finished tasks the history keeps, and for how long. A count
+    /// above [`MAX_FINISHED_CAPACITY`](crate::MAX_FINISHED_CAPACITY)
+    /// (1,000,000) is lowered to it, with a warning on stderr.
     pub fn finished_retention(mut self, count: usize, max_age: Duration) -> Builder {
-        self.settings.finished_capacity = count;
+        if count > crate::settings::MAX_FINISHED_CAPACITY {
+            eprintln!(
+                "taskscope: Builder::finished_retention({count}, ..) is more than the {} finished \
+                 tasks the history can keep; keeping {}",
+                crate::settings::MAX_FINISHED_CAPACITY,
+                crate::settings::MAX_FINISHED_CAPACITY
+            );
+        }
+        self.settings.finished_capacity = count.min(crate::settings::MAX_FINISHED_CAPACITY);
         self.settings.finished_max_age = max_age;
+        self
+    }
+
+    /// Whether the stacks of blocked polls are captured (on by default; as
+    /// `TASKSCOPE_STACKS`). Off: no signal handler, no thread signalled, and
+    /// `slow_poll` findings say `stack_unavailable: "disabled"`.
+    pub fn capture_stacks(mut self, on: bool) -> Builder {
+        self.settings.capture_stacks = on;
         self
     }
 
@@ -230,12 +251,17 @@ impl Builder {
 
     /// The taskscope layer, to add to your own `tracing_subscriber::registry()`,
     /// and its guard. Needs `--cfg tokio_unstable` (see the crate docs).
+    ///
+    /// Refused with [`Error::CaptureConflict`] when another of taskscope's
+    /// captures (or another layer) is already installed in the process.
     pub fn layer<S>(mut self) -> Result<(impl Layer<S> + Send + Sync + 'static, Guard), Error>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        let claim = capture::mode::claim(Mode::Layer)?;
         self.report_problems();
         let session = self.start();
+        claim.installed();
         let layer = TaskLayer::new(Arc::clone(&session)).with_filter(TaskFilter::new());
         Ok((
             layer,
@@ -257,10 +283,22 @@ impl Builder {
     /// runtime.block_on(async { tokio::spawn(async {}).await.unwrap() });
     /// drop(guard);
     /// ```
+    ///
+    /// When another of taskscope's captures (`init()`, `layer()`) is already
+    /// installed in the process, nothing is installed on `runtime`: the
+    /// refusal is printed on stderr (once) and the guard is inert.
     pub fn install_on(mut self, runtime: &mut tokio::runtime::Builder) -> Guard {
+        let claim = match capture::mode::claim(Mode::Hooks) {
+            Ok(claim) => claim,
+            Err(err) => {
+                capture::mode::say_once(Mode::Hooks, &err);
+                return Guard::inert();
+            }
+        };
         self.report_problems();
         let session = self.start();
         capture::hooks::install(&session, runtime);
+        claim.installed();
         Guard {
             session: Some(session),
         }
@@ -271,6 +309,10 @@ impl Builder {
         self.report_problems();
         match self.install_global(true) {
             Ok(guard) => guard,
+            Err(err @ Error::CaptureConflict { .. }) => {
+                capture::mode::say_once(Mode::Init, &err);
+                Guard::inert()
+            }
             Err(err) => {
                 eprintln!("{err}");
                 Guard::inert()
@@ -287,6 +329,7 @@ impl Builder {
     }
 
     fn install_global(self, report: bool) -> Result<Guard, Error> {
+        let claim = capture::mode::claim(Mode::Init)?;
         let fmt_filter = match fmt_filter(std::env::var("RUST_LOG").ok()) {
             Ok(filter) => filter,
             Err(problem) if report => {
@@ -306,6 +349,7 @@ impl Builder {
         );
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|e| Error::SubscriberAlreadySet(e.to_string()))?;
+        claim.installed();
         Ok(Guard {
             session: Some(session),
         })
@@ -328,7 +372,7 @@ fn start_threads(session: &Arc<Session>, sinks: Option<crate::pipeline::Sinks>) 
             );
         }
     }
-    watchdog::prepare();
+    watchdog::prepare(session);
     let weak = Arc::downgrade(session);
     let spawned = std::thread::Builder::new()
         .name("taskscope-watchdog".into())
@@ -372,6 +416,17 @@ fn fmt_filter(rust_log: Option<String>) -> Result<EnvFilter, SettingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finished_retention_is_bounded() {
+        let b = Builder::new().finished_retention(usize::MAX, Duration::from_secs(1));
+        assert_eq!(
+            b.settings().finished_capacity,
+            crate::settings::MAX_FINISHED_CAPACITY
+        );
+        let b = Builder::new().finished_retention(7, Duration::from_secs(1));
+        assert_eq!(b.settings().finished_capacity, 7);
+    }
 
     #[test]
     fn rust_log_errors_name_the_variable() {

@@ -33,7 +33,9 @@
 //! | spawn location, parent, polls, busy/idle, slow polls | yes | yes |
 //! | per-poll cost | [`init`]: a table lookup from taskscope's own subscriber, plus Tokio's span enter/exit and one event per wake; [`Builder::layer`]: the same through `tracing-subscriber`'s registry, about 2.7× the overhead | one table lookup |
 //!
-//! Use one of them per process, not both.
+//! Use one of them per process: a second capture of another kind (or a
+//! second layer) is refused with [`Error::CaptureConflict`], and the first
+//! one keeps running.
 //!
 //! ## The hot path
 //!
@@ -67,6 +69,7 @@
 //! line of each kind.
 
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 // Top: the ways in (the builder, the one place that starts threads; the
 // listing and the leak guard; tracked futures), then the capture and the
@@ -107,7 +110,7 @@ pub use model::task::{
 pub use pipeline::PipelineStats;
 pub use settings::{
     DEFAULT_ADDR, DEFAULT_FINISHED_CAPACITY, DEFAULT_FINISHED_MAX_AGE, DEFAULT_SLOW_POLL,
-    ServerAddr, SettingError, Settings,
+    MAX_FINISHED_CAPACITY, ServerAddr, SettingError, Settings,
 };
 /// Text forms shared by the task table and messages (from `taskscope-api`).
 #[doc(inline)]

@@ -12,6 +12,14 @@ pub const DEFAULT_SLOW_POLL: Duration = Duration::from_millis(100);
 pub const DEFAULT_FINISHED_CAPACITY: usize = 1_000;
 /// Default age after which a finished task leaves the history.
 pub const DEFAULT_FINISHED_MAX_AGE: Duration = Duration::from_secs(60);
+/// The most finished tasks the history can be told to keep
+/// (`TASKSCOPE_FINISHED_MAX`, [`crate::Builder::finished_retention`]). The
+/// history's ring is allocated in full at start, 64 bytes an entry (64 MB at
+/// this bound), and each finished task it keeps holds its record (272 bytes
+/// with its reference counts: 272 MB more when full). A larger value is
+/// refused (the variable: the default is used) or lowered to this bound (the
+/// builder), with a warning on stderr either way.
+pub const MAX_FINISHED_CAPACITY: usize = 1_000_000;
 
 /// A setting that could not be used, with the variable, the value and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +67,11 @@ pub struct Settings {
     /// it; a call without it, or with another one, is refused (UNAUTHENTICATED).
     /// It is compared in constant time, and never printed (not even by `Debug`).
     pub token: Option<String>,
+    /// Whether the stacks of blocked polls are captured (`TASKSCOPE_STACKS`,
+    /// `on` by default). Off: no signal handler is installed, no thread is
+    /// signalled or has its `/proc` entry read, and `slow_poll` findings say
+    /// `stack_unavailable: "disabled"`.
+    pub capture_stacks: bool,
 }
 
 impl fmt::Debug for Settings {
@@ -71,6 +84,7 @@ impl fmt::Debug for Settings {
             .field("finished_max_age", &self.finished_max_age)
             .field("idle_limit", &self.idle_limit)
             .field("token", &self.token.as_ref().map(|_| "(hidden)"))
+            .field("capture_stacks", &self.capture_stacks)
             .finish()
     }
 }
@@ -85,6 +99,7 @@ impl Default for Settings {
             finished_max_age: DEFAULT_FINISHED_MAX_AGE,
             idle_limit: None,
             token: None,
+            capture_stacks: true,
         }
     }
 }
@@ -155,11 +170,13 @@ impl Settings {
         }
         if let Some(value) = lookup("TASKSCOPE_FINISHED_MAX") {
             match value.trim().parse::<usize>() {
-                Ok(n) => settings.finished_capacity = n,
-                Err(_) => fail(
+                Ok(n) if n <= MAX_FINISHED_CAPACITY => settings.finished_capacity = n,
+                _ => fail(
                     "TASKSCOPE_FINISHED_MAX",
                     &value,
-                    "expected a whole number of tasks (0 keeps none)".into(),
+                    format!(
+                        "expected a whole number of tasks from 0 (keeps none) to {MAX_FINISHED_CAPACITY}"
+                    ),
                     DEFAULT_FINISHED_CAPACITY.to_string(),
                 ),
             }
@@ -203,6 +220,18 @@ impl Settings {
                 settings.server_addr = ServerAddr::Off;
             } else {
                 settings.token = Some(value);
+            }
+        }
+        if let Some(value) = lookup("TASKSCOPE_STACKS") {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "on" => settings.capture_stacks = true,
+                "off" => settings.capture_stacks = false,
+                _ => fail(
+                    "TASKSCOPE_STACKS",
+                    &value,
+                    "expected on or off".into(),
+                    "on".into(),
+                ),
             }
         }
         (settings, errors)
@@ -284,5 +313,48 @@ mod tests {
         assert_eq!(s.finished_max_age, DEFAULT_FINISHED_MAX_AGE);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].variable, "TASKSCOPE_FINISHED_TTL_S");
+    }
+
+    #[test]
+    fn history_size_has_a_stated_maximum() {
+        let (s, errors) = with(&[("TASKSCOPE_FINISHED_MAX", "1000000")]);
+        assert!(errors.is_empty());
+        assert_eq!(s.finished_capacity, MAX_FINISHED_CAPACITY);
+        for too_big in [
+            "1000001",
+            "100000000",
+            "18446744073709551615",
+            "18446744073709551616",
+        ] {
+            let (s, errors) = with(&[("TASKSCOPE_FINISHED_MAX", too_big)]);
+            assert_eq!(s.finished_capacity, DEFAULT_FINISHED_CAPACITY, "{too_big}");
+            assert_eq!(errors.len(), 1, "{too_big}");
+            assert_eq!(
+                errors[0].to_string(),
+                format!(
+                    "TASKSCOPE_FINISHED_MAX={too_big:?} is not valid: expected a whole number of \
+                     tasks from 0 (keeps none) to 1000000; using the default (1000)"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn stacks_on_or_off() {
+        assert!(with(&[]).0.capture_stacks);
+        let (s, errors) = with(&[("TASKSCOPE_STACKS", " OFF ")]);
+        assert!(!s.capture_stacks && errors.is_empty());
+        let (s, errors) = with(&[("TASKSCOPE_STACKS", "on")]);
+        assert!(s.capture_stacks && errors.is_empty());
+        for bad in ["no", "0", "false", ""] {
+            let (s, errors) = with(&[("TASKSCOPE_STACKS", bad)]);
+            assert!(s.capture_stacks, "{bad}");
+            assert_eq!(
+                errors[0].to_string(),
+                format!(
+                    "TASKSCOPE_STACKS={bad:?} is not valid: expected on or off; using the default (on)"
+                )
+            );
+        }
     }
 }

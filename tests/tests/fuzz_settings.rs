@@ -20,7 +20,7 @@ use taskscope_tests::temp_dir;
 const APP: &str = env!("CARGO_BIN_EXE_settings_app");
 
 /// The variables with a test through a real process below.
-const PROCESS_TESTED: [&str; 7] = [
+const PROCESS_TESTED: [&str; 8] = [
     "TASKSCOPE_SLOW_POLL_MS",
     "TASKSCOPE_REPORT",
     "TASKSCOPE_ADDR",
@@ -28,6 +28,7 @@ const PROCESS_TESTED: [&str; 7] = [
     "TASKSCOPE_FINISHED_TTL_S",
     "TASKSCOPE_IDLE_LIMIT_S",
     "TASKSCOPE_TOKEN",
+    "TASKSCOPE_STACKS",
 ];
 
 /// The variables whose value is a secret: a warning shows this instead.
@@ -271,6 +272,94 @@ fn malformed_history_size_keeps_1000() {
     assert_eq!(stdout(&good), "finished 5");
 }
 
+/// The peak resident set the app reported on stderr, in kB.
+fn peak_rss_kb(output: &Output) -> u64 {
+    stderr(output)
+        .lines()
+        .find_map(|l| l.strip_prefix("settings_app: peak_rss "))
+        .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak_rss line:\n{}", stderr(output)))
+}
+
+/// A history size above the stated maximum (1,000,000) is refused like a
+/// malformed one: no panic (u64::MAX made `init()` panic with "capacity
+/// overflow"), no allocation of its size (100,000,000 took 6.1 GiB), the
+/// default is used.
+#[test]
+fn history_size_above_the_maximum_keeps_1000_in_bounded_memory() {
+    for too_big in ["18446744073709551615", "100000000", "1000001"] {
+        let bad = run(
+            &["finished", "1100", "0"],
+            &[("TASKSCOPE_FINISHED_MAX", too_big)],
+        );
+        assert_named(&bad, "TASKSCOPE_FINISHED_MAX", too_big, "1000");
+        assert!(
+            stderr(&bad).contains("from 0 (keeps none) to 1000000"),
+            "{}",
+            stderr(&bad)
+        );
+        assert_eq!(stdout(&bad), "finished 1000");
+        let peak = peak_rss_kb(&bad);
+        assert!(peak < 200_000, "{too_big}: peak RSS {peak} kB");
+    }
+    // The maximum itself is taken: its ring is allocated (64 bytes a task).
+    let max = run(
+        &["finished", "1100", "0"],
+        &[("TASKSCOPE_FINISHED_MAX", "1000000")],
+    );
+    assert!(!stderr(&max).contains("is not valid"), "{}", stderr(&max));
+    assert_eq!(stdout(&max), "finished 1100");
+    eprintln!(
+        "peak RSS with TASKSCOPE_FINISHED_MAX=1000000: {} kB",
+        peak_rss_kb(&max)
+    );
+}
+
+/// The largest values the time settings take do not overflow anything.
+#[test]
+fn the_largest_time_settings_run() {
+    let max = u64::MAX.to_string();
+    for var in [
+        "TASKSCOPE_SLOW_POLL_MS",
+        "TASKSCOPE_FINISHED_TTL_S",
+        "TASKSCOPE_IDLE_LIMIT_S",
+    ] {
+        let out = run(&["idle", "300"], &[(var, &max)]);
+        assert!(
+            !stderr(&out).contains("is not valid"),
+            "{var}: {}",
+            stderr(&out)
+        );
+        assert_eq!(stdout(&out), "idle 0", "{var}");
+    }
+}
+
+#[test]
+fn malformed_stacks_setting_keeps_them_on() {
+    let bad = run(&["log"], &[("TASKSCOPE_STACKS", "maybe")]);
+    assert_named(&bad, "TASKSCOPE_STACKS", "maybe", "on");
+    let text = stderr(&bad);
+    let warning = text
+        .lines()
+        .find(|l| l.contains("Executing task") && l.contains(" took "))
+        .unwrap_or_else(|| panic!("a slow poll:\n{text}"));
+    assert!(
+        warning.contains("; blocked in "),
+        "with its stack: {warning}"
+    );
+    let off = run(&["log"], &[("TASKSCOPE_STACKS", "off")]);
+    let text = stderr(&off);
+    assert!(!text.contains("is not valid"), "{text}");
+    let warning = text
+        .lines()
+        .find(|l| l.contains("Executing task") && l.contains(" took "))
+        .unwrap_or_else(|| panic!("a slow poll:\n{text}"));
+    assert!(
+        !warning.contains("; blocked in "),
+        "without a stack: {warning}"
+    );
+}
+
 #[test]
 fn malformed_history_age_keeps_60_s() {
     let bad = run(
@@ -381,7 +470,11 @@ fn check_one(var: &str, value: &str) -> Result<(), TestCaseError> {
             }
         }
         "TASKSCOPE_FINISHED_MAX" => {
-            let count = value.trim().parse::<usize>().ok();
+            let count = value
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n <= taskscope::MAX_FINISHED_CAPACITY);
             prop_assert_eq!(parsed, count.is_some());
             if let Some(count) = count {
                 prop_assert_eq!(settings.finished_capacity, count);
@@ -408,6 +501,11 @@ fn check_one(var: &str, value: &str) -> Result<(), TestCaseError> {
                 let shown = format!("{settings:?}");
                 prop_assert!(shown.contains("token: Some(\"(hidden)\")"), "{}", shown);
             }
+        }
+        "TASKSCOPE_STACKS" => {
+            let word = value.trim().to_ascii_lowercase();
+            prop_assert_eq!(parsed, word == "on" || word == "off");
+            prop_assert_eq!(settings.capture_stacks, word != "off");
         }
         // A variable added later: the general rules above hold for it too.
         _ => {}

@@ -1,11 +1,14 @@
 //! Panics inside polls: a panic hook (chained to the one already installed)
 //! notes the message and location on the record of the task being polled, so
-//! the task's end is reported as `panicked`, with where and why.
+//! the task's end is reported as `panicked`, with where and why. While the
+//! previous hook runs, the thread is marked as unwinding, so the stack
+//! capture never signals it there.
 
 use std::panic::PanicHookInfo;
 use std::sync::Once;
 
 use crate::capture::poll;
+use crate::detect::stack_capture::UnwindGuard;
 use crate::model::task::PanicRecord;
 
 static INSTALL: Once = Once::new();
@@ -15,6 +18,11 @@ pub(crate) fn install() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             note(info);
+            // The app's hook may take and print a backtrace (the default one
+            // does with RUST_BACKTRACE=1): the watchdog must not capture this
+            // thread by signal meanwhile (std already counts it as panicking;
+            // the guard also covers hooks that outlive the panic count).
+            let _unwinding = UnwindGuard::new();
             previous(info);
         }));
     });

@@ -10,6 +10,9 @@
 //!   worker for 150 ms; prints `done` once its slow poll (if over the
 //!   threshold) has been reported;
 //! - `serve`: prints `ready`, then waits for a line on stdin.
+//!
+//! Every scenario ends with `settings_app: peak_rss N kB` on stderr (where
+//! `/proc` has it).
 
 use std::time::Duration;
 
@@ -108,5 +111,15 @@ async fn main() {
                 tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await;
         }
         other => eprintln!("settings_app: unknown scenario {other:?}"),
+    }
+    // The peak resident set so far (for the tests of the size bounds).
+    if let Some(kb) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:").map(str::to_owned))
+        })
+    {
+        eprintln!("settings_app: peak_rss {}", kb.trim());
     }
 }
