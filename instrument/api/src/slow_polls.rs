@@ -697,6 +697,7 @@ mod tests {
                 thread: "worker-1".into(),
                 stack: stack.to_vec(),
                 stack_unavailable: None,
+                stack_truncated: false,
                 in_progress,
                 poll,
             },
