@@ -32,7 +32,7 @@ use tokio::time::Instant;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The token of the apps that require one.
-const TOKEN: &str = "s3cret-9f2c41d7";
+const TOKEN: &str = "s3cret-9f2c41d7a0b3";
 
 /// The tests take turns: each app keeps the machine's cores busy.
 async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
@@ -462,7 +462,7 @@ async fn an_app_with_a_token_refuses_calls_without_it_and_never_echoes_it() {
     let _turn = serial().await;
     let mut app = App::start(Some(TOKEN));
     let right = Token::new(TOKEN).unwrap();
-    let wrong_text = "s3cret-9f2c41d8";
+    let wrong_text = "s3cret-9f2c41d7a0b4";
     let wrong = Token::new(wrong_text).unwrap();
 
     // On the wire: UNAUTHENTICATED, saying what is missing, echoing nothing.

@@ -93,6 +93,14 @@ impl Publisher {
         {
             self.findings_skipped += first - self.findings_seq - 1;
         }
+        // Findings too big for a chunk are never sent: counted once, as they come.
+        let (new_findings_json, too_big) = chunk::fitting(
+            new_findings
+                .iter()
+                .map(|(_, f)| convert::finding(f))
+                .collect(),
+        );
+        self.findings_skipped += too_big;
         let header = SnapshotHeader {
             app: convert::app_info(session),
             metrics: runtime::metrics(),
@@ -105,15 +113,11 @@ impl Publisher {
 
         if watching {
             let changes = self.tracker.delta(&live, &finished, now, at);
-            let findings = new_findings
-                .iter()
-                .map(|(_, f)| convert::finding(f))
-                .collect();
             let batch = encoded(chunk::delta(
                 &header,
                 changes.changed,
                 changes.finished,
-                findings,
+                new_findings_json,
             ));
             hub.broadcast(&batch);
         } else {

@@ -1,14 +1,12 @@
-//! What the `taskscope.v1.Taskscope` calls answer: the version check, the
-//! task listing and a task's detail (the Watch stream is the publisher's; the
-//! calls are wired in [`super::routes`]).
+//! What the `taskscope.v1.Taskscope` calls answer: the version check and a
+//! task's detail (the task listing is [`super::listing`]'s, the Watch stream
+//! the publisher's; the calls are wired in [`super::routes`]).
 
 use tonic::Status;
 
 use crate::clock;
 use crate::model::task::{POLL_HISTOGRAM_BUCKETS, poll_histogram_bucket_limit};
-use crate::server::chunk;
 use crate::server::convert;
-use crate::server::delta;
 use crate::session::Session;
 use taskscope_api::FindingKind;
 use taskscope_api::proto;
@@ -28,25 +26,6 @@ pub(crate) fn check_version(viewer: u32) -> Result<(), Status> {
             proto::PROTOCOL_VERSION
         )))
     }
-}
-
-/// Every live task (and the finished history, if asked), as chunks.
-pub(crate) fn listing(session: &Session, include_finished: bool) -> Vec<proto::TaskList> {
-    let now = clock::now();
-    let finished = session.registry.finished();
-    let live = delta::alive(session.registry.live_cells(), &finished);
-    let tasks = live.iter().map(|c| convert::live(c, now)).collect();
-    let finished = if include_finished {
-        finished.iter().map(convert::finished).collect()
-    } else {
-        Vec::new()
-    };
-    chunk::listing(
-        &convert::app_info(session),
-        tasks,
-        finished,
-        convert::unix_ns(clock::to_system_time(now)),
-    )
 }
 
 /// Everything about task `id`, live or in the finished history.
