@@ -417,9 +417,19 @@ impl ViewerProc {
     fn start(addr: &str) -> ViewerProc {
         ViewerProc::spawn(
             &mut Command::new(env!("CARGO_BIN_EXE_viewer_proc")),
-            "watch",
-            addr,
+            &["watch", addr],
         )
+    }
+
+    /// `flooder MODE ADDR [N]` (a raw HTTP/2 attacker, `src/bin/flooder.rs`)
+    /// under `nice -n 10`, like the other faults that are load.
+    fn flooder(mode: &str, addr: &str, count: Option<usize>) -> ViewerProc {
+        let mut nice = Command::new("nice");
+        nice.args(["-n", "10", env!("CARGO_BIN_EXE_flooder")]);
+        let count = count.map(|n| n.to_string());
+        let mut args = vec![mode, addr];
+        args.extend(count.as_deref());
+        ViewerProc::spawn(&mut nice, &args)
     }
 
     /// `viewer_proc MODE ADDR` under `nice -n 10`: the faults that are load
@@ -430,12 +440,12 @@ impl ViewerProc {
     fn start_nice(mode: &str, addr: &str) -> ViewerProc {
         let mut nice = Command::new("nice");
         nice.args(["-n", "10", env!("CARGO_BIN_EXE_viewer_proc")]);
-        ViewerProc::spawn(&mut nice, mode, addr)
+        ViewerProc::spawn(&mut nice, &[mode, addr])
     }
 
-    fn spawn(command: &mut Command, mode: &str, addr: &str) -> ViewerProc {
+    fn spawn(command: &mut Command, args: &[&str]) -> ViewerProc {
         let mut child = command
-            .args([mode, addr])
+            .args(args)
             .env_remove("TASKSCOPE_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -665,6 +675,119 @@ async fn a_viewer_reconnecting_in_a_loop_costs_the_app_little() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     app.keeps_its_memory(&base, "after the reconnection loop");
     app.still_serves("the reconnection loop").await;
+}
+
+/// One flood of HTTP/2 control frames (`flooder MODE`, reconnecting each
+/// time it is closed) against an app doing steady work: the server closes
+/// the flooding connections, saying so on stderr, and the app keeps its
+/// throughput, its memory, and its server's CPU budget; a real client is
+/// served during the flood.
+async fn a_flood_is_closed_and_costs_the_app_little(mode: &str, frames: &str) {
+    let _turn = serial().await;
+    let mut app = LoadApp::start(1_000);
+    let base = app.baseline().await;
+    let mut flood = ViewerProc::flooder(mode, &app.addr, None);
+    flood.line_starting("connected").await;
+    // The server closes the flooding connection (it reconnects at once).
+    flood.line_starting("closed 2").await;
+    let during = format!("under a {frames} flood");
+    app.keeps_working(&base, &during).await;
+    app.keeps_its_memory(&base, &during);
+    app.still_serves(&during).await;
+    let closes = flood
+        .lines_so_far()
+        .iter()
+        .filter(|l| l.starts_with("closed"))
+        .count();
+    flood.kill();
+    println!(
+        "{during}: {} more connections closed while measured",
+        closes
+    );
+    let lines = app
+        .stderr_lines("taskscope: closed the connection of 127.0.0.1:", 1)
+        .await;
+    assert!(
+        lines[0].ends_with(&format!(
+            "it sent more than {} {frames} frames at once (a flood: the limit is {} a second)",
+            match mode {
+                "ping" => 40,
+                "settings" => 20,
+                _ => 64,
+            },
+            match mode {
+                "ping" => 10,
+                "settings" => 5,
+                _ => 50,
+            }
+        )),
+        "{lines:?}"
+    );
+    // Nothing from the HTTP/2 stack reaches the app's logs.
+    assert!(!app.stderr().contains("h2::"), "{}", app.stderr());
+    app.still_serves(&format!("a {frames} flood")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_is_closed_and_costs_the_app_little() {
+    a_flood_is_closed_and_costs_the_app_little("ping", "PING").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settings_flood_is_closed_and_costs_the_app_little() {
+    a_flood_is_closed_and_costs_the_app_little("settings", "SETTINGS").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rapid_reset_flood_is_closed_and_costs_the_app_little() {
+    a_flood_is_closed_and_costs_the_app_little("reset", "RST_STREAM").await;
+}
+
+/// 2,000 ListTasks calls of an app with 100,000 tasks, none read past the
+/// first 64 KiB (the attack the server once paid about 10 MB a call for):
+/// the app's memory stays within [`RSS_SLACK_KIB`] of its baseline all
+/// along (watched while the calls come in, and the app stopped at once past
+/// it), the app keeps working, and once they are gone a listing is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_unread_listings_keep_the_app_within_its_memory_bound() {
+    let _turn = serial().await;
+    let mut app = LoadApp::start(100_000);
+    let base = app.baseline().await;
+    let bound = base.rss + RSS_SLACK_KIB;
+    let mut hoard = ViewerProc::flooder("hoard", &app.addr, Some(2_000));
+    let started = Instant::now();
+    let mut sent_at = None;
+    let mut most = 0;
+    // Until all are sent, and 5 s more (the answers in flight made their chunks).
+    while sent_at.is_none_or(|at: Instant| at.elapsed() < Duration::from_secs(5)) {
+        let rss = app.rss_kib();
+        most = most.max(rss);
+        if rss > bound {
+            let _ = app.child.kill();
+            panic!(
+                "RSS {rss} KiB with unread listings, against {} KiB before (bound {bound} KiB)",
+                base.rss
+            );
+        }
+        if sent_at.is_none() && hoard.lines_so_far().iter().any(|l| l.starts_with("sent")) {
+            sent_at = Some(Instant::now());
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the 2,000 calls were not sent in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "2,000 unread listings of 100,000 tasks: RSS at most {most} KiB, baseline {} KiB \
+         (+{} KiB)",
+        base.rss,
+        most - base.rss
+    );
+    app.keeps_working(&base, "with 2,000 unread listings").await;
+    app.keeps_its_memory(&base, "with 2,000 unread listings");
+    hoard.kill();
+    app.still_serves("2,000 unread listings").await;
 }
 
 /// Runs `viewer_proc dump ADDR` (what `taskscope dump ADDR` runs).

@@ -103,8 +103,16 @@ impl Auth {
             }
             return status;
         };
+        let failed = conn.as_ref().map_or(0, |c| c.control.token_failed());
+        if let Some(conn) = &conn
+            && failed > MAX_FAILURES_PER_CONNECTION
+        {
+            // Past its last refusal, before it is closed: not answered at all.
+            conn.control.close();
+            return status;
+        }
         if let Some(conn) = conn
-            && conn.control.token_failed() >= MAX_FAILURES_PER_CONNECTION
+            && failed == MAX_FAILURES_PER_CONNECTION
         {
             let peer = conn.peer_text();
             notice(|| {
@@ -317,5 +325,13 @@ mod tests {
         assert!(!c.control.is_closed(), "not before it is sent");
         tokio::time::sleep(CLOSE_AFTER + Duration::from_millis(1)).await;
         assert!(c.control.is_closed());
+
+        // One more guess before the close comes: the connection is closed at once.
+        let quick = conn();
+        for _ in 0..=MAX_FAILURES_PER_CONNECTION {
+            auth.refuse(Status::unauthenticated(WRONG), Some(quick.clone()))
+                .await;
+        }
+        assert!(quick.control.is_closed(), "closed without waiting");
     }
 }
