@@ -20,14 +20,16 @@ use std::time::Instant;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::{Model, SortSpec, View};
+use crate::state::app_model::Model;
+use crate::state::sort::SortSpec;
+use crate::state::view::View;
 
 /// What a key asks the outside world to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Leave the viewer.
     Quit,
-    /// Ask the app for the detail of this task ([`super::Request::Detail`]).
+    /// Ask the app for the detail of this task ([`crate::state::model::Request::Detail`]).
     RequestDetail(u64),
 }
 
@@ -264,7 +266,7 @@ pub fn press(code: KeyCode) -> KeyEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Column;
+    use crate::state::sort::Column;
 
     #[test]
     fn filter_typing_takes_every_character_until_enter() {

@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::{Marks, TaskCounts, TaskEntry, TaskState, filter};
+use crate::state::entry::{Marks, TaskCounts, TaskEntry, marks_for};
+use crate::state::filter;
+use crate::state::model::TaskState;
 
 /// A column of the tasks table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -331,7 +333,7 @@ impl SortContext<'_> {
             Column::Age => SortKey::Time(entry.age_at(now)),
             Column::LongestPoll => SortKey::Time(entry.task.max_poll),
             Column::Warnings => SortKey::Number(
-                super::marks_for(self.marks, self.slow_threshold, entry)
+                marks_for(self.marks, self.slow_threshold, entry)
                     .severity()
                     .into(),
             ),

@@ -10,8 +10,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
-use super::{clamp_scroll, dur, frame_line, heading, ms};
 use crate::state::{FindingKind, Marks, Model, TaskDetail};
+use crate::ui::text::{clamp_scroll, dur, frame_line, heading, ms};
 
 /// Width of the longest histogram bar, in cells.
 const BAR_WIDTH: usize = 50;

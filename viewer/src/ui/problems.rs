@@ -9,8 +9,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
-use super::{clamp_scroll, heading};
 use crate::state::{Finding, FindingKind, MAX_PROBLEMS, Model};
+use crate::ui::text::{clamp_scroll, heading};
 use taskscope_api::LeakReason;
 
 /// Draws the problems view into `area`.

@@ -7,8 +7,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
-use super::{dur, heading};
 use crate::state::Model;
+use crate::ui::text::{dur, heading};
 
 /// Width of the longest queue bar, in cells.
 const BAR_WIDTH: u64 = 40;

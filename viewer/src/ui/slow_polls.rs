@@ -9,8 +9,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
-use super::{cut_left, cut_right, frame_line, ms, plural};
 use crate::state::Model;
+use crate::ui::text::{cut_left, cut_right, frame_line, ms, plural};
 
 /// Draws the slow-polls view into `area`.
 pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {

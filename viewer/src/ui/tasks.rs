@@ -10,8 +10,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
-use super::{cut_left, cut_right, dur};
 use crate::state::{Column, Marks, Model};
+use crate::ui::text::{cut_left, cut_right, dur};
 
 /// Width of each column (0 = shares the rest: name and spawn location).
 fn fixed_width(column: Column) -> u16 {
