@@ -19,6 +19,10 @@ use std::time::Duration;
 /// [`truncate`] says.
 pub const MAX_TEXT: usize = 4096;
 
+/// The longest text [`truncate`] makes of any string with [`MAX_TEXT`]: the
+/// kept bytes and the longest mark (a length of 20 digits).
+pub const MAX_MARKED: usize = MAX_TEXT + " … [truncated, 18446744073709551615 bytes]".len();
+
 /// `text` when it is at most `max` bytes long; otherwise its first `max`
 /// bytes at most (cut at a character boundary), then
 /// ` … [truncated, N bytes]`, N being the length of the whole.
@@ -340,6 +344,9 @@ mod tests {
         let mut w = Bounded::new(5);
         w.write_str("abcde").unwrap();
         assert_eq!(w.finish(), "abcde", "exactly the bound: not cut");
+        let longest = truncate(&"x".repeat(MAX_TEXT + 1), MAX_TEXT).len();
+        assert!(longest <= MAX_MARKED, "{longest}");
+        assert_eq!(MAX_MARKED, MAX_TEXT + 44);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! chunk, in order, and the last chunk says `last`.
 //!
 //! No single item can make a chunk too big for a viewer: a task's name and
-//! spawn location are cut to [`MAX_TEXT`] bytes ([`bounded_task`]; the capture
+//! spawn location are cut to [`MAX_TEXT`] bytes and marked ([`bounded_task`]; the capture
 //! already cuts names, this holds whatever the source), and a finding longer
 //! than [`MAX_ITEM`] bytes (none is, since panic messages and names are cut
 //! where they are captured) is left out ([`fitting`]; the publisher counts it
@@ -14,7 +14,7 @@
 
 use prost::Message;
 
-use taskscope_api::format::{MAX_TEXT, truncate};
+use taskscope_api::format::{MAX_MARKED, MAX_TEXT, truncate};
 use taskscope_api::proto;
 
 /// tonic's default limit on a decoded message.
@@ -33,14 +33,15 @@ pub(crate) const MAX_ITEM: usize = 1024 * 1024;
 
 const _: () = assert!(MAX_ITEM + 64 * 1024 <= MAX_MESSAGE);
 
-/// `task` with its name and spawn location at most [`MAX_TEXT`] bytes each.
+/// `task` with its name and spawn location at most [`MAX_MARKED`] bytes
+/// each (a name already cut where it was captured is left as it is).
 pub(crate) fn bounded_task(mut task: proto::Task) -> proto::Task {
     if let Some(name) = &task.name
-        && name.len() > MAX_TEXT
+        && name.len() > MAX_MARKED
     {
         task.name = Some(truncate(name, MAX_TEXT).into_owned());
     }
-    if task.spawned_at.len() > MAX_TEXT {
+    if task.spawned_at.len() > MAX_MARKED {
         task.spawned_at = truncate(&task.spawned_at, MAX_TEXT).into_owned();
     }
     task
@@ -288,6 +289,19 @@ mod tests {
             "snapshot of 100,000 tasks alone: {bytes} bytes in {} chunks",
             tasks_only.len()
         );
+    }
+
+    #[test]
+    fn a_task_is_bounded_once() {
+        let mut t = sample_task(1);
+        t.name = Some("n".repeat(1 << 20));
+        t.spawned_at = "s".repeat(1 << 20);
+        let t = bounded_task(t);
+        let name = t.name.clone().unwrap();
+        assert!(name.ends_with(" … [truncated, 1048576 bytes]"), "{name}");
+        assert_eq!(t.spawned_at.len(), name.len());
+        // Already cut (where it was captured): left as it is.
+        assert_eq!(bounded_task(t.clone()), t);
     }
 
     #[test]

@@ -9,32 +9,35 @@
 //!   call and may be big) are at most [`MAX_ANSWERS`] at once. One more is
 //!   refused at once with RESOURCE_EXHAUSTED, saying so (a client tries again
 //!   later); waiting instead would let clients that never read hold the queue;
-//! - an answer that is not read to its end within [`ANSWER_DEADLINE`] gets its
-//!   connection closed (with one line on stderr): a client that stops reading
-//!   cannot keep a place for itself. An answer is produced as the client reads
-//!   it ([`super::listing`]), so an unread one holds a few chunks, not all of
-//!   them.
+//! - an answer that its client does not read for [`ANSWER_STALL`] (no part
+//!   of it taken) gets its connection closed (with one line on stderr): a
+//!   client that stops reading cannot keep a place for itself, while a big
+//!   listing read slowly, but read, is never cut. An answer is produced as
+//!   the client reads it ([`super::listing`]), so an unread one holds a few
+//!   chunks, not all of them.
 //!
 //! Subscriptions (the Watch stream) are bounded elsewhere: at most
 //! [`super::fanout::MAX_VIEWERS`], each with its bounded queue.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::time::Instant;
 use tonic::Status;
 use tonic::codegen::http;
 
 use crate::server::conn::{ConnInfo, notice};
+use crate::sync::lock;
 
 /// Answers (task listings, task details) built or being sent at once, at most.
 pub(crate) const MAX_ANSWERS: usize = 8;
 
-/// How long a client has to read an answer to its end.
-pub(crate) const ANSWER_DEADLINE: Duration = Duration::from_secs(15);
+/// How long an answer may wait for its client to take its next part.
+pub(crate) const ANSWER_STALL: Duration = Duration::from_secs(15);
 
 /// What kind of call a call is, for its limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +46,7 @@ pub(crate) enum CallKind {
     /// fan-out's [`super::fanout::MAX_VIEWERS`] for Watch).
     Stream,
     /// One answer, built for this call: counts against [`MAX_ANSWERS`] and
-    /// must be read within [`ANSWER_DEADLINE`].
+    /// be read, part after part, with no pause of [`ANSWER_STALL`].
     Answer,
 }
 
@@ -87,7 +90,7 @@ impl Limits {
         });
         Ok(CallGuard {
             _open: open,
-            _answer: answer,
+            answer,
         })
     }
 
@@ -102,7 +105,7 @@ impl Limits {
 #[derive(Debug)]
 pub(crate) struct CallGuard {
     _open: Option<OpenCall>,
-    _answer: Option<AnswerSlot>,
+    answer: Option<AnswerSlot>,
 }
 
 impl CallGuard {
@@ -112,7 +115,7 @@ impl CallGuard {
         self,
         response: http::Response<tonic::body::Body>,
     ) -> http::Response<tonic::body::Body> {
-        response.map(|body| tonic::body::Body::new(Guarded { body, _guard: self }))
+        response.map(|body| tonic::body::Body::new(Guarded { body, guard: self }))
     }
 }
 
@@ -126,27 +129,40 @@ impl Drop for OpenCall {
     }
 }
 
-/// One of the [`MAX_ANSWERS`] places, and the deadline of its answer.
+/// One of the [`MAX_ANSWERS`] places, and the watch on its answer's progress.
 #[derive(Debug)]
 struct AnswerSlot {
     _permit: OwnedSemaphorePermit,
-    /// Dropped when the answer is done: the deadline is off.
+    /// When the client last took a part of the answer.
+    progress: Arc<Mutex<Instant>>,
+    /// Dropped when the answer is done: the watch ends.
     _done: oneshot::Sender<()>,
 }
 
 impl AnswerSlot {
     fn new(permit: OwnedSemaphorePermit, conn: Option<ConnInfo>) -> AnswerSlot {
         let (done, mut dropped) = oneshot::channel::<()>();
+        let progress = Arc::new(Mutex::new(Instant::now()));
         if let Some(conn) = conn {
+            let progress = Arc::clone(&progress);
             tokio::spawn(async move {
-                let expired = tokio::time::timeout(ANSWER_DEADLINE, &mut dropped).await;
-                if expired.is_err() && !conn.control.is_closed() {
+                loop {
+                    let last = *lock(&progress);
+                    tokio::select! {
+                        () = tokio::time::sleep_until(last + ANSWER_STALL) => {}
+                        _ = &mut dropped => return,
+                    }
+                    if *lock(&progress) == last {
+                        break;
+                    }
+                }
+                if !conn.control.is_closed() {
                     let peer = conn.peer_text();
                     notice(|| {
                         format!(
                             "taskscope: closed the connection of{peer}: it did not read its \
-                             answer within {} s",
-                            ANSWER_DEADLINE.as_secs()
+                             answer for {} s",
+                            ANSWER_STALL.as_secs()
                         )
                     });
                     conn.control.close();
@@ -155,17 +171,24 @@ impl AnswerSlot {
         }
         AnswerSlot {
             _permit: permit,
+            progress,
             _done: done,
         }
+    }
+
+    /// The client took a part of the answer.
+    fn progressed(&self) {
+        *lock(&self.progress) = Instant::now();
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that holds a [`CallGuard`] until it is dropped.
+    /// A response body that holds a [`CallGuard`] until it is dropped, and
+    /// notes each part the client takes.
     struct Guarded {
         #[pin]
         body: tonic::body::Body,
-        _guard: CallGuard,
+        guard: CallGuard,
     }
 }
 
@@ -177,7 +200,12 @@ impl Body for Guarded {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        self.project().body.poll_frame(cx)
+        let this = self.project();
+        let frame = this.body.poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(_))), Some(answer)) = (&frame, &this.guard.answer) {
+            answer.progressed();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
@@ -235,16 +263,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_answer_not_read_in_time_closes_its_connection() {
+    async fn an_answer_not_read_for_a_while_closes_its_connection_one_read_slowly_does_not() {
         let limits = Limits::default();
-        let (slow, quick) = (conn(), conn());
-        let stuck = limits.admit(CallKind::Answer, Some(&slow)).unwrap();
-        let done = limits.admit(CallKind::Answer, Some(&quick)).unwrap();
-        tokio::time::sleep(ANSWER_DEADLINE / 2).await;
-        drop(done);
-        tokio::time::sleep(ANSWER_DEADLINE / 2 + Duration::from_millis(10)).await;
-        assert!(slow.control.is_closed(), "the answer was not read in time");
-        assert!(!quick.control.is_closed(), "this one was");
-        drop(stuck);
+        let (stuck, slow) = (conn(), conn());
+        let _unread = limits.admit(CallKind::Answer, Some(&stuck)).unwrap();
+        let read = limits.admit(CallKind::Answer, Some(&slow)).unwrap();
+        // The slow one takes a part every half stall, for three stalls.
+        for _ in 0..6 {
+            tokio::time::sleep(ANSWER_STALL / 2).await;
+            read.answer.as_ref().unwrap().progressed();
+        }
+        assert!(stuck.control.is_closed(), "not read for a stall: closed");
+        assert!(!slow.control.is_closed(), "read slowly, but read");
+        // Then it stops reading too.
+        tokio::time::sleep(ANSWER_STALL + Duration::from_millis(10)).await;
+        assert!(slow.control.is_closed());
     }
 }

@@ -12,7 +12,7 @@
 //! - [`frames`]: HTTP/2 frames counted by type, floods closed;
 //! - [`auth`]: the optional shared token (`TASKSCOPE_TOKEN`), refusals paced;
 //! - [`limits`]: what all calls together may hold (answers in flight, their
-//!   deadline, calls in progress on a connection);
+//!   progress, calls in progress on a connection);
 //! - [`routes`]: the `taskscope.v1.Taskscope` calls (Watch, ListTasks,
 //!   TaskDetail), after the token check; [`codec`]: their wire format;
 //! - [`service`]: what ListTasks and TaskDetail answer; [`listing`]: the
@@ -54,8 +54,8 @@
 //! and [`fanout::CLIENT_QUEUE`] shared updates a viewer, and
 //! [`limits::MAX_ANSWERS`] listings and details in flight, each holding a
 //! reference a task and a few chunks of [`chunk::CHUNK_BUDGET`] bytes (they
-//! are made as the client reads, [`listing`]); an answer not read within
-//! [`limits::ANSWER_DEADLINE`] gets its connection closed. Idle connections
+//! are made as the client reads, [`listing`]); an answer not read for
+//! [`limits::ANSWER_STALL`] gets its connection closed. Idle connections
 //! are closed after [`conn::IDLE_TIMEOUT`], and make room for a new one when
 //! all slots are taken.
 
