@@ -922,3 +922,39 @@ fn control_characters_from_the_app_never_reach_the_screen() {
         "{text:?}"
     );
 }
+
+#[test]
+fn a_server_sending_endless_new_tasks_cannot_make_the_model_grow() {
+    let now = Instant::now();
+    let mut model = Model::new("127.0.0.1:6670", now);
+    connected(&mut model, now);
+    model.max_tasks = 1_000;
+    model.apply(
+        snapshot(vec![task(1, Some("first"), "src/a.rs:1:1")], vec![]),
+        now,
+    );
+    // Deltas of new tasks, live and finished, again and again.
+    for round in 0..20u64 {
+        let changed = (0..100).map(|i| task(10_000 + round * 200 + i, None, "src/x.rs:1:1"));
+        let mut finished: Vec<Task> = (100..200)
+            .map(|i| task(10_000 + round * 200 + i, None, "src/x.rs:1:1"))
+            .collect();
+        for t in &mut finished {
+            t.ended = Some(TaskEnd::Completed);
+        }
+        model.apply(delta(changed.collect(), finished, vec![]), now);
+    }
+    assert_eq!(model.tasks.len(), 1_000);
+    assert_eq!(model.tasks_refused, 20 * 200 + 1 - 1_000);
+    let text = dump(&screen(&mut model));
+    assert!(
+        text.contains("3001 tasks not shown: the app sent more than 1000"),
+        "{text}"
+    );
+    // A snapshot starts afresh.
+    model.apply(
+        snapshot(vec![task(1, Some("first"), "src/a.rs:1:1")], vec![]),
+        now,
+    );
+    assert_eq!((model.tasks.len(), model.tasks_refused), (1, 0));
+}

@@ -43,7 +43,9 @@ pub mod sort;
 mod ui_state;
 mod view;
 
-pub use app_model::{KEEP_FINISHED, MAX_PROBLEMS, Model, RESORT_AT_ONCE_UP_TO, RESORT_EVERY};
+pub use app_model::{
+    KEEP_FINISHED, MAX_PROBLEMS, MAX_TASKS, Model, RESORT_AT_ONCE_UP_TO, RESORT_EVERY,
+};
 pub use entry::{Marks, TaskCounts, TaskEntry};
 pub use held::MAX_HELD_FINDINGS;
 pub use keys::Action;
