@@ -11,7 +11,11 @@
 //!   its RST_STREAM at once, again and again;
 //! - `flooder hoard ADDR N`: N ListTasks calls, 16 a connection, whose
 //!   answers are never read past the first 64 KiB of flow-control window
-//!   (no WINDOW_UPDATE is ever sent), held open until killed.
+//!   (no WINDOW_UPDATE is ever sent), held open until killed;
+//! - `flooder idle ADDR N`: N HTTP/2 connections that never make a call,
+//!   each opened again when the server closes it;
+//! - `flooder guess ADDR`: ListTasks calls with wrong tokens, 4 on each
+//!   connection, on one connection after the other (a brute force).
 //!
 //! The floods reconnect when the server closes their connection. Prints
 //! `connected` once the first connection is up, then `closed N` each time
@@ -69,17 +73,80 @@ const LIST_REQUEST: [u8; 7] = [0, 0, 0, 0, 2, 0x08, 1];
 /// Connects and opens HTTP/2 (the preface and an empty SETTINGS); a task
 /// reads and drops whatever the server sends. `None` when the server refuses.
 async fn open(addr: &str) -> Option<tokio::net::tcp::OwnedWriteHalf> {
+    open_watched(addr).await.map(|(write, _)| write)
+}
+
+/// Like [`open`]; the task that reads ends when the server closes.
+async fn open_watched(
+    addr: &str,
+) -> Option<(tokio::net::tcp::OwnedWriteHalf, tokio::task::JoinHandle<()>)> {
     let tcp = TcpStream::connect(addr).await.ok()?;
     let _ = tcp.set_nodelay(true);
     let (mut read, mut write) = tcp.into_split();
     let mut hello = PREFACE.to_vec();
     hello.extend(frame(0x4, 0, 0, &[]));
     write.write_all(&hello).await.ok()?;
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; 64 * 1024];
         while matches!(read.read(&mut buf).await, Ok(n) if n > 0) {}
     });
-    Some(write)
+    Some((write, reader))
+}
+
+/// Keeps `n` connections open that never call; each is opened again when
+/// the server closes it.
+async fn idle(addr: String, n: usize) {
+    let closed = Arc::new(AtomicU64::new(0));
+    let opened = Arc::new(AtomicU64::new(0));
+    for _ in 0..n {
+        let (addr, closed, opened) = (addr.clone(), Arc::clone(&closed), Arc::clone(&opened));
+        tokio::spawn(async move {
+            loop {
+                let Some((_write, reader)) = open_watched(&addr).await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                if opened.fetch_add(1, Ordering::Relaxed) + 1 == n as u64 {
+                    say(&format!("connected {n}"));
+                }
+                let _ = reader.await;
+                let k = closed.fetch_add(1, Ordering::Relaxed) + 1;
+                say(&format!("closed {k}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+    std::future::pending::<()>().await;
+}
+
+/// Wrong-token calls, 4 a connection, one connection after the other.
+async fn guess(addr: String) {
+    let mut closed = 0u64;
+    let mut guess = 0u64;
+    loop {
+        let Some((mut write, reader)) = open_watched(&addr).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let mut bytes = Vec::new();
+        for i in 0..4u32 {
+            let stream = 1 + 2 * i;
+            let mut headers = call_headers(LIST_TASKS);
+            guess += 1;
+            literal(
+                &mut headers,
+                "authorization",
+                &format!("Bearer guess-{guess:016}"),
+            );
+            bytes.extend(frame(0x1, 0x4, stream, &headers));
+            bytes.extend(frame(0x0, 0x1, stream, &LIST_REQUEST));
+        }
+        if write.write_all(&bytes).await.is_ok() {
+            let _ = reader.await;
+        }
+        closed += 1;
+        say(&format!("closed {closed}"));
+    }
 }
 
 /// Writes `batch` again and again on fresh connections; counts the closes.
@@ -156,7 +223,7 @@ async fn hoard(addr: String, n: usize) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(mode), Some(addr)) = (args.first(), args.get(1)) else {
-        panic!("usage: flooder ping|settings|reset|hoard ADDR [N]");
+        panic!("usage: flooder ping|settings|reset|hoard|idle|guess ADDR [N]");
     };
     let (mode, addr) = (mode.clone(), addr.clone());
     let count = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(2_000);
@@ -186,6 +253,8 @@ fn main() {
                 .await
             }
             "hoard" => hoard(addr, count).await,
+            "idle" => idle(addr, count).await,
+            "guess" => guess(addr).await,
             other => panic!("unknown mode {other:?}"),
         }
     });
