@@ -340,7 +340,7 @@ mod tests {
         for piece in ["ab", "cé", "fgh", "ijk"] {
             w.write_str(piece).unwrap();
         }
-        assert_eq!(w.finish(), "abcé … [truncated, 12 bytes]");
+        assert_eq!(w.finish(), "abcé … [truncated, 11 bytes]");
         let mut w = Bounded::new(5);
         w.write_str("abcde").unwrap();
         assert_eq!(w.finish(), "abcde", "exactly the bound: not cut");
