@@ -13,7 +13,11 @@
 //!   detail, taking a connection) the server waits its turn, first come first
 //!   served, and then until the bucket is not in debt ([`Budget::wait`],
 //!   [`Budget::run`]). There is no give-up: a step that waits long is one
-//!   that would have cost the app more than its share;
+//!   that would have cost the app more than its share. The steps of an
+//!   answer a person waits for (a listing, a task's detail:
+//!   [`Budget::run_first`]) go before the periodic ones (publishes, taking
+//!   connections), which let them for at most [`MAX_DEFER`] (a viewer's
+//!   updates come late while `dump` runs, never not at all);
 //! - before reading more bytes from any connection, the server waits while
 //!   the bucket is in debt ([`Budget::debt`], used by
 //!   [`super::conn::Conn`]): the work a client causes by what it sends (call
@@ -23,9 +27,11 @@
 //! Where there is no per-thread CPU clock, the duration of the costly steps
 //! themselves is counted instead.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::sync::lock;
@@ -36,6 +42,9 @@ pub(crate) const SHARE: f64 = 0.25;
 /// CPU time that may be spent at once after a quiet period.
 pub(crate) const BURST: Duration = Duration::from_millis(250);
 
+/// The longest a periodic step lets the steps of answers go first.
+pub(crate) const MAX_DEFER: Duration = Duration::from_secs(2);
+
 /// The bucket (used on the server's thread only; a mutex to be `Sync`).
 #[derive(Debug)]
 pub(crate) struct Budget {
@@ -43,6 +52,21 @@ pub(crate) struct Budget {
     /// The queue of costly steps: one at a time, in the order they came
     /// (tokio's mutex is fair).
     turns: Arc<tokio::sync::Mutex<()>>,
+    /// Steps of answers waiting for their turn or running.
+    first: AtomicUsize,
+    /// Told when the last of them is done.
+    first_done: Notify,
+}
+
+/// One step of an answer counted in [`Budget::first`] while it lives.
+struct First<'a>(&'a Budget);
+
+impl Drop for First<'_> {
+    fn drop(&mut self) {
+        if self.0.first.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.first_done.notify_waiters();
+        }
+    }
 }
 
 /// A costly step's turn: while it is held, no other step starts. Run the
@@ -79,6 +103,8 @@ impl Budget {
                 cpu: thread_cpu_time(),
             }),
             turns: Arc::new(tokio::sync::Mutex::new(())),
+            first: AtomicUsize::new(0),
+            first_done: Notify::new(),
         }
     }
 
@@ -98,11 +124,33 @@ impl Budget {
         s.balance
     }
 
-    /// Waits for this step's turn (first come, first served), then until the
-    /// bucket is not in debt; however long that takes (a debt is repaid at
-    /// [`SHARE`] of the wall clock, so never longer than four times the
-    /// steps queued before this one cost).
+    /// Waits for this step's turn (first come, first served, after the steps
+    /// of answers for at most [`MAX_DEFER`]), then until the bucket is not in
+    /// debt; however long that takes (a debt is repaid at [`SHARE`] of the
+    /// wall clock, so never longer than four times the steps queued before
+    /// this one cost).
     pub(crate) async fn turn(&self) -> Turn<'_> {
+        let deadline = Instant::now() + MAX_DEFER;
+        loop {
+            loop {
+                let done = self.first_done.notified();
+                if self.first.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, done).await.is_err() {
+                    break;
+                }
+            }
+            let turn = self.queued().await;
+            if self.first.load(Ordering::Acquire) == 0 || Instant::now() >= deadline {
+                return turn;
+            }
+            // Answers came while this step waited out the debt: they go first.
+        }
+    }
+
+    /// The turn in the queue, then out of debt.
+    async fn queued(&self) -> Turn<'_> {
         let turn = Arc::clone(&self.turns).lock_owned().await;
         while let Some(refill) = self.debt() {
             tokio::time::sleep(refill).await;
@@ -123,6 +171,14 @@ impl Budget {
     /// Waits for a turn, then runs `step` in it.
     pub(crate) async fn run<T>(&self, step: impl FnOnce() -> T) -> T {
         self.turn().await.spend(step)
+    }
+
+    /// Like [`Budget::run`], for a step of an answer someone waits for: it
+    /// goes before the periodic steps (see [`MAX_DEFER`]).
+    pub(crate) async fn run_first<T>(&self, step: impl FnOnce() -> T) -> T {
+        self.first.fetch_add(1, Ordering::AcqRel);
+        let _first = First(self);
+        self.queued().await.spend(step)
     }
 
     /// How long until the bucket is out of debt; `None` when it is not in
@@ -262,5 +318,57 @@ mod tests {
         // (A little more: the test's own instructions since cost CPU too.)
         tokio::time::sleep(debt + Duration::from_millis(20)).await;
         assert_eq!(budget.debt(), None, "repaid");
+    }
+
+    /// While answers have steps waiting, a periodic step waits too, for at
+    /// most MAX_DEFER.
+    #[cfg(unix)]
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn answers_go_before_periodic_steps_for_a_while() {
+        let budget = Arc::new(Budget::new());
+        burn(Duration::from_millis(500)); // In debt: every step waits.
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let step = |name: &'static str, first: bool| {
+            let (budget, order) = (Arc::clone(&budget), Arc::clone(&order));
+            tokio::spawn(async move {
+                let record = || {
+                    lock(&order).push(name);
+                    burn(Duration::from_millis(50));
+                };
+                if first {
+                    budget.run_first(record).await
+                } else {
+                    budget.run(record).await
+                }
+            })
+        };
+        let publish = step("publish", false);
+        tokio::task::yield_now().await;
+        let answers: Vec<_> = (0..3).map(|_| step("answer", true)).collect();
+        for a in answers {
+            a.await.unwrap();
+        }
+        publish.await.unwrap();
+        assert_eq!(
+            *lock(&order),
+            ["answer", "answer", "answer", "publish"],
+            "the publish came first, but let the answers go"
+        );
+
+        // Answers that never end: the publish goes after MAX_DEFER.
+        let started = Instant::now();
+        let endless = {
+            let budget = Arc::clone(&budget);
+            tokio::spawn(async move {
+                loop {
+                    budget.run_first(|| burn(Duration::from_millis(20))).await;
+                }
+            })
+        };
+        tokio::task::yield_now().await;
+        budget.run(|| ()).await;
+        let waited = started.elapsed();
+        endless.abort();
+        assert!(waited >= MAX_DEFER, "{waited:?}");
     }
 }

@@ -6,7 +6,8 @@
 //! and is encoded only when the client has read the one before it (HTTP/2
 //! flow control stops asking otherwise). An answer nobody reads thus holds
 //! the references and a chunk or two, never the whole listing encoded. Each
-//! chunk is made in its turn of the server's CPU budget ([`Budget::run`]).
+//! chunk is made in its turn of the server's CPU budget, before the periodic
+//! steps ([`Budget::run_first`]).
 //!
 //! Every task alive when the listing was taken is in it, once, in id order
 //! (a task that ended since is listed with its last figures).
@@ -174,7 +175,7 @@ impl Stream for ListingStream {
             };
             let budget = Arc::clone(&this.budget);
             this.making = Some(Box::pin(async move {
-                let chunk = budget.run(|| cursor.next_chunk()).await;
+                let chunk = budget.run_first(|| cursor.next_chunk()).await;
                 (cursor, chunk)
             }));
         }

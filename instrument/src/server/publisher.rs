@@ -48,10 +48,13 @@ pub(crate) async fn run(session: Arc<Session>, hub: Arc<Hub>, budget: Arc<Budget
         if woken.is_ok() {
             tokio::time::sleep_until(last + MIN_GAP).await;
         }
-        budget.wait().await;
-        last = Instant::now();
-        hub.close_stuck(last);
-        budget.spend(|| publisher.publish(&hub));
+        budget
+            .run(|| {
+                last = Instant::now();
+                hub.close_stuck(last);
+                publisher.publish(&hub);
+            })
+            .await;
     }
 }
 

@@ -181,7 +181,7 @@ impl UnaryService<proto::TaskDetailRequest> for DetailCall {
             check_version(request.protocol_version)?;
             let found = routes
                 .budget
-                .run(|| detail(&routes.session, request.id))
+                .run_first(|| detail(&routes.session, request.id))
                 .await?;
             Ok(Response::new(codec::encode(&found)))
         })
