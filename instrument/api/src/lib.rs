@@ -8,7 +8,9 @@
 //! both sides accept ([`ServerAddr`]), the text forms both print
 //! ([`format`](mod@format)), RFC 3339 times read back ([`time`]), and the
 //! one model of slow polls by spawn location that the live view and
-//! `taskscope report` share ([`slow_polls`]).
+//! `taskscope report` share ([`slow_polls`]), likewise for the other findings
+//! grouped by kind and location ([`problems`]), and stacks as both show them,
+//! the runtime's frames folded ([`stack`]).
 //!
 //! It starts nothing and captures nothing: a viewer, a script reading report
 //! files or a test can depend on it without compiling the capture, the
@@ -28,8 +30,10 @@
 mod addr;
 mod findings;
 pub mod format;
+pub mod problems;
 pub mod proto;
 pub mod slow_polls;
+pub mod stack;
 mod task;
 pub mod time;
 

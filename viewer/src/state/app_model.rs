@@ -7,10 +7,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::state::entry::{Marks, TaskCounts, TaskEntry, marks_for};
 use crate::state::held::Held;
+use crate::state::history::RuntimeHistory;
 use crate::state::model::{AppInfo, Connection, Dropped, Finding, RuntimeMetrics, TaskDetail};
 use crate::state::slow_polls::{SlowPollGroup, SlowPolls};
 use crate::state::sort::{self, Column, TaskOrder};
 use crate::state::ui_state::UiState;
+use taskscope_api::problems::ProblemGroups;
+use taskscope_api::stack::SourceRoots;
 
 /// How long a finished task stays in the table after the viewer learnt it ended.
 pub const KEEP_FINISHED: Duration = Duration::from_secs(10);
@@ -23,6 +26,10 @@ pub const MAX_PROBLEMS: usize = 5_000;
 /// past what one app runs) cannot make the viewer grow; the tasks past it are
 /// counted ([`Model::tasks_refused`]) and the status line says so.
 pub const MAX_TASKS: usize = 1_000_000;
+
+/// The most (kind, location) groups of problems kept; findings at further
+/// locations are counted, not grouped.
+pub const MAX_PROBLEM_GROUPS: usize = 1_000;
 
 /// Up to this many tasks, the table is re-sorted whenever a value changes.
 pub const RESORT_AT_ONCE_UP_TO: usize = 10_000;
@@ -60,10 +67,18 @@ pub struct Model {
     pub problems: VecDeque<Finding>,
     /// Problems dropped from [`Model::problems`] because it was full.
     pub problems_overflow: u64,
+    /// Every problem received, grouped by kind and location (the model
+    /// `taskscope report` groups them with), at most [`MAX_PROBLEM_GROUPS`].
+    pub problem_groups: ProblemGroups,
+    /// The app's source roots, learnt from slow polls' stacks, to show
+    /// paths relative to them.
+    pub source_roots: SourceRoots,
     /// Sum of the counts of `findings_dropped` findings received.
     pub findings_dropped_reported: u64,
     /// Runtime metrics, as last sent.
     pub metrics: RuntimeMetrics,
+    /// The runtime's recent past, for the runtime view's plots.
+    pub history: RuntimeHistory,
     /// Drop counters, as last sent.
     pub dropped: Dropped,
     /// The app's time of the last update applied.
@@ -107,8 +122,11 @@ impl Model {
             slow: SlowPolls::default(),
             problems: VecDeque::new(),
             problems_overflow: 0,
+            problem_groups: ProblemGroups::with_max_groups(MAX_PROBLEM_GROUPS),
+            source_roots: SourceRoots::default(),
             findings_dropped_reported: 0,
             metrics: RuntimeMetrics::default(),
+            history: RuntimeHistory::default(),
             dropped: Dropped::default(),
             last_update_at: None,
             now,
@@ -164,7 +182,8 @@ impl Model {
         if !paused {
             let held = std::mem::take(&mut self.held);
             for update in held.into_updates() {
-                self.apply(update, now);
+                // Its runtime samples were taken as it came.
+                self.fold(update, now);
             }
             self.tick(now);
         }
@@ -226,6 +245,7 @@ impl Model {
                     .unwrap_or_default(),
                 spec: self.ui.tasks_sort,
                 filter_text: &self.ui.filter,
+                live_only: self.ui.live_only,
                 now: self.now,
             };
             if values_due || !self.order.update_incrementally(&ctx, counts) {
@@ -468,6 +488,7 @@ mod tests {
                 slow_threshold: Duration::from_millis(100),
                 spec: model.ui.tasks_sort,
                 filter_text: filter,
+                live_only: false,
                 now,
             });
             assert_eq!(got, want.ids, "{column:?} {filter:?} step {step}");

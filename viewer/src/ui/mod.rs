@@ -6,6 +6,7 @@
 
 pub mod detail;
 pub mod help;
+pub mod plot;
 pub mod problems;
 pub mod runtime;
 pub mod slow_polls;
