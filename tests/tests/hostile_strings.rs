@@ -152,6 +152,16 @@ async fn a_one_megabyte_name_and_a_five_megabyte_panic_are_cut_and_the_viewer_wo
     let name_mark = " … [truncated, 1048581 bytes]";
     let panic_mark = " … [truncated, 5242880 bytes]";
 
+    // The panic reaches the recent findings through the findings thread:
+    // wait until a snapshot has it.
+    let deadline = std::time::Instant::now() + WAIT;
+    while snapshot(&app.server()).await.1.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no panic in the snapshots"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // A viewer watching, and another joining while the panic is among the
     // recent findings: both get their snapshot with the cut strings.
     for _ in 0..2 {
@@ -248,8 +258,16 @@ async fn escape_sequences_in_task_names_and_panics_never_reach_the_terminal() {
     );
 
     // The live view's client gets them as they are (the live view drops
-    // control characters when it draws: tested with the screens).
-    let (names, panics) = snapshot(&app.server()).await;
+    // control characters when it draws: tested with the screens), once the
+    // panic went through the findings thread.
+    let deadline = std::time::Instant::now() + WAIT;
+    let (names, panics) = loop {
+        let (names, panics) = snapshot(&app.server()).await;
+        if !panics.is_empty() || std::time::Instant::now() > deadline {
+            break (names, panics);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(names.iter().any(|n| n == PAYLOAD), "{names:?}");
     assert!(panics.iter().any(|m| m == PAYLOAD), "{panics:?}");
 }
