@@ -186,7 +186,10 @@ impl Builder {
     }
 
     /// Requires viewers to send this shared token (as `TASKSCOPE_TOKEN` does);
-    /// compared in constant time by the server.
+    /// compared in constant time by the server. It must be printable ASCII
+    /// without spaces and at least [`crate::MIN_TOKEN_LEN`] characters long:
+    /// otherwise the viewer server is off (one line on stderr says why),
+    /// rather than serve without it.
     pub fn token(mut self, token: impl Into<String>) -> Builder {
         self.settings.token = Some(token.into());
         self

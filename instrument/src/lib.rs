@@ -108,6 +108,7 @@ pub use model::task::{
     poll_histogram_bucket_limit,
 };
 pub use pipeline::PipelineStats;
+pub use settings::MIN_TOKEN_LEN;
 pub use settings::{
     DEFAULT_ADDR, DEFAULT_FINISHED_CAPACITY, DEFAULT_FINISHED_MAX_AGE, DEFAULT_SLOW_POLL,
     MAX_FINISHED_CAPACITY, ServerAddr, SettingError, Settings,

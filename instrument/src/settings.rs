@@ -21,6 +21,11 @@ pub const DEFAULT_FINISHED_MAX_AGE: Duration = Duration::from_secs(60);
 /// builder), with a warning on stderr either way.
 pub const MAX_FINISHED_CAPACITY: usize = 1_000_000;
 
+/// The shortest `TASKSCOPE_TOKEN` accepted, in characters: a shorter one is
+/// refused at start (and the viewer server is off rather than serve without
+/// it).
+pub const MIN_TOKEN_LEN: usize = 16;
+
 /// A setting that could not be used, with the variable, the value and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SettingError {
@@ -210,16 +215,17 @@ impl Settings {
         if let Some(value) = lookup("TASKSCOPE_TOKEN") {
             // Never echoed, and never silently dropped: a token that cannot be
             // used turns the server off rather than serve without one.
-            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
-                fail(
-                    "TASKSCOPE_TOKEN",
-                    "(hidden)",
-                    "expected a token of printable ASCII characters without spaces".into(),
-                    "the viewer server off, rather than serve without the token".into(),
-                );
-                settings.server_addr = ServerAddr::Off;
-            } else {
-                settings.token = Some(value);
+            match token_problem(&value) {
+                Some(expected) => {
+                    fail(
+                        "TASKSCOPE_TOKEN",
+                        "(hidden)",
+                        expected,
+                        "the viewer server off, rather than serve without the token".into(),
+                    );
+                    settings.server_addr = ServerAddr::Off;
+                }
+                None => settings.token = Some(value),
             }
         }
         if let Some(value) = lookup("TASKSCOPE_STACKS") {
@@ -235,6 +241,23 @@ impl Settings {
             }
         }
         (settings, errors)
+    }
+}
+
+/// What is wrong with `token` as a token (what was expected), if anything: it
+/// must be printable ASCII without spaces, and at least [`MIN_TOKEN_LEN`]
+/// characters long (a short one is guessed). The text never contains the token.
+pub(crate) fn token_problem(token: &str) -> Option<String> {
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        Some("expected a token of printable ASCII characters without spaces".into())
+    } else if token.len() < MIN_TOKEN_LEN {
+        Some(format!(
+            "expected a token of at least {MIN_TOKEN_LEN} characters (this one has {}; use a \
+             random one, e.g. `openssl rand -hex 16`)",
+            token.len()
+        ))
+    } else {
+        None
     }
 }
 

@@ -251,7 +251,23 @@ fn malformed_token_is_never_shown_and_turns_the_server_off() {
     );
     assert!(!stderr(&bad).contains(secret), "{}", stderr(&bad));
     assert!(!listening, "no server without the token");
-    let (good, listening) = serve_with_token(&dir, "s3cret-token", Duration::from_secs(20));
+    // Too short to resist guessing: refused the same way, saying why.
+    let short = "s3cret-token-01";
+    let (bad, listening) = serve_with_token(&dir, short, Duration::from_secs(1));
+    assert_named(
+        &bad,
+        "TASKSCOPE_TOKEN",
+        HIDDEN,
+        "the viewer server off, rather than serve without the token",
+    );
+    assert!(
+        stderr(&bad).contains("expected a token of at least 16 characters (this one has 15"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(!stderr(&bad).contains(short), "{}", stderr(&bad));
+    assert!(!listening, "no server without the token");
+    let (good, listening) = serve_with_token(&dir, "s3cret-token-0123", Duration::from_secs(20));
     assert!(!stderr(&good).contains("is not valid"), "{}", stderr(&good));
     assert!(!stderr(&good).contains("s3cret-token"), "{}", stderr(&good));
     assert!(listening, "{}", stderr(&good));
@@ -494,7 +510,8 @@ fn check_one(var: &str, value: &str) -> Result<(), TestCaseError> {
             }
         }
         "TASKSCOPE_TOKEN" => {
-            let usable = !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic());
+            let usable = value.len() >= taskscope::MIN_TOKEN_LEN
+                && value.bytes().all(|b| b.is_ascii_graphic());
             prop_assert_eq!(parsed, usable);
             prop_assert_eq!(settings.token.as_deref(), usable.then_some(value));
             if usable {

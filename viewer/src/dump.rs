@@ -29,7 +29,11 @@ pub fn main(addr: &ServerAddr, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("taskscope dump: {}", one_line(&err.to_string()));
+            // What a server said is in it: printed with its control characters visible.
+            eprintln!(
+                "taskscope dump: {}",
+                format::printable(&one_line(&err.to_string()))
+            );
             ExitCode::from(1)
         }
     }
@@ -58,7 +62,9 @@ pub fn run(addr: &ServerAddr, json: bool) -> Result<String, ClientError> {
     })
 }
 
-/// The listing as a table, one row a task, with a header.
+/// The listing as a table, one row a task, with a header; task names and
+/// spawn locations with their control characters made visible
+/// ([`format::table`]).
 pub fn to_table(listing: &Listing) -> String {
     format::task_table(listing.tasks.iter().map(|ListedTask { task: t, kind }| {
         let name = match (&t.name, kind) {
@@ -108,7 +114,8 @@ fn ms(d: Duration) -> f64 {
 /// The listing as a JSON array, one object a task: `id`, `name`, `kind`
 /// (`task` or `block_on`), `state` (`running`, `scheduled`, `idle`),
 /// `spawned_at`, `parent`, `polls`, `busy_ms`, `idle_ms`, `age_ms`,
-/// `since_last_poll_ms`, `max_poll_ms`, `wakes`, `wakers`.
+/// `since_last_poll_ms`, `max_poll_ms`, `wakes`, `wakers`. Control
+/// characters in strings are escaped, C1 ones too ([`crate::json`]).
 pub fn to_json(listing: &Listing) -> String {
     let tasks: Vec<JsonTask<'_>> = listing
         .tasks
@@ -130,7 +137,7 @@ pub fn to_json(listing: &Listing) -> String {
             wakers: t.wakers,
         })
         .collect();
-    let mut text = serde_json::to_string_pretty(&tasks).expect("JSON values serialize");
+    let mut text = crate::json::pretty(&tasks);
     text.push('\n');
     text
 }

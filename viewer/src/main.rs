@@ -125,7 +125,11 @@ fn attach(addr: ServerAddr) -> ExitCode {
     match live_view(addr) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("taskscope attach: {err:#}");
+            let text = format!("{err:#}");
+            eprintln!(
+                "taskscope attach: {}",
+                taskscope_api::format::printable(&text)
+            );
             ExitCode::FAILURE
         }
     }

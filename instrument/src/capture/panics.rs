@@ -7,6 +7,8 @@
 use std::panic::PanicHookInfo;
 use std::sync::Once;
 
+use taskscope_api::format::{MAX_TEXT, truncate};
+
 use crate::capture::poll;
 use crate::detect::stack_capture::UnwindGuard;
 use crate::model::task::PanicRecord;
@@ -28,11 +30,14 @@ pub(crate) fn install() {
     });
 }
 
+/// The panic's message, at most [`MAX_TEXT`] bytes of it (marked when cut):
+/// a 5 MB message would otherwise be held, written to the report and sent to
+/// every viewer whole.
 fn note(info: &PanicHookInfo<'_>) {
     let message = if let Some(s) = info.payload().downcast_ref::<&str>() {
-        (*s).to_string()
+        truncate(s, MAX_TEXT).into_owned()
     } else if let Some(s) = info.payload().downcast_ref::<String>() {
-        s.clone()
+        truncate(s, MAX_TEXT).into_owned()
     } else {
         "Box<dyn Any>".to_string()
     };

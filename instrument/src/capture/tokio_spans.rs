@@ -2,11 +2,14 @@
 //! allocating: the `runtime.spawn` span a task is created with (id, name,
 //! spawn location, kind) and the waker events (`tokio::task::waker`). Shared by
 //! the two tracing front ends, [`super::subscriber`] and [`super::layer`].
+//! A task name longer than [`MAX_TEXT`] bytes is cut there and marked
+//! (`… [truncated, N bytes]`).
 
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::Ordering::Relaxed;
 
+use taskscope_api::format::{Bounded, MAX_TEXT, truncate};
 use tracing::field::{Field, Visit};
 use tracing::span::Attributes;
 use tracing::{Event, Metadata};
@@ -138,7 +141,9 @@ impl Visit for SpawnVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "loc.file" => self.spawn.file = Some(intern(self.registry, value)),
-            "task.name" if !value.is_empty() => self.spawn.name = Some(value.into()),
+            "task.name" if !value.is_empty() => {
+                self.spawn.name = Some(truncate(value, MAX_TEXT).into());
+            }
             "kind" => self.spawn.block_on = value == "block_on",
             _ => {}
         }
@@ -147,7 +152,10 @@ impl Visit for SpawnVisitor<'_> {
         match field.name() {
             // `%name`: empty for unnamed tasks, then nothing is allocated.
             "task.name" => {
-                let name = format!("{value:?}");
+                // At most MAX_TEXT bytes are kept of a long name (marked).
+                let mut name = Bounded::new(MAX_TEXT);
+                let _ = write!(name, "{value:?}");
+                let name = name.finish();
                 if !name.is_empty() {
                     self.spawn.name = Some(name.into_boxed_str());
                 }

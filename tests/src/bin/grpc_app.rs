@@ -6,6 +6,10 @@
 //! - `spawn NAME`: another waiting task named NAME;
 //! - `finish NAME`: the task NAME completes;
 //! - `block MS`: a task named `blocker` that blocks its worker for MS ms;
+//! - `spawn-hex HEX`: a waiting task whose name is the bytes HEX spells
+//!   (control characters, say); `spawn-long N`: one named `long-` and N `x`s;
+//! - `panic-hex HEX`: a task named `panicker` that panics with the message HEX
+//!   spells; `panic-long N`: with a message of N `p`s;
 //! - `quit` (or end of input): exit.
 //!
 //! Each command is answered `ok COMMAND` on stdout once done. A task named
@@ -37,6 +41,24 @@ async fn blocker(ms: u64) {
 
 fn main() {
     run_instrumented(app());
+}
+
+/// The text the hex digits spell (UTF-8).
+fn unhex(hex: &str) -> String {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect();
+    String::from_utf8(bytes).expect("UTF-8")
+}
+
+/// A task that panics with `message`; returns once it did.
+async fn panicker(message: String) {
+    let task = tokio::task::Builder::new()
+        .name("panicker")
+        .spawn(async move { std::panic::panic_any(message) })
+        .expect("spawn");
+    let _ = task.await;
 }
 
 async fn family() {
@@ -84,6 +106,15 @@ async fn app() {
                     .name("blocker")
                     .spawn(blocker(ms)) // SPAWN-BLOCKER
                     .expect("spawn");
+            }
+            (Some("spawn-hex"), Some(hex)) => spawn_waiter(&unhex(hex), &mut finish),
+            (Some("spawn-long"), Some(n)) => {
+                let n = n.parse().expect("spawn-long N");
+                spawn_waiter(&format!("long-{}", "x".repeat(n)), &mut finish);
+            }
+            (Some("panic-hex"), Some(hex)) => panicker(unhex(hex)).await,
+            (Some("panic-long"), Some(n)) => {
+                panicker("p".repeat(n.parse().expect("panic-long N"))).await;
             }
             (Some("quit"), _) => break,
             _ => eprintln!("grpc_app: unknown command {line:?}"),

@@ -6,6 +6,9 @@ use std::time::{Duration, SystemTime};
 use taskscope_api::ServerAddr;
 use taskscope_api::proto::{self, PROTOCOL_VERSION};
 
+use prost::Message;
+
+use crate::client::assemble::{ChunkError, Tally};
 use crate::client::auth::{Token, env_token};
 use crate::client::connect;
 use crate::client::convert::{self, TaskKind};
@@ -69,6 +72,8 @@ pub async fn list_tasks_with(
             .map_err(|s| ClientError::from_status(&shown, &s))?
             .into_inner();
         let mut listing: Option<(proto::TaskList, Vec<ListedTask>)> = None;
+        // What the listing holds is bounded like an update of the live view.
+        let mut tally = Tally::default();
         loop {
             let Some(chunk) = stream
                 .message()
@@ -80,6 +85,12 @@ pub async fn list_tasks_with(
                     detail: "the listing ended before its last part".into(),
                 });
             };
+            if let Err(ChunkError(detail)) = tally.add("listing", chunk.encoded_len()) {
+                return Err(ClientError::Lost {
+                    addr: shown.clone(),
+                    detail,
+                });
+            }
             if chunk.protocol_version != PROTOCOL_VERSION {
                 return Err(ClientError::Incompatible {
                     addr: shown.clone(),

@@ -150,6 +150,15 @@ fn draw_status(frame: &mut Frame, area: Rect, model: &Model) {
             Style::new().fg(Color::Red),
         ));
     }
+    if model.tasks_refused > 0 {
+        left.push(Span::styled(
+            format!(
+                "  {} tasks not shown: the app sent more than {}",
+                model.tasks_refused, model.max_tasks
+            ),
+            Style::new().fg(Color::Red),
+        ));
+    }
     let hints = if model.ui.filter_typing {
         "filter: Enter keeps, Esc clears "
     } else {
