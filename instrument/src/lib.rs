@@ -79,6 +79,7 @@ mod listing;
 mod tracked;
 
 mod capture;
+mod metrics;
 mod server;
 
 mod detect;
@@ -109,6 +110,7 @@ pub use settings::{
     DEFAULT_ADDR, DEFAULT_FINISHED_CAPACITY, DEFAULT_FINISHED_MAX_AGE, DEFAULT_SLOW_POLL,
     ServerAddr, SettingError, Settings,
 };
+pub use settings::{DEFAULT_METRICS_MAX_LOCATIONS, MAX_METRICS_LOCATIONS};
 /// Text forms shared by the task table and messages (from `taskscope-api`).
 #[doc(inline)]
 pub use taskscope_api::format;

@@ -12,6 +12,12 @@ pub const DEFAULT_SLOW_POLL: Duration = Duration::from_millis(100);
 pub const DEFAULT_FINISHED_CAPACITY: usize = 1_000;
 /// Default age after which a finished task leaves the history.
 pub const DEFAULT_FINISHED_MAX_AGE: Duration = Duration::from_secs(60);
+/// Default number of distinct `spawned_at` values the metrics name
+/// (`TASKSCOPE_METRICS_MAX_LOCATIONS`); tasks of further locations are
+/// counted as `spawned_at="other"`.
+pub const DEFAULT_METRICS_MAX_LOCATIONS: usize = 1_000;
+/// The most `spawned_at` values `TASKSCOPE_METRICS_MAX_LOCATIONS` may ask for.
+pub const MAX_METRICS_LOCATIONS: usize = 10_000;
 
 /// A setting that could not be used, with the variable, the value and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +65,14 @@ pub struct Settings {
     /// it; a call without it, or with another one, is refused (UNAUTHENTICATED).
     /// It is compared in constant time, and never printed (not even by `Debug`).
     pub token: Option<String>,
+    /// Where the Prometheus endpoint (`GET /metrics`) listens
+    /// (`TASKSCOPE_METRICS_ADDR`; `None`, the default: no endpoint).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// How many distinct `spawned_at` values the metrics name at most
+    /// (`TASKSCOPE_METRICS_MAX_LOCATIONS`, default
+    /// [`DEFAULT_METRICS_MAX_LOCATIONS`], at most [`MAX_METRICS_LOCATIONS`]);
+    /// the rest are `spawned_at="other"`.
+    pub metrics_max_locations: usize,
 }
 
 impl fmt::Debug for Settings {
@@ -71,6 +85,8 @@ impl fmt::Debug for Settings {
             .field("finished_max_age", &self.finished_max_age)
             .field("idle_limit", &self.idle_limit)
             .field("token", &self.token.as_ref().map(|_| "(hidden)"))
+            .field("metrics_addr", &self.metrics_addr)
+            .field("metrics_max_locations", &self.metrics_max_locations)
             .finish()
     }
 }
@@ -85,6 +101,8 @@ impl Default for Settings {
             finished_max_age: DEFAULT_FINISHED_MAX_AGE,
             idle_limit: None,
             token: None,
+            metrics_addr: None,
+            metrics_max_locations: DEFAULT_METRICS_MAX_LOCATIONS,
         }
     }
 }
@@ -205,7 +223,38 @@ impl Settings {
                 settings.token = Some(value);
             }
         }
+        if let Some(value) = lookup("TASKSCOPE_METRICS_ADDR") {
+            match parse_metrics_addr(&value) {
+                Ok(addr) => settings.metrics_addr = addr,
+                Err(why) => fail("TASKSCOPE_METRICS_ADDR", &value, why, "off".into()),
+            }
+        }
+        if let Some(value) = lookup("TASKSCOPE_METRICS_MAX_LOCATIONS") {
+            match value.trim().parse::<usize>() {
+                Ok(n) if n <= MAX_METRICS_LOCATIONS => settings.metrics_max_locations = n,
+                _ => fail(
+                    "TASKSCOPE_METRICS_MAX_LOCATIONS",
+                    &value,
+                    format!(
+                        "expected a whole number of spawn locations from 0 to {MAX_METRICS_LOCATIONS}"
+                    ),
+                    DEFAULT_METRICS_MAX_LOCATIONS.to_string(),
+                ),
+            }
+        }
         (settings, errors)
+    }
+}
+
+/// `TASKSCOPE_METRICS_ADDR`: `host:port`, `http://host:port` or `off`
+/// (Prometheus scrapes over TCP: no Unix socket).
+fn parse_metrics_addr(text: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    match ServerAddr::parse(text)? {
+        ServerAddr::Off => Ok(None),
+        ServerAddr::Tcp(addr) => Ok(Some(addr)),
+        ServerAddr::Unix(_) => {
+            Err("expected host:port, http://host:port or off (Prometheus scrapes over TCP, not a Unix socket)".into())
+        }
     }
 }
 
@@ -270,6 +319,40 @@ mod tests {
         let (s, errors) = with(&[("TASKSCOPE_ADDR", "127.0.0.1")]);
         assert_eq!(s.server_addr.to_string(), DEFAULT_ADDR);
         assert_eq!(errors[0].variable, "TASKSCOPE_ADDR");
+    }
+
+    #[test]
+    fn metrics_endpoint_is_off_by_default_and_takes_tcp_addresses_only() {
+        let (s, errors) = with(&[]);
+        assert!(errors.is_empty());
+        assert_eq!(s.metrics_addr, None);
+        assert_eq!(s.metrics_max_locations, 1_000);
+        let (s, errors) = with(&[
+            ("TASKSCOPE_METRICS_ADDR", "http://localhost:9464/"),
+            ("TASKSCOPE_METRICS_MAX_LOCATIONS", "50"),
+        ]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(s.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(s.metrics_max_locations, 50);
+        let (s, _) = with(&[("TASKSCOPE_METRICS_ADDR", "off")]);
+        assert_eq!(s.metrics_addr, None);
+        for (variable, bad) in [
+            ("TASKSCOPE_METRICS_ADDR", "unix:/tmp/m.sock"),
+            ("TASKSCOPE_METRICS_ADDR", "9464"),
+            ("TASKSCOPE_METRICS_MAX_LOCATIONS", "10001"),
+            ("TASKSCOPE_METRICS_MAX_LOCATIONS", "-1"),
+            ("TASKSCOPE_METRICS_MAX_LOCATIONS", "many"),
+        ] {
+            let (s, errors) = with(&[(variable, bad)]);
+            assert_eq!(errors.len(), 1, "{bad}");
+            assert_eq!(errors[0].variable, variable);
+            assert!(errors[0].to_string().contains(&format!("{bad:?}")));
+            assert_eq!(s.metrics_addr, None);
+            assert_eq!(s.metrics_max_locations, DEFAULT_METRICS_MAX_LOCATIONS);
+        }
+        let (s, errors) = with(&[("TASKSCOPE_METRICS_MAX_LOCATIONS", "10000")]);
+        assert!(errors.is_empty());
+        assert_eq!(s.metrics_max_locations, MAX_METRICS_LOCATIONS);
     }
 
     #[test]

@@ -14,27 +14,18 @@ pub(crate) fn metrics() -> proto::RuntimeMetrics {
     }
 }
 
-/// The metrics of `handle`'s runtime. The per-worker queue depths and the
-/// blocking pool's figures need `--cfg tokio_unstable` (0 and empty without).
+/// The metrics of `handle`'s runtime (read by [`app_runtime::figures`]).
 pub(crate) fn metrics_of(handle: &Handle) -> proto::RuntimeMetrics {
-    let m = handle.metrics();
-    #[allow(unused_mut)]
-    let mut out = proto::RuntimeMetrics {
+    let f = app_runtime::figures(handle);
+    proto::RuntimeMetrics {
         available: true,
-        workers: m.num_workers() as u64,
-        alive_tasks: m.num_alive_tasks() as u64,
-        global_queue_depth: m.global_queue_depth() as u64,
-        ..Default::default()
-    };
-    #[cfg(tokio_unstable)]
-    {
-        out.local_queue_depths = (0..m.num_workers())
-            .map(|w| m.worker_local_queue_depth(w) as u64)
-            .collect();
-        out.blocking_threads = m.num_blocking_threads() as u64;
-        out.blocking_queue_depth = m.blocking_queue_depth() as u64;
+        workers: f.workers,
+        alive_tasks: f.alive_tasks,
+        global_queue_depth: f.global_queue_depth,
+        local_queue_depths: f.local_queue_depths,
+        blocking_threads: f.blocking_threads,
+        blocking_queue_depth: f.blocking_queue_depth,
     }
-    out
 }
 
 #[cfg(test)]
