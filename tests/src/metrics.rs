@@ -164,3 +164,99 @@ pub fn with_label<'a>(
         .filter(|s| s.name == name && s.labels.get(label).is_some_and(|v| v.starts_with(prefix)))
         .collect()
 }
+
+/// `metrics_app` (this crate's binary) running with its metrics endpoint on a
+/// free loopback port, stopped when dropped.
+pub struct MetricsApp {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    /// `host:port` of its metrics endpoint.
+    pub addr: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl MetricsApp {
+    /// Starts `bin` (the path of `metrics_app`) with `env` added to what the
+    /// tests set (`TASKSCOPE_METRICS_ADDR` on a free port unless `env` sets
+    /// it, a slow-poll threshold of 50 ms, no viewer server, no report) and
+    /// waits until it says `ready` (its slow polls are done).
+    pub fn start(bin: &str, env: &[(&str, &str)]) -> MetricsApp {
+        use std::process::{Command, Stdio};
+        let addr = format!("127.0.0.1:{}", crate::free_port());
+        let mut cmd = Command::new(bin);
+        cmd.env("TASKSCOPE_METRICS_ADDR", &addr)
+            .env("TASKSCOPE_SLOW_POLL_MS", "50")
+            .env("TASKSCOPE_ADDR", "off")
+            .env_remove("TASKSCOPE_REPORT")
+            .env_remove("TASKSCOPE_TOKEN")
+            .env_remove("TASKSCOPE_METRICS_MAX_LOCATIONS")
+            .env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start metrics_app");
+        let (stderr, _reader) = crate::collect_stderr(child.stderr.take().unwrap());
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let stderr_now = {
+            let stderr = std::sync::Arc::clone(&stderr);
+            move || stderr.lock().unwrap().clone()
+        };
+        crate::next_line_where(&mut stdout, "metrics_app", stderr_now, |l| {
+            (l == "ready").then_some(())
+        });
+        let addr = env
+            .iter()
+            .find(|(k, _)| *k == "TASKSCOPE_METRICS_ADDR")
+            .map_or(addr, |(_, v)| v.to_string());
+        MetricsApp {
+            stdin: child.stdin.take(),
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// What the app wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// One scrape as Prometheus makes it (OpenMetrics), parsed; panics
+    /// unless the answer is 200.
+    pub fn scrape(&self) -> Vec<Sample> {
+        let response = get(
+            &self.addr,
+            "/metrics",
+            "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n",
+        )
+        .unwrap_or_else(|e| panic!("scrape {}: {e}; stderr:\n{}", self.addr, self.stderr()));
+        assert_eq!(response.status, 200, "{response:?}");
+        assert!(response.body.ends_with("# EOF\n"), "{}", response.body);
+        parse(&response.body)
+    }
+
+    /// Ends the app (closes its stdin) and waits for it.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        self.child.wait().expect("wait for metrics_app")
+    }
+}
+
+impl Drop for MetricsApp {
+    fn drop(&mut self) {
+        if self.stdin.take().is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
