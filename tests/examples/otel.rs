@@ -17,6 +17,7 @@
 //! `opentelemetry-appender-tracing`, and `opentelemetry-otlp` (features
 //! `grpc-tonic`, `logs`). taskscope itself depends on none of them.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
@@ -45,6 +46,7 @@ fn install(taskscope: taskscope::Builder, provider: &SdkLoggerProvider) -> tasks
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_filter(logs),
         )
         .init();

@@ -38,6 +38,17 @@ pub(crate) const SLOW_CLASSES: [(u64, u64); 8] = [
     (100, 1),
 ];
 
+thread_local! {
+    /// The last location this thread looked up — (table id, file pointer,
+    /// file length, line, column) — and its slot. Source paths are
+    /// `'static`: a pointer and a length name one text for good.
+    static LAST: std::cell::Cell<((u64, usize, usize, u32, u32), Slot)> =
+        const { std::cell::Cell::new(((0, 0, 0, 0, 0), Slot::Other)) };
+}
+
+/// Gives each table an id of its own (from 1) for [`LAST`].
+static TABLES: AtomicU64 = AtomicU64::new(1);
+
 /// Entries in use: free, being written, or holding a location.
 const FREE: u8 = 0;
 const WRITING: u8 = 1;
@@ -113,6 +124,8 @@ struct Entry {
 
 /// Running totals for at most `max` spawn locations, and the rest.
 pub(crate) struct Locations {
+    /// This table's id, for the per-thread memory of the last lookup.
+    id: u64,
     entries: Box<[Entry]>,
     /// Entries claimed (never more than `max`).
     used: AtomicUsize,
@@ -160,6 +173,7 @@ impl Locations {
     pub(crate) fn new(max: usize, threshold_ns: u64) -> Locations {
         let size = (2 * max).next_power_of_two().max(2);
         Locations {
+            id: TABLES.fetch_add(1, Relaxed),
             entries: (0..size)
                 .map(|_| Entry {
                     state: AtomicU8::new(FREE),
@@ -258,24 +272,56 @@ impl Locations {
     /// A task ended (it has left the live table): adds its figures to its
     /// location's totals.
     pub(crate) fn task_ended(&self, cell: &TaskCell) {
-        let totals = self.totals(self.slot(&cell.spawned_at));
+        let totals = self.totals(self.slot_cached(&cell.spawned_at));
+        let polls = cell.polls.load(Relaxed);
         // `Release`: see `Totals::now`.
-        totals.polls.fetch_add(cell.polls.load(Relaxed), Release);
+        totals.polls.fetch_add(polls, Release);
         totals
             .busy_ns
             .fetch_add(cell.busy_ns.load(Relaxed), Release);
-        for (k, count) in cell.histogram().into_iter().enumerate() {
+        // Most tasks' polls sit in the first few buckets: stop once every
+        // poll is accounted for.
+        let mut left = polls;
+        for (k, bucket) in cell.histogram.iter().enumerate() {
+            if left == 0 {
+                break;
+            }
+            let count = u64::from(bucket.load(Relaxed));
             if count != 0 {
-                totals.histogram[k].fetch_add(u64::from(count), Release);
+                totals.histogram[k].fetch_add(count, Release);
+                left = left.saturating_sub(count);
             }
         }
         totals.ended.fetch_add(1, Release);
     }
 
+    /// The slot of `location`, through this thread's memory of the last
+    /// location it looked up (tasks end in runs from one place): a hit costs
+    /// a thread-local read and a few compares instead of hashing the path.
+    /// A slot, once given, never changes, so the memory never goes stale.
+    fn slot_cached(&self, location: &SpawnLocation) -> Slot {
+        let key = (
+            self.id,
+            location.file.as_ptr() as usize,
+            location.file.len(),
+            location.line,
+            location.col,
+        );
+        if let Ok(Some(slot)) = LAST.try_with(|last| {
+            let (k, slot) = last.get();
+            (k == key).then_some(slot)
+        }) {
+            return slot;
+        }
+        let slot = self.slot(location);
+        let _ = LAST.try_with(|last| last.set((key, slot)));
+        slot
+    }
+
     /// A poll of a task spawned at `location` ended after `took_ns`, at or
     /// over the threshold.
     pub(crate) fn slow_poll(&self, location: &SpawnLocation, took_ns: u64) {
-        let totals = self.totals(self.slot(location));
+        let totals = self.totals(self.slot_cached(location));
         let class = self
             .slow_limits_ns
             .iter()
@@ -314,6 +360,15 @@ mod tests {
             .collect();
         assert_eq!(named.len(), 2);
         assert!(named.contains(&"src/a.rs:1:5".to_string()), "{named:?}");
+    }
+
+    #[test]
+    fn sizes_are_what_the_docs_say() {
+        // The crate docs ("Watching a fleet", Cost) give these.
+        assert_eq!(std::mem::size_of::<Totals>(), 264);
+        assert_eq!(std::mem::size_of::<Entry>(), 56);
+        assert_eq!(Locations::new(1_000, 1).entries.len(), 2_048);
+        assert_eq!(Locations::new(10_000, 1).entries.len(), 32_768);
     }
 
     #[test]
