@@ -137,7 +137,7 @@ fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sa
         .map(|s| median(s.iter().map(|x| x.value).collect()));
     println!();
     println!(
-        "{workload:<9} {:<11} {:>12} {:>22} {:>7} {:>10} {:>9}{}",
+        "{workload:<9} {:<13} {:>12} {:>22} {:>7} {:>10} {:>9}{}",
         "variant",
         if http { "req/s" } else { "median" },
         "min-max",
@@ -148,7 +148,7 @@ fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sa
     );
     for variant in variants {
         let Some(samples) = results.get(variant) else {
-            println!("{:<9} {variant:<11} (no successful run)", "");
+            println!("{:<9} {variant:<13} (no successful run)", "");
             continue;
         };
         let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
@@ -173,7 +173,7 @@ fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sa
             String::new()
         };
         println!(
-            "{:<9} {variant:<11} {med_s:>12} {range:>22} {ratio:>6.2}x {rss:>8.1}MiB {cpu:>8.2}s{p99}",
+            "{:<9} {variant:<13} {med_s:>12} {range:>22} {ratio:>6.2}x {rss:>8.1}MiB {cpu:>8.2}s{p99}",
             ""
         );
     }

@@ -139,10 +139,11 @@ fn prometheus_scrapes_slow_polls_by_spawn_location() {
     let twice = location_prefix(SOURCE, "SPAWN-TWICE");
     let deadline = Instant::now() + Duration::from_secs(90);
     let result = loop {
-        if let Some(result) = prometheus.query("taskscope_slow_polls_total") {
-            if at(&result, &once).is_some() && at(&result, &twice).is_some() {
-                break result;
-            }
+        if let Some(result) = prometheus.query("taskscope_slow_polls_total")
+            && at(&result, &once).is_some()
+            && at(&result, &twice).is_some()
+        {
+            break result;
         }
         assert!(
             Instant::now() < deadline,

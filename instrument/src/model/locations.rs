@@ -38,11 +38,14 @@ pub(crate) const SLOW_CLASSES: [(u64, u64); 8] = [
     (100, 1),
 ];
 
+/// A location as [`LAST`] knows it: (table id, file pointer, file length,
+/// line, column). Source paths are `'static`: a pointer and a length name
+/// one text for good.
+type LookupKey = (u64, usize, usize, u32, u32);
+
 thread_local! {
-    /// The last location this thread looked up — (table id, file pointer,
-    /// file length, line, column) — and its slot. Source paths are
-    /// `'static`: a pointer and a length name one text for good.
-    static LAST: std::cell::Cell<((u64, usize, usize, u32, u32), Slot)> =
+    /// The last location this thread looked up, and its slot.
+    static LAST: std::cell::Cell<(LookupKey, Slot)> =
         const { std::cell::Cell::new(((0, 0, 0, 0, 0), Slot::Other)) };
 }
 
