@@ -21,6 +21,7 @@ use crate::capture::subscriber::TaskSubscriber;
 use crate::capture::{self, poll};
 use crate::detect::{events, watchdog};
 use crate::error::Error;
+use crate::metrics;
 use crate::model::app_runtime;
 use crate::server;
 use crate::session::{self, Session};
@@ -226,6 +227,23 @@ impl Builder {
         self
     }
 
+    /// Serves Prometheus metrics at `http://ADDR/metrics` (as
+    /// `TASKSCOPE_METRICS_ADDR` does; `None`, the default: no endpoint).
+    /// See the crate docs, "Watching a fleet".
+    pub fn metrics_addr(mut self, addr: Option<std::net::SocketAddr>) -> Builder {
+        self.settings.metrics_addr = addr;
+        self
+    }
+
+    /// How many distinct `spawned_at` values the metrics name (as
+    /// `TASKSCOPE_METRICS_MAX_LOCATIONS` does; at most
+    /// [`crate::MAX_METRICS_LOCATIONS`], more is taken as that); the tasks of
+    /// further locations are counted as `spawned_at="other"`.
+    pub fn metrics_max_locations(mut self, max: usize) -> Builder {
+        self.settings.metrics_max_locations = max.min(crate::settings::MAX_METRICS_LOCATIONS);
+        self
+    }
+
     fn report_problems(&mut self) {
         for problem in self.problems.drain(..) {
             eprintln!("taskscope: {problem}");
@@ -393,6 +411,17 @@ fn start_threads(session: &Arc<Session>, sinks: Option<crate::pipeline::Sinks>) 
         if let Err(err) = spawned {
             eprintln!(
                 "taskscope: cannot start the viewer server thread ({err}); the viewer server is off"
+            );
+        }
+    }
+    if let Some((listener, addr)) = metrics::bind(session) {
+        let session = Arc::clone(session);
+        let spawned = std::thread::Builder::new()
+            .name("taskscope-metrics".into())
+            .spawn(move || metrics::serve(session, listener, addr));
+        if let Err(err) = spawned {
+            eprintln!(
+                "taskscope: cannot start the metrics thread ({err}); the metrics endpoint is off"
             );
         }
     }

@@ -25,6 +25,12 @@ pub const MAX_FINISHED_CAPACITY: usize = 1_000_000;
 /// refused at start (and the viewer server is off rather than serve without
 /// it).
 pub const MIN_TOKEN_LEN: usize = 16;
+/// Default number of distinct `spawned_at` values the metrics name
+/// (`TASKSCOPE_METRICS_MAX_LOCATIONS`); tasks of further locations are
+/// counted as `spawned_at="other"`.
+pub const DEFAULT_METRICS_MAX_LOCATIONS: usize = 1_000;
+/// The most `spawned_at` values `TASKSCOPE_METRICS_MAX_LOCATIONS` may ask for.
+pub const MAX_METRICS_LOCATIONS: usize = 10_000;
 
 /// A setting that could not be used, with the variable, the value and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +83,14 @@ pub struct Settings {
     /// signalled or has its `/proc` entry read, and `slow_poll` findings say
     /// `stack_unavailable: "disabled"`.
     pub capture_stacks: bool,
+    /// Where the Prometheus endpoint (`GET /metrics`) listens
+    /// (`TASKSCOPE_METRICS_ADDR`; `None`, the default: no endpoint).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// How many distinct `spawned_at` values the metrics name at most
+    /// (`TASKSCOPE_METRICS_MAX_LOCATIONS`, default
+    /// [`DEFAULT_METRICS_MAX_LOCATIONS`], at most [`MAX_METRICS_LOCATIONS`]);
+    /// the rest are `spawned_at="other"`.
+    pub metrics_max_locations: usize,
 }
 
 impl fmt::Debug for Settings {
@@ -90,6 +104,8 @@ impl fmt::Debug for Settings {
             .field("idle_limit", &self.idle_limit)
             .field("token", &self.token.as_ref().map(|_| "(hidden)"))
             .field("capture_stacks", &self.capture_stacks)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("metrics_max_locations", &self.metrics_max_locations)
             .finish()
     }
 }
@@ -105,6 +121,8 @@ impl Default for Settings {
             idle_limit: None,
             token: None,
             capture_stacks: true,
+            metrics_addr: None,
+            metrics_max_locations: DEFAULT_METRICS_MAX_LOCATIONS,
         }
     }
 }
@@ -212,6 +230,7 @@ impl Settings {
                 }
             }
         }
+        let mut token_refused = false;
         if let Some(value) = lookup("TASKSCOPE_TOKEN") {
             // Never echoed, and never silently dropped: a token that cannot be
             // used turns the server off rather than serve without one.
@@ -221,9 +240,11 @@ impl Settings {
                         "TASKSCOPE_TOKEN",
                         "(hidden)",
                         expected,
-                        "the viewer server off, rather than serve without the token".into(),
+                        "the viewer server and the metrics endpoint off, rather than serve \
+                         without the token"
+                            .into(),
                     );
-                    settings.server_addr = ServerAddr::Off;
+                    token_refused = true;
                 }
                 None => settings.token = Some(value),
             }
@@ -239,6 +260,30 @@ impl Settings {
                     "on".into(),
                 ),
             }
+        }
+        if let Some(value) = lookup("TASKSCOPE_METRICS_ADDR") {
+            match parse_metrics_addr(&value) {
+                Ok(addr) => settings.metrics_addr = addr,
+                Err(why) => fail("TASKSCOPE_METRICS_ADDR", &value, why, "off".into()),
+            }
+        }
+        if let Some(value) = lookup("TASKSCOPE_METRICS_MAX_LOCATIONS") {
+            match value.trim().parse::<usize>() {
+                Ok(n) if n <= MAX_METRICS_LOCATIONS => settings.metrics_max_locations = n,
+                _ => fail(
+                    "TASKSCOPE_METRICS_MAX_LOCATIONS",
+                    &value,
+                    format!(
+                        "expected a whole number of spawn locations from 0 to {MAX_METRICS_LOCATIONS}"
+                    ),
+                    DEFAULT_METRICS_MAX_LOCATIONS.to_string(),
+                ),
+            }
+        }
+        if token_refused {
+            // Whatever the addresses say: nothing is served without the token.
+            settings.server_addr = ServerAddr::Off;
+            settings.metrics_addr = None;
         }
         (settings, errors)
     }
@@ -258,6 +303,18 @@ pub(crate) fn token_problem(token: &str) -> Option<String> {
         ))
     } else {
         None
+    }
+}
+
+/// `TASKSCOPE_METRICS_ADDR`: `host:port`, `http://host:port` or `off`
+/// (Prometheus scrapes over TCP: no Unix socket).
+fn parse_metrics_addr(text: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    match ServerAddr::parse(text)? {
+        ServerAddr::Off => Ok(None),
+        ServerAddr::Tcp(addr) => Ok(Some(addr)),
+        ServerAddr::Unix(_) => {
+            Err("expected host:port, http://host:port or off (Prometheus scrapes over TCP, not a Unix socket)".into())
+        }
     }
 }
 
@@ -325,6 +382,40 @@ mod tests {
     }
 
     #[test]
+    fn metrics_endpoint_is_off_by_default_and_takes_tcp_addresses_only() {
+        let (s, errors) = with(&[]);
+        assert!(errors.is_empty());
+        assert_eq!(s.metrics_addr, None);
+        assert_eq!(s.metrics_max_locations, 1_000);
+        let (s, errors) = with(&[
+            ("TASKSCOPE_METRICS_ADDR", "http://localhost:9464/"),
+            ("TASKSCOPE_METRICS_MAX_LOCATIONS", "50"),
+        ]);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(s.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(s.metrics_max_locations, 50);
+        let (s, _) = with(&[("TASKSCOPE_METRICS_ADDR", "off")]);
+        assert_eq!(s.metrics_addr, None);
+        for (variable, bad) in [
+            ("TASKSCOPE_METRICS_ADDR", "unix:/tmp/m.sock"),
+            ("TASKSCOPE_METRICS_ADDR", "9464"),
+            ("TASKSCOPE_METRICS_MAX_LOCATIONS", "10001"),
+            ("TASKSCOPE_METRICS_MAX_LOCATIONS", "-1"),
+            ("TASKSCOPE_METRICS_MAX_LOCATIONS", "many"),
+        ] {
+            let (s, errors) = with(&[(variable, bad)]);
+            assert_eq!(errors.len(), 1, "{bad}");
+            assert_eq!(errors[0].variable, variable);
+            assert!(errors[0].to_string().contains(&format!("{bad:?}")));
+            assert_eq!(s.metrics_addr, None);
+            assert_eq!(s.metrics_max_locations, DEFAULT_METRICS_MAX_LOCATIONS);
+        }
+        let (s, errors) = with(&[("TASKSCOPE_METRICS_MAX_LOCATIONS", "10000")]);
+        assert!(errors.is_empty());
+        assert_eq!(s.metrics_max_locations, MAX_METRICS_LOCATIONS);
+    }
+
+    #[test]
     fn idle_limit_and_retention() {
         let (s, errors) = with(&[
             ("TASKSCOPE_IDLE_LIMIT_S", "30"),
@@ -379,5 +470,20 @@ mod tests {
                 )
             );
         }
+    }
+
+    #[test]
+    fn a_refused_token_turns_every_endpoint_off() {
+        let (s, errors) = with(&[
+            ("TASKSCOPE_TOKEN", "short"),
+            ("TASKSCOPE_ADDR", "127.0.0.1:7000"),
+            ("TASKSCOPE_METRICS_ADDR", "127.0.0.1:9464"),
+        ]);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].variable, "TASKSCOPE_TOKEN");
+        assert!(!errors[0].to_string().contains("short"), "never echoed");
+        assert_eq!(s.server_addr, ServerAddr::Off);
+        assert_eq!(s.metrics_addr, None);
+        assert_eq!(s.token, None);
     }
 }

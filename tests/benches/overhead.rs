@@ -8,7 +8,9 @@
 //!
 //! `--variants clock-hooks` adds a reference that is not taskscope: Tokio's task
 //! hooks only reading the TSC before and after each poll (the floor of any
-//! capture built on the hooks).
+//! capture built on the hooks). `--variants init,init+metrics,hooks,hooks+metrics`
+//! compares taskscope with its Prometheus endpoint on (`TASKSCOPE_METRICS_ADDR`)
+//! and scraped every second by a thread of the child, to the same without.
 //!
 //! Prints per workload and variant: median wall time (or requests/s for http),
 //! min–max, the ratio to `bare`, peak RSS and CPU time of the child process.
@@ -135,7 +137,7 @@ fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sa
         .map(|s| median(s.iter().map(|x| x.value).collect()));
     println!();
     println!(
-        "{workload:<9} {:<11} {:>12} {:>22} {:>7} {:>10} {:>9}{}",
+        "{workload:<9} {:<13} {:>12} {:>22} {:>7} {:>10} {:>9}{}",
         "variant",
         if http { "req/s" } else { "median" },
         "min-max",
@@ -146,7 +148,7 @@ fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sa
     );
     for variant in variants {
         let Some(samples) = results.get(variant) else {
-            println!("{:<9} {variant:<11} (no successful run)", "");
+            println!("{:<9} {variant:<13} (no successful run)", "");
             continue;
         };
         let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
@@ -171,7 +173,7 @@ fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sa
             String::new()
         };
         println!(
-            "{:<9} {variant:<11} {med_s:>12} {range:>22} {ratio:>6.2}x {rss:>8.1}MiB {cpu:>8.2}s{p99}",
+            "{:<9} {variant:<13} {med_s:>12} {range:>22} {ratio:>6.2}x {rss:>8.1}MiB {cpu:>8.2}s{p99}",
             ""
         );
     }
@@ -186,6 +188,22 @@ fn child(variant: &str, workload: &str) {
         "bare" => Box::new(()),
         "init" => Box::new(taskscope::init()),
         "hooks" => Box::new(taskscope::Builder::from_env().install_on(&mut builder)),
+        "init+metrics" => {
+            let addr = scraped_every_second();
+            Box::new(
+                taskscope::Builder::from_env()
+                    .metrics_addr(Some(addr))
+                    .init(),
+            )
+        }
+        "hooks+metrics" => {
+            let addr = scraped_every_second();
+            Box::new(
+                taskscope::Builder::from_env()
+                    .metrics_addr(Some(addr))
+                    .install_on(&mut builder),
+            )
+        }
         "console" => {
             console_subscriber::init();
             Box::new(())
@@ -212,6 +230,30 @@ fn child(variant: &str, workload: &str) {
     });
     println!("{out}");
     drop(rt);
+}
+
+/// A free loopback address for the metrics endpoint, and a thread that
+/// scrapes it every second (as Prometheus would) until the process ends.
+fn scraped_every_second() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+                continue;
+            };
+            let request = "GET /metrics HTTP/1.1\r\nHost: bench\r\n\
+                           Accept: application/openmetrics-text\r\nConnection: close\r\n\r\n";
+            let mut body = Vec::new();
+            let _ = stream.write_all(request.as_bytes());
+            let _ = stream.read_to_end(&mut body);
+            assert!(body.starts_with(b"HTTP/1.1 200"), "the endpoint answers");
+        }
+    });
+    addr
 }
 
 async fn spawn() {

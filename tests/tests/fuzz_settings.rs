@@ -20,7 +20,7 @@ use taskscope_tests::temp_dir;
 const APP: &str = env!("CARGO_BIN_EXE_settings_app");
 
 /// The variables with a test through a real process below.
-const PROCESS_TESTED: [&str; 8] = [
+const PROCESS_TESTED: [&str; 10] = [
     "TASKSCOPE_SLOW_POLL_MS",
     "TASKSCOPE_REPORT",
     "TASKSCOPE_ADDR",
@@ -29,6 +29,8 @@ const PROCESS_TESTED: [&str; 8] = [
     "TASKSCOPE_IDLE_LIMIT_S",
     "TASKSCOPE_TOKEN",
     "TASKSCOPE_STACKS",
+    "TASKSCOPE_METRICS_ADDR",
+    "TASKSCOPE_METRICS_MAX_LOCATIONS",
 ];
 
 /// The variables whose value is a secret: a warning shows this instead.
@@ -271,6 +273,116 @@ fn malformed_token_is_never_shown_and_turns_the_server_off() {
     assert!(!stderr(&good).contains("is not valid"), "{}", stderr(&good));
     assert!(!stderr(&good).contains("s3cret-token"), "{}", stderr(&good));
     assert!(listening, "{}", stderr(&good));
+}
+
+/// Starts `settings_app serve-task` with `env` (and no other taskscope
+/// setting but `TASKSCOPE_ADDR=off`), runs `during` with its pid once it is
+/// ready, then lets it end; returns its output and what `during` returned.
+fn serve_with<R>(env: &[(&str, &str)], during: impl FnOnce(u32) -> R) -> (Output, R) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut cmd = Command::new(APP);
+    cmd.arg("serve-task").env_remove("RUST_LOG");
+    for var in variables() {
+        cmd.env_remove(var);
+    }
+    cmd.env("TASKSCOPE_ADDR", "off");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let result = during(child.id());
+    let _ = writeln!(child.stdin.take().unwrap());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    (output, result)
+}
+
+/// The names of a process's threads (Linux; empty elsewhere).
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|dir| {
+            dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|n| n.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn malformed_metrics_address_leaves_the_endpoint_off() {
+    for bad in ["9464", "unix:/tmp/taskscope-metrics.sock"] {
+        let (output, threads) = serve_with(&[("TASKSCOPE_METRICS_ADDR", bad)], thread_names);
+        assert_named(&output, "TASKSCOPE_METRICS_ADDR", bad, "off");
+        assert!(
+            !threads.iter().any(|t| t.starts_with("taskscope-metr")),
+            "{threads:?}"
+        );
+    }
+    let good = format!("127.0.0.1:{}", taskscope_tests::free_port());
+    let (output, threads) = serve_with(&[("TASKSCOPE_METRICS_ADDR", &good)], thread_names);
+    assert!(
+        !stderr(&output).contains("is not valid"),
+        "{}",
+        stderr(&output)
+    );
+    if cfg!(target_os = "linux") {
+        assert!(
+            threads.iter().any(|t| t == "taskscope-metri"),
+            "{threads:?}"
+        );
+    }
+}
+
+#[test]
+fn malformed_metrics_location_limit_keeps_1000() {
+    let addr = format!("127.0.0.1:{}", taskscope_tests::free_port());
+    let scrape = |_pid| {
+        taskscope_tests::metrics::get(&addr, "/metrics", "")
+            .map(|r| taskscope_tests::metrics::parse(&r.body))
+            .unwrap_or_default()
+    };
+    for (bad, limit) in [("10001", None), ("-1", None), ("0", Some(0))] {
+        let (output, samples) = serve_with(
+            &[
+                ("TASKSCOPE_METRICS_ADDR", &addr),
+                ("TASKSCOPE_METRICS_MAX_LOCATIONS", bad),
+            ],
+            scrape,
+        );
+        // The waiting task: named with the default limit, "other" with 0.
+        let alive: Vec<&str> = samples
+            .iter()
+            .filter(|s| s.name == "taskscope_tasks_alive")
+            .map(|s| s.labels["spawned_at"].as_str())
+            .collect();
+        match limit {
+            None => {
+                assert_named(&output, "TASKSCOPE_METRICS_MAX_LOCATIONS", bad, "1000");
+                assert!(
+                    !alive.is_empty() && alive.iter().all(|l| l.starts_with("tests/src/bin/")),
+                    "{alive:?}"
+                );
+            }
+            Some(_) => {
+                assert!(
+                    !stderr(&output).contains("is not valid"),
+                    "{}",
+                    stderr(&output)
+                );
+                assert_eq!(alive, ["other"]);
+            }
+        }
+    }
 }
 
 #[test]

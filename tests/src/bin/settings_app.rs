@@ -9,7 +9,9 @@
 //! - `log`: an info and a debug event of the app's own, and a task blocking its
 //!   worker for 150 ms; prints `done` once its slow poll (if over the
 //!   threshold) has been reported;
-//! - `serve`: prints `ready`, then waits for a line on stdin.
+//! - `serve`: prints `ready`, then waits for a line on stdin;
+//! - `serve-task`: the same, waiting inside a spawned task (one live task to
+//!   see in the metrics).
 //!
 //! Every scenario ends with `settings_app: peak_rss N kB` on stderr (where
 //! `/proc` has it).
@@ -109,6 +111,15 @@ async fn main() {
             let mut line = String::new();
             let _ =
                 tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await;
+        }
+        Some("serve-task") => {
+            let waiter = tokio::spawn(async {
+                let mut line = String::new();
+                let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line))
+                    .await;
+            });
+            println!("ready");
+            let _ = waiter.await;
         }
         other => eprintln!("settings_app: unknown scenario {other:?}"),
     }
