@@ -8,7 +8,10 @@
 //! both sides accept ([`ServerAddr`]), the text forms both print
 //! ([`format`](mod@format)), RFC 3339 times read back ([`time`]), and the
 //! one model of slow polls by spawn location that the live view and
-//! `taskscope report` share ([`slow_polls`]).
+//! `taskscope report` share ([`slow_polls`]). It also holds the per-task
+//! poll histogram's buckets ([`histogram`]) and what both sides need of
+//! tokio-console's protocol, which the app serves too and the viewer reads
+//! from apps that embed console-subscriber ([`console`]).
 //!
 //! It starts nothing and captures nothing: a viewer, a script reading report
 //! files or a test can depend on it without compiling the capture, the
@@ -26,8 +29,10 @@
 #![warn(missing_docs)]
 
 mod addr;
+pub mod console;
 mod findings;
 pub mod format;
+pub mod histogram;
 pub mod proto;
 pub mod slow_polls;
 mod task;

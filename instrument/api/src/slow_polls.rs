@@ -53,7 +53,7 @@
 //!     v: 1,
 //!     kind: FindingKind::SlowPoll {
 //!         duration_ms: ms, threshold_ms: 100, thread: "worker-1".into(), stack,
-//!         stack_unavailable: None, in_progress, poll: 3,
+//!         stack_unavailable: None, stack_truncated: false, in_progress, poll: 3,
 //!     },
 //!     time: "2026-11-22T10:00:01.000Z".into(),
 //!     task: Some(task.clone()),
@@ -697,6 +697,7 @@ mod tests {
                 thread: "worker-1".into(),
                 stack: stack.to_vec(),
                 stack_unavailable: None,
+                stack_truncated: false,
                 in_progress,
                 poll,
             },
