@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, Release};
 
 use tracing::field::{Field, Visit};
 use tracing::span::Attributes;
@@ -185,28 +185,39 @@ impl WakerOp {
         Some(op)
     }
 
-    /// Applies the event to the task's record (any thread).
+    /// Applies the event to the task's record (any thread); `own_poll`: it
+    /// happens inside the task's own poll, on the thread polling it (a
+    /// wake there is a self-wake).
     #[inline]
-    pub(crate) fn apply(self, cell: &TaskCell) {
+    pub(crate) fn apply(self, cell: &TaskCell, own_poll: bool) {
         match self {
             WakerOp::Clone => {
-                cell.wakers.fetch_add(1, Relaxed);
+                cell.waker_clones.fetch_add(1, Relaxed);
             }
             WakerOp::Drop => drop_waker(cell),
             WakerOp::Wake => {
                 drop_waker(cell);
-                poll::woken(cell);
+                wake(cell, own_poll);
             }
-            WakerOp::WakeByRef => poll::woken(cell),
+            WakerOp::WakeByRef => wake(cell, own_poll),
         }
     }
 }
 
 #[inline]
+fn wake(cell: &TaskCell, own_poll: bool) {
+    if own_poll {
+        poll::self_woken(cell);
+    } else {
+        poll::woken(cell);
+    }
+}
+
+#[inline]
 fn drop_waker(cell: &TaskCell) {
-    let _ = cell
-        .wakers
-        .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+    // Release: whoever reads this drop also sees the clone it undoes (see
+    // `TaskCell::wakers`).
+    cell.waker_drops.fetch_add(1, Release);
 }
 
 /// A waker event's operation and the span id of its task.
@@ -274,6 +285,25 @@ mod tests {
         assert!(!displays_as(&Pieces(&["block_on", "_x"]), "block_on"));
         assert!(!displays_as(&Pieces(&["block"]), "block_on"));
         assert!(!displays_as(&Pieces(&["x", "block_on"]), "block_on"));
+    }
+
+    #[test]
+    fn waker_ops_count_clones_drops_and_self_wakes() {
+        let cell = TaskCell::new(1, None, crate::model::task::SpawnLocation::UNKNOWN, None);
+        WakerOp::Clone.apply(&cell, false);
+        WakerOp::Clone.apply(&cell, true);
+        assert_eq!(cell.wakers(), 2);
+        WakerOp::Wake.apply(&cell, false); // consumes its waker
+        WakerOp::WakeByRef.apply(&cell, true); // inside its own poll
+        WakerOp::Wake.apply(&cell, true);
+        assert_eq!(cell.waker_clones.load(Relaxed), 2);
+        assert_eq!(cell.waker_drops.load(Relaxed), 2);
+        assert_eq!(cell.wakers(), 0);
+        assert_eq!(cell.wakes.load(Relaxed), 3);
+        assert_eq!(cell.self_wakes.load(Relaxed), 2);
+        // A drop whose clone was never seen does not make the count negative.
+        WakerOp::Drop.apply(&cell, false);
+        assert_eq!(cell.wakers(), 0);
     }
 
     #[test]
