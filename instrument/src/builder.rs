@@ -189,6 +189,19 @@ impl Builder {
         self
     }
 
+    /// Serves tokio-console's protocol next to taskscope's own on the viewer
+    /// server's address (`true`, the default), or not (as
+    /// `TASKSCOPE_CONSOLE=off`).
+    ///
+    /// ```
+    /// let builder = taskscope::Builder::new().console(false);
+    /// assert!(!builder.settings().console);
+    /// ```
+    pub fn console(mut self, on: bool) -> Builder {
+        self.settings.console = on;
+        self
+    }
+
     /// How many finished tasks the history keeps, and for how long.
     pub fn finished_retention(mut self, count: usize, max_age: Duration) -> Builder {
         self.settings.finished_capacity = count;

@@ -59,6 +59,10 @@ pub struct Settings {
     /// it; a call without it, or with another one, is refused (UNAUTHENTICATED).
     /// It is compared in constant time, and never printed (not even by `Debug`).
     pub token: Option<String>,
+    /// Serve tokio-console's protocol (`rs.tokio.console.instrument.Instrument`)
+    /// on the viewer server's address, next to `taskscope.v1`
+    /// (`TASKSCOPE_CONSOLE`: `on`, the default, or `off`).
+    pub console: bool,
 }
 
 impl fmt::Debug for Settings {
@@ -71,6 +75,7 @@ impl fmt::Debug for Settings {
             .field("finished_max_age", &self.finished_max_age)
             .field("idle_limit", &self.idle_limit)
             .field("token", &self.token.as_ref().map(|_| "(hidden)"))
+            .field("console", &self.console)
             .finish()
     }
 }
@@ -85,6 +90,7 @@ impl Default for Settings {
             finished_max_age: DEFAULT_FINISHED_MAX_AGE,
             idle_limit: None,
             token: None,
+            console: true,
         }
     }
 }
@@ -205,6 +211,18 @@ impl Settings {
                 settings.token = Some(value);
             }
         }
+        if let Some(value) = lookup("TASKSCOPE_CONSOLE") {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "on" => settings.console = true,
+                "off" => settings.console = false,
+                _ => fail(
+                    "TASKSCOPE_CONSOLE",
+                    &value,
+                    "expected on or off".into(),
+                    "on".into(),
+                ),
+            }
+        }
         (settings, errors)
     }
 }
@@ -284,5 +302,23 @@ mod tests {
         assert_eq!(s.finished_max_age, DEFAULT_FINISHED_MAX_AGE);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].variable, "TASKSCOPE_FINISHED_TTL_S");
+    }
+
+    #[test]
+    fn console_protocol_on_by_default_off_on_request() {
+        assert!(with(&[]).0.console);
+        for off in ["off", "OFF", " off "] {
+            let (s, errors) = with(&[("TASKSCOPE_CONSOLE", off)]);
+            assert!(!s.console, "{off:?}");
+            assert!(errors.is_empty());
+        }
+        assert!(with(&[("TASKSCOPE_CONSOLE", "on")]).0.console);
+        let (s, errors) = with(&[("TASKSCOPE_CONSOLE", "no")]);
+        assert!(s.console);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].to_string(),
+            r#"TASKSCOPE_CONSOLE="no" is not valid: expected on or off; using the default (on)"#
+        );
     }
 }

@@ -49,9 +49,7 @@ use console_api::tasks::DurationHistogram;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 
-use crate::histogram::{
-    POLL_HISTOGRAM_BUCKETS, poll_histogram_bucket, poll_histogram_bucket_low,
-};
+use crate::histogram::{POLL_HISTOGRAM_BUCKETS, poll_histogram_bucket, poll_histogram_bucket_low};
 
 /// The field with the task's name (Tokio records it with `%`: a debug value;
 /// `""` for a task without a name). tokio-console's Name column.
@@ -149,7 +147,10 @@ pub fn to_console(
     let h = to_hdr(buckets, max_poll_ns, busy_ns);
     let mut raw_histogram = Vec::with_capacity(64);
     // Writing into a Vec cannot fail; on the impossible error the histogram is empty.
-    if V2Serializer::new().serialize(&h, &mut raw_histogram).is_err() {
+    if V2Serializer::new()
+        .serialize(&h, &mut raw_histogram)
+        .is_err()
+    {
         raw_histogram.clear();
     }
     DurationHistogram {
@@ -173,7 +174,9 @@ pub fn decode(raw: &[u8]) -> Option<Histogram<u64>> {
 pub fn longest_poll(h: &DurationHistogram) -> Option<Duration> {
     let hist = decode(&h.raw_histogram)?;
     let max = if hist.is_empty() { 0 } else { hist.max() };
-    Some(Duration::from_nanos(h.highest_outlier.unwrap_or(0).max(max)))
+    Some(Duration::from_nanos(
+        h.highest_outlier.unwrap_or(0).max(max),
+    ))
 }
 
 /// A console histogram in taskscope's buckets (what taskscope's viewer draws

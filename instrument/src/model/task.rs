@@ -96,8 +96,8 @@ pub(crate) const ST_RUNNING: u8 = 2;
 /// Running, and woken while running: scheduled again when the poll ends.
 pub(crate) const ST_RUNNING_WOKEN: u8 = 3;
 
-pub use taskscope_api::histogram::{POLL_HISTOGRAM_BUCKETS, poll_histogram_bucket_limit};
 pub(crate) use taskscope_api::histogram::poll_histogram_bucket;
+pub use taskscope_api::histogram::{POLL_HISTOGRAM_BUCKETS, poll_histogram_bucket_limit};
 
 /// Bits of [`TaskCell::reported`]: which leak reports were made for the task.
 pub(crate) const REPORTED_LOST: u8 = 1;

@@ -11,6 +11,9 @@
 //! - [`auth`]: the optional shared token (`TASKSCOPE_TOKEN`);
 //! - [`routes`]: the `taskscope.v1.Taskscope` calls (Watch, ListTasks,
 //!   TaskDetail), after the token check; [`codec`]: their wire format;
+//! - [`console`]: tokio-console's protocol on the same address (the
+//!   `rs.tokio.console.instrument.Instrument` calls, routed by path after the
+//!   same token check; `TASKSCOPE_CONSOLE=off` turns it off);
 //! - [`service`]: what ListTasks and TaskDetail answer;
 //! - [`publisher`]: one loop that reads the registry every publish interval
 //!   and makes one snapshot or delta, encoded once;
@@ -50,6 +53,7 @@ pub(crate) mod budget;
 pub(crate) mod chunk;
 pub(crate) mod codec;
 pub(crate) mod conn;
+pub(crate) mod console;
 pub(crate) mod convert;
 pub(crate) mod delta;
 pub(crate) mod fanout;

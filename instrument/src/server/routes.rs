@@ -18,6 +18,7 @@ use crate::server::auth::Auth;
 use crate::server::budget::Budget;
 use crate::server::codec::{self, Raw};
 use crate::server::conn::ConnInfo;
+use crate::server::console;
 use crate::server::fanout::{Hub, UpdateStream};
 use crate::server::service::{check_version, detail, listing};
 use crate::session::Session;
@@ -42,6 +43,8 @@ pub(crate) struct Routes {
     hub: Arc<Hub>,
     auth: Arc<Auth>,
     budget: Arc<Budget>,
+    /// tokio-console's protocol (`None`: TASKSCOPE_CONSOLE=off).
+    console: Option<console::Server>,
 }
 
 impl Routes {
@@ -52,6 +55,7 @@ impl Routes {
         budget: Arc<Budget>,
     ) -> Routes {
         Routes {
+            console: console::server(&session, &budget),
             session,
             hub,
             auth: Arc::new(auth),
@@ -75,6 +79,9 @@ impl Service<HttpRequest> for Routes {
     fn call(&mut self, request: HttpRequest) -> Self::Future {
         if let Err(status) = self.auth.check(request.headers()) {
             return Box::pin(async move { Ok(status.into_http()) });
+        }
+        if request.uri().path().starts_with(console::PATH_PREFIX) {
+            return console::call(&mut self.console, request);
         }
         let routes = self.clone();
         match request.uri().path() {
