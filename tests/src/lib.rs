@@ -2,6 +2,7 @@
 //! process, read its report file, find source lines by marker comments.
 
 pub mod app;
+pub mod scripted;
 pub mod variants;
 
 use std::io::Read;
