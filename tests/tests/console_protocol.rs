@@ -275,6 +275,11 @@ fn tokio_console_protocol_against_a_taskscope_app() {
             "longest {longest:?}, busy {busy_time:?}"
         );
         assert_eq!(h.high_outliers, 0);
+        assert_eq!(
+            decode(&h.raw_histogram).unwrap().len(),
+            1,
+            "one poll (dropping the future is not one)"
+        );
         let self_waker = seen.named("self-waker").unwrap().0.id.unwrap().id;
         let mut details = client
             .watch_task_details(TaskDetailsRequest {

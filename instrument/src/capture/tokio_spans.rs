@@ -14,7 +14,7 @@ use tracing::{Event, Metadata};
 use crate::capture::poll;
 use crate::clock;
 use crate::model::registry::Registry;
-use crate::model::task::{SpawnLocation, TaskCell, TaskEnd};
+use crate::model::task::{SpawnLocation, TaskCell, TaskEnd, poll_histogram_bucket};
 
 /// A final poll and the drop of the task's future closer together than this
 /// mean the task completed; a longer gap means it was cancelled while pending.
@@ -246,11 +246,20 @@ pub(crate) fn read_waker_event(event: &Event<'_>) -> Option<(WakerOp, u64)> {
 }
 
 /// How a task whose span just closed ended. Tokio enters the span once more
-/// to drop the future: that was not a poll, and is taken back from the count.
+/// to drop the future: that was not a poll, and is taken back from the count,
+/// the busy time and the poll histogram (on the thread that just dropped it).
 pub(crate) fn end_of(cell: &TaskCell) -> TaskEnd {
     let polls = cell.polls.load(Relaxed);
     if polls > 0 {
         cell.polls.store(polls - 1, Relaxed);
+        let took = clock::since(
+            cell.last_poll_start.load(Relaxed),
+            cell.last_poll_end.load(Relaxed),
+        );
+        let busy = cell.busy_ns.load(Relaxed);
+        cell.busy_ns.store(busy.saturating_sub(took), Relaxed);
+        let bucket = &cell.histogram[poll_histogram_bucket(took)];
+        bucket.store(bucket.load(Relaxed).saturating_sub(1), Relaxed);
     }
     let prev_end = cell.prev_poll_end.load(Relaxed);
     let gap = if prev_end == 0 {
