@@ -232,6 +232,10 @@ async fn snapshot_then_deltas_show_new_finished_and_slow_tasks() {
     assert_eq!(metrics.workers, 2, "{metrics:?}");
     assert_eq!(metrics.local_queue_depths.len(), 2, "{metrics:?}");
     assert!(metrics.alive_tasks >= 53, "{metrics:?}");
+    // Each worker's busy time and polls so far, for the runtime view's plots.
+    assert_eq!(metrics.worker_busy.len(), 2, "{metrics:?}");
+    assert_eq!(metrics.worker_polls.len(), 2, "{metrics:?}");
+    assert!(metrics.worker_polls.iter().sum::<u64>() > 0, "{metrics:?}");
     assert_eq!(info.slow_poll_threshold, Duration::from_millis(100));
     let workers: Vec<&Task> = tasks
         .iter()

@@ -4,7 +4,7 @@
 //! ```text
 //! taskscope [attach [ADDR]]      live view (the default)
 //! taskscope dump [ADDR] [--json]  list the tasks once
-//! taskscope report FILE... [--json] [--since T] [--until T]
+//! taskscope report FILE... [--json] [--since T] [--until T] [--full-stacks]
 //! taskscope demo                  run a misbehaving app to look at
 //! ```
 //!
@@ -76,6 +76,9 @@ struct ReportArgs {
     /// Only findings at or before this time (RFC 3339).
     #[arg(long, value_name = "T", value_parser = parse_time)]
     until: Option<SystemTime>,
+    /// Show every frame of the stacks (by default the runtime's frames are folded).
+    #[arg(long)]
+    full_stacks: bool,
 }
 
 fn parse_addr(text: &str) -> Result<ServerAddr, String> {
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
                 files: args.files,
                 json: args.json,
                 window,
+                full_stacks: args.full_stacks,
             })
         }
     }

@@ -88,6 +88,7 @@ impl Script {
                 thread: format!("worker-{}", second % 3),
                 stack: stack.to_vec(),
                 stack_unavailable: None,
+                stack_truncated: false,
                 in_progress,
                 poll,
             },

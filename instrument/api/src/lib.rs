@@ -8,8 +8,10 @@
 //! both sides accept ([`ServerAddr`]), the text forms both print
 //! ([`format`](mod@format)), RFC 3339 times read back ([`time`]), and the
 //! one model of slow polls by spawn location that the live view and
-//! `taskscope report` share ([`slow_polls`]). It also holds the per-task
-//! poll histogram's buckets ([`histogram`]) and what both sides need of
+//! `taskscope report` share ([`slow_polls`]), likewise for the other findings
+//! grouped by kind and location ([`problems`]), and stacks as both show them,
+//! the runtime's frames folded ([`stack`]). It also holds the per-task poll
+//! histogram's buckets ([`histogram`]) and what both sides need of
 //! tokio-console's protocol, which the app serves too and the viewer reads
 //! from apps that embed console-subscriber ([`console`]).
 //!
@@ -33,8 +35,10 @@ pub mod console;
 mod findings;
 pub mod format;
 pub mod histogram;
+pub mod problems;
 pub mod proto;
 pub mod slow_polls;
+pub mod stack;
 mod task;
 pub mod time;
 

@@ -56,6 +56,8 @@ pub(crate) struct WatchSlot {
     pub(crate) poll_no: AtomicU64,
     pub(crate) thread: ThreadHandle,
     pub(crate) thread_name: String,
+    /// The thread's id, to match a Tokio worker (`worker_thread_id`).
+    pub(crate) thread_id: std::thread::ThreadId,
     pub(crate) dead: AtomicBool,
     pub(crate) stack: Mutex<Option<TakenStack>>,
 }
@@ -88,6 +90,7 @@ fn register() -> Arc<WatchSlot> {
             .name()
             .unwrap_or("<unnamed>")
             .to_string(),
+        thread_id: std::thread::current().id(),
         dead: AtomicBool::new(false),
         stack: Mutex::new(None),
     });

@@ -7,6 +7,8 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
+use crate::client::error::ClientError;
+
 /// The environment variable the token is read from (by the app and the viewer).
 pub const TOKEN_VAR: &str = "TASKSCOPE_TOKEN";
 
@@ -78,6 +80,13 @@ impl Interceptor for AddToken {
         }
         Ok(request)
     }
+}
+
+/// The viewer's `TASKSCOPE_TOKEN`, as a [`ClientError`] when it cannot be sent.
+pub fn env_token() -> Result<Option<Token>, ClientError> {
+    Token::from_env().map_err(|e| ClientError::BadToken {
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

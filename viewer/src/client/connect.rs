@@ -7,8 +7,8 @@ use taskscope_api::proto::taskscope_client::TaskscopeClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::client::ClientError;
 use crate::client::auth::{AddToken, Token};
+use crate::client::error::ClientError;
 
 /// A client of the taskscope service, sending the token (if any) with every call.
 pub type Client = TaskscopeClient<InterceptedService<Channel, AddToken>>;

@@ -108,6 +108,12 @@ pub fn metrics(m: Option<&proto::RuntimeMetrics>) -> RuntimeMetrics {
         local_queue_depths: m.local_queue_depths.clone(),
         blocking_threads: m.blocking_threads,
         blocking_queue_depth: m.blocking_queue_depth,
+        worker_busy: m
+            .worker_busy_ns
+            .iter()
+            .map(|ns| Duration::from_nanos(*ns))
+            .collect(),
+        worker_polls: m.worker_polls.clone(),
     }
 }
 

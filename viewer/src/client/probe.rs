@@ -8,6 +8,8 @@ use std::time::Duration;
 use taskscope_api::ServerAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::client::error::ClientError;
+
 /// How long the probe may take in all.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -94,6 +96,24 @@ async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin) -> Peer {
         }
     }
     classify(&first)
+}
+
+/// A failure before the app answered anything: when it says no more than
+/// "lost", ask the address what it speaks (an HTTP/1 or TLS server usually
+/// just closes an HTTP/2 connection).
+pub(crate) async fn diagnose(addr: &ServerAddr, err: ClientError) -> ClientError {
+    if !matches!(err, ClientError::Lost { .. }) {
+        return err;
+    }
+    match probe(addr).await {
+        Peer::Http1 | Peer::Tls | Peer::Other => ClientError::NotGrpc {
+            addr: addr.to_string(),
+        },
+        Peer::NotListening => ClientError::NotListening {
+            addr: addr.to_string(),
+        },
+        Peer::Http2 | Peer::Unknown => err,
+    }
 }
 
 #[cfg(test)]

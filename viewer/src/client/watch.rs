@@ -10,9 +10,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::client::assemble::{Assembler, ChunkError};
+use crate::client::auth::{Token, env_token};
 use crate::client::backoff::Backoff;
+use crate::client::connect;
 use crate::client::connect::Client;
-use crate::client::{self, ClientError, Token, connect, convert};
+use crate::client::convert;
+use crate::client::error::ClientError;
+use crate::client::probe::diagnose;
 use crate::state::model::{Connection, Request, Update};
 
 /// With no message from the app for this long (it publishes every 500 ms),
@@ -55,7 +59,7 @@ pub async fn watch(
     updates: mpsc::Sender<Update>,
     requests: mpsc::Receiver<Request>,
 ) {
-    match client::env_token() {
+    match env_token() {
         Ok(token) => watch_with(addr, token, updates, requests).await,
         Err(err) => {
             let incompatible = Connection::Incompatible {
@@ -147,7 +151,7 @@ async fn session(
 ) -> Ended {
     let mut client = match connect::connect(addr, token).await {
         Ok(client) => client,
-        Err(err) => return Ended::Failed(client::diagnose(addr, err).await),
+        Err(err) => return Ended::Failed(diagnose(addr, err).await),
     };
     let request = proto::WatchRequest {
         protocol_version: PROTOCOL_VERSION,
@@ -156,7 +160,7 @@ async fn session(
         Ok(response) => response.into_inner(),
         Err(status) => {
             let err = ClientError::from_status(shown, &status);
-            return Ended::Failed(client::diagnose(addr, err).await);
+            return Ended::Failed(diagnose(addr, err).await);
         }
     };
     let mut assembler = Assembler::default();
@@ -177,7 +181,7 @@ async fn session(
                         if *connected {
                             return Ended::Failed(err);
                         }
-                        return Ended::Failed(client::diagnose(addr, err).await);
+                        return Ended::Failed(diagnose(addr, err).await);
                     }
                     Ok(Ok(None)) => {
                         return Ended::Failed(ClientError::Lost {

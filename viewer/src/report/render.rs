@@ -4,22 +4,27 @@ use std::time::Duration;
 
 use serde::Serialize;
 use taskscope_api::format::{duration, table};
+use taskscope_api::problems::ProblemGroup;
 use taskscope_api::slow_polls::{SlowPollGroup, WorstPoll};
+use taskscope_api::stack::{self, SourceRoots};
+use taskscope_api::time::parse_time;
 use taskscope_api::{LeakReason, StackFrame, TaskRef};
 
-use super::group::{OtherGroup, Summary};
+use super::group::Summary;
 use super::parse::Reading;
 
-/// Frames of a worst stack shown in text; `--json` has them all.
+/// Lines of a worst stack shown in text, the runtime's frames folded;
+/// `--full-stacks` shows every frame, `--json` has them all.
 pub const STACK_FRAMES_SHOWN: usize = 16;
 /// Task names shown in text per group.
 const NAMES_SHOWN: usize = 5;
 
-/// The report as text: a section of slow polls (each with its worst stack), one
-/// of other findings, and a line about what was read.
-pub fn text(summary: &Summary, reading: &Reading) -> String {
+/// The report as text: a section of slow polls (each with its worst stack, the
+/// runtime's frames folded unless `full_stacks`), one of other findings, and a
+/// line about what was read.
+pub fn text(summary: &Summary, reading: &Reading, full_stacks: bool) -> String {
     let mut out = String::new();
-    slow_polls_text(&summary.slow_polls, &mut out);
+    slow_polls_text(&summary.slow_polls, &summary.roots, full_stacks, &mut out);
     out.push('\n');
     other_text(&summary.other, &mut out);
     out.push('\n');
@@ -28,11 +33,12 @@ pub fn text(summary: &Summary, reading: &Reading) -> String {
     out
 }
 
-fn slow_polls_text(groups: &[SlowPollGroup], out: &mut String) {
+fn slow_polls_text(groups: &[SlowPollGroup], roots: &SourceRoots, full: bool, out: &mut String) {
     if groups.is_empty() {
         out.push_str("Slow polls: none\n");
         return;
     }
+    let roots = roots.as_slice();
     let polls: u64 = groups.iter().map(|g| g.count).sum();
     out.push_str(&format!(
         "Slow polls: {polls} {} at {} spawn {}, longest total first\n",
@@ -52,7 +58,7 @@ fn slow_polls_text(groups: &[SlowPollGroup], out: &mut String) {
                 ms(g.p99_ms),
                 g.top_frame
                     .as_ref()
-                    .map_or_else(|| "-".into(), StackFrame::to_string),
+                    .map_or_else(|| "-".into(), |f| stack::frame_text(f, roots)),
             ]
         })
         .collect();
@@ -91,11 +97,11 @@ fn slow_polls_text(groups: &[SlowPollGroup], out: &mut String) {
             }
             out.push_str(&format!("    tasks: {names}\n"));
         }
-        worst_text(&group.worst, out);
+        worst_text(&group.worst, roots, full, out);
     }
 }
 
-fn worst_text(worst: &WorstPoll, out: &mut String) {
+fn worst_text(worst: &WorstPoll, roots: &[String], full: bool, out: &mut String) {
     let mut head = format!("    worst poll: {}", ms(worst.duration_ms));
     if worst.unfinished {
         head.push_str(" so far");
@@ -115,23 +121,58 @@ fn worst_text(worst: &WorstPoll, out: &mut String) {
             .unwrap_or("none was captured");
         out.push_str(&format!("      (no stack: {why})\n"));
     }
-    for frame in worst.stack.iter().take(STACK_FRAMES_SHOWN) {
-        out.push_str(&format!("      {frame}\n"));
+    let lines = stack::fold(&worst.stack, full);
+    let shown = if full {
+        lines.len()
+    } else {
+        STACK_FRAMES_SHOWN
+    };
+    for line in lines.iter().take(shown) {
+        match line {
+            stack::StackLine::Frame { frame, .. } => {
+                out.push_str(&format!("      {}\n", stack::frame_text(frame, roots)));
+            }
+            folded @ stack::StackLine::Folded { .. } => {
+                out.push_str(&format!("      {folded}\n"));
+            }
+        }
     }
-    if worst.stack.len() > STACK_FRAMES_SHOWN {
+    if let Some(next) = lines.get(shown) {
+        let first = match next {
+            stack::StackLine::Frame { index, .. } => *index,
+            stack::StackLine::Folded { first, .. } => *first,
+        };
         out.push_str(&format!(
-            "      … {} more frames (--json has them all)\n",
-            worst.stack.len() - STACK_FRAMES_SHOWN
+            "      … {} more frames (--full-stacks or --json has them all)\n",
+            worst.stack.len() - first
         ));
     }
 }
 
-fn other_text(groups: &[OtherGroup], out: &mut String) {
+/// A finding's time, to the second in UTC (`2026-11-22T10:00:05Z`), or as
+/// written when it cannot be read.
+fn seen(time: &str) -> String {
+    match parse_time(time) {
+        Ok(t) => humantime::format_rfc3339_seconds(t).to_string(),
+        Err(_) => time.to_string(),
+    }
+}
+
+fn other_text(groups: &[ProblemGroup], out: &mut String) {
     if groups.is_empty() {
         out.push_str("Other findings: none\n");
         return;
     }
-    out.push_str("Other findings by kind and location\n");
+    let findings: u64 = groups
+        .iter()
+        .filter(|g| g.kind != "findings_dropped")
+        .map(|g| g.count)
+        .sum();
+    out.push_str(&format!(
+        "Other findings: {findings} in {} {} by kind and location, each with its newest message\n",
+        groups.len(),
+        plural(groups.len() as u64, "group", "groups"),
+    ));
     let rows: Vec<Vec<String>> = groups
         .iter()
         .map(|g| {
@@ -145,6 +186,8 @@ fn other_text(groups: &[OtherGroup], out: &mut String) {
                 g.kind.to_string(),
                 location(g.location.as_deref(), "-"),
                 g.count.to_string(),
+                seen(&g.first_seen),
+                seen(&g.last_seen),
                 detail,
                 g.example_task
                     .as_ref()
@@ -152,11 +195,29 @@ fn other_text(groups: &[OtherGroup], out: &mut String) {
             ]
         })
         .collect();
-    out.push_str(&table(
-        &["KIND", "LOCATION", "COUNT", "DETAIL", "EXAMPLE TASK"],
+    let laid_out = table(
+        &[
+            "KIND",
+            "LOCATION",
+            "COUNT",
+            "FIRST SEEN",
+            "LAST SEEN",
+            "DETAIL",
+            "EXAMPLE TASK",
+        ],
         &rows,
         &[2],
-    ));
+    );
+    let mut lines = laid_out.lines();
+    if let Some(head) = lines.next() {
+        out.push_str(head);
+        out.push('\n');
+    }
+    for (group, line) in groups.iter().zip(lines) {
+        out.push_str(line);
+        out.push('\n');
+        out.push_str(&format!("    newest: {}\n", group.newest.message()));
+    }
 }
 
 fn lines_text(reading: &Reading) -> String {
@@ -277,10 +338,13 @@ struct JsonOther<'a> {
     example_task: Option<&'a TaskRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     example: Option<&'a str>,
+    first_seen: &'a str,
+    last_seen: &'a str,
+    newest: String,
 }
 
-impl<'a> From<&'a OtherGroup> for JsonOther<'a> {
-    fn from(g: &'a OtherGroup) -> Self {
+impl<'a> From<&'a ProblemGroup> for JsonOther<'a> {
+    fn from(g: &'a ProblemGroup) -> Self {
         JsonOther {
             kind: g.kind,
             location: g.location.as_deref(),
@@ -288,6 +352,9 @@ impl<'a> From<&'a OtherGroup> for JsonOther<'a> {
             reason: g.reason,
             example_task: g.example_task.as_ref(),
             example: g.example.as_deref(),
+            first_seen: &g.first_seen,
+            last_seen: &g.last_seen,
+            newest: g.newest.message(),
         }
     }
 }

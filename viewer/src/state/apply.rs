@@ -2,132 +2,15 @@
 //! While paused, updates are held coalesced (see the module docs of
 //! [`crate::state`]).
 
-use std::collections::HashMap;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use taskscope_api::LeakReason;
+use taskscope_api::problems::ProblemGroups;
 
-use super::{
-    AppInfo, Dropped, Finding, FindingKind, MAX_HELD_FINDINGS, MAX_PROBLEMS, Marks, Model,
-    RuntimeMetrics, Task, TaskEntry, Update,
-};
-
-/// Updates held while paused, coalesced.
-#[derive(Debug, Default)]
-pub(crate) struct Held {
-    /// A snapshot came: at resume, replace everything (with `live`/`finished`).
-    snapshot: Option<AppInfo>,
-    /// Live tasks changed (or, after a snapshot, all live tasks), latest record each.
-    live: HashMap<u64, Task>,
-    /// Tasks that ended.
-    finished: HashMap<u64, Task>,
-    /// Findings, oldest first.
-    findings: Vec<Finding>,
-    metrics: Option<RuntimeMetrics>,
-    dropped: Option<Dropped>,
-    at: Option<SystemTime>,
-    /// Updates held (as they came).
-    pub count: u64,
-    /// Findings dropped because `findings` was full.
-    pub findings_dropped: u64,
-}
-
-impl Held {
-    fn hold(&mut self, update: Update) {
-        self.count += 1;
-        match update {
-            Update::Snapshot {
-                app,
-                tasks,
-                finished,
-                findings,
-                metrics,
-                dropped,
-                at,
-            } => {
-                let (count, findings_dropped) = (self.count, self.findings_dropped);
-                *self = Held {
-                    snapshot: Some(app),
-                    live: tasks.into_iter().map(|t| (t.id, t)).collect(),
-                    finished: finished.into_iter().map(|t| (t.id, t)).collect(),
-                    findings: Vec::new(),
-                    metrics: Some(metrics),
-                    dropped: Some(dropped),
-                    at: Some(at),
-                    count,
-                    findings_dropped,
-                };
-                self.hold_findings(findings);
-            }
-            Update::Delta {
-                changed,
-                finished,
-                findings,
-                metrics,
-                dropped,
-                at,
-            } => {
-                for task in changed {
-                    if !self.finished.contains_key(&task.id) {
-                        self.live.insert(task.id, task);
-                    }
-                }
-                for task in finished {
-                    self.live.remove(&task.id);
-                    self.finished.insert(task.id, task);
-                }
-                self.hold_findings(findings);
-                self.metrics = Some(metrics);
-                self.dropped = Some(dropped);
-                self.at = Some(at);
-            }
-            // Applied at once, never held.
-            Update::Detail(_) | Update::Connection(_) => {}
-        }
-    }
-
-    fn hold_findings(&mut self, findings: Vec<Finding>) {
-        for finding in findings {
-            if self.findings.len() < MAX_HELD_FINDINGS {
-                self.findings.push(finding);
-            } else {
-                self.findings_dropped += 1;
-            }
-        }
-    }
-
-    /// What was held, as updates to apply in order.
-    pub fn into_updates(self) -> Vec<Update> {
-        if self.count == 0 {
-            return Vec::new();
-        }
-        let tasks: Vec<Task> = self.live.into_values().collect();
-        let finished: Vec<Task> = self.finished.into_values().collect();
-        let metrics = self.metrics.unwrap_or_default();
-        let dropped = self.dropped.unwrap_or_default();
-        let at = self.at.unwrap_or_else(SystemTime::now);
-        let update = match self.snapshot {
-            Some(app) => Update::Snapshot {
-                app,
-                tasks,
-                finished,
-                findings: self.findings,
-                metrics,
-                dropped,
-                at,
-            },
-            None => Update::Delta {
-                changed: tasks,
-                finished,
-                findings: self.findings,
-                metrics,
-                dropped,
-                at,
-            },
-        };
-        vec![update]
-    }
-}
+use crate::state::app_model::{MAX_PROBLEM_GROUPS, MAX_PROBLEMS, Model};
+use crate::state::entry::{Marks, TaskEntry};
+use crate::state::history;
+use crate::state::model::{Finding, FindingKind, Task, Update};
 
 impl Model {
     /// Folds `update` in, as received at `now`.
@@ -140,8 +23,47 @@ impl Model {
     ///
     /// While paused, snapshots and deltas are held (coalesced) and applied on
     /// resume; details and connection changes are applied at once.
+    ///
+    /// Snapshots and deltas also add a sample to the runtime's history
+    /// ([`Model::history`]), paused or not: the runtime view shows the samples
+    /// up to the update on screen.
     pub fn apply(&mut self, update: Update, now: Instant) {
         self.clock = self.clock.max(now);
+        self.record_sample(&update);
+        self.fold(update, now);
+    }
+
+    /// Adds the runtime sample of a snapshot or delta to the history.
+    fn record_sample(&mut self, update: &Update) {
+        let at = match update {
+            Update::Snapshot { metrics, at, .. } => {
+                // Its findings are the app's recent past, not news.
+                self.history.record(*at, metrics, 0);
+                *at
+            }
+            Update::Delta {
+                metrics,
+                findings,
+                at,
+                ..
+            } => {
+                self.history
+                    .record(*at, metrics, history::slow_polls_ended(findings));
+                *at
+            }
+            Update::Detail(_) | Update::Connection(_) => return,
+        };
+        // The window on screen ends at the update on screen.
+        let end = if self.paused {
+            self.last_update_at
+        } else {
+            None
+        };
+        self.history.prune(end.unwrap_or(at));
+    }
+
+    /// [`Model::apply`] without the history: folds `update` in, or holds it while paused.
+    pub(super) fn fold(&mut self, update: Update, now: Instant) {
         match update {
             Update::Connection(connection) => {
                 self.connection = connection;
@@ -167,6 +89,7 @@ impl Model {
                 self.marks.clear();
                 self.slow.clear();
                 self.problems.clear();
+                self.problem_groups = ProblemGroups::with_max_groups(MAX_PROBLEM_GROUPS);
                 self.problems_overflow = 0;
                 self.findings_dropped_reported = 0;
                 for task in tasks {
@@ -254,8 +177,15 @@ impl Model {
     fn insert_finished(&mut self, task: Task, now: Instant) {
         let id = task.id;
         let known = self.tasks.get(&id);
-        if known.is_none() {
-            self.order.row_added(id);
+        match known {
+            None => self.order.row_added(id),
+            // It moves from the live rows to the finished ones (or, live
+            // only, out of the table): taken out and placed again.
+            Some(entry) if entry.ended_at.is_none() => {
+                self.order.row_removed(id);
+                self.order.row_added(id);
+            }
+            Some(_) => {}
         }
         let ended_at = match known.and_then(|e| e.ended_at) {
             Some(earlier) => earlier,
@@ -283,7 +213,10 @@ impl Model {
 
     fn ingest(&mut self, finding: Finding) {
         match &finding.kind {
-            FindingKind::SlowPoll { .. } => {
+            FindingKind::SlowPoll { stack, .. } => {
+                if let Some(task) = &finding.task {
+                    self.source_roots.learn(stack, &task.spawned_at);
+                }
                 self.slow.ingest(&finding);
                 self.mark(&finding, Marks::SLOW);
                 return;
@@ -302,6 +235,7 @@ impl Model {
             }
             FindingKind::TaskPanicked { .. } => self.mark(&finding, Marks::PANICKED),
         }
+        self.problem_groups.ingest(&finding);
         if self.problems.len() == MAX_PROBLEMS {
             self.problems.pop_front();
             self.problems_overflow += 1;

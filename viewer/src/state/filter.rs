@@ -1,7 +1,7 @@
 //! The tasks view's filter: a piece of text matched against each task's name
 //! and spawn location, ignoring ASCII case, without allocating per task.
 
-use super::Task;
+use crate::state::model::Task;
 
 /// Whether `task` passes the filter `needle` (empty passes everything).
 pub fn matches(task: &Task, needle: &str) -> bool {
@@ -36,7 +36,7 @@ pub fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::TaskState;
+    use crate::state::model::TaskState;
     use std::time::Duration;
 
     fn task(name: Option<&str>, at: &str) -> Task {

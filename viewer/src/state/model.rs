@@ -54,6 +54,12 @@ pub struct RuntimeMetrics {
     pub blocking_threads: u64,
     /// Tasks waiting for a blocking thread.
     pub blocking_queue_depth: u64,
+    /// Time each worker has been busy since the runtime started, by worker
+    /// index (empty when the app does not send it).
+    pub worker_busy: Vec<Duration>,
+    /// Polls each worker has run since the runtime started, by worker index
+    /// (empty when the app does not send it).
+    pub worker_polls: Vec<u64>,
 }
 
 /// Counts of things the app or its server had to drop.

@@ -11,7 +11,7 @@
 use taskscope_api::slow_polls;
 pub use taskscope_api::slow_polls::{SlowPollGroup, WorstPoll};
 
-use super::Finding;
+use crate::state::model::Finding;
 
 /// The source of every finding in the live view: one app, one stream.
 const LIVE: u32 = 0;

@@ -6,9 +6,9 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
-use super::heading;
 use crate::state::Marks;
 use crate::state::keys::BINDINGS;
+use crate::ui::text::heading;
 
 /// Draws the help into `area`.
 pub fn draw(frame: &mut Frame, area: Rect, _model: &crate::state::Model) {

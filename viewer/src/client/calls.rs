@@ -1,0 +1,174 @@
+//! One-shot calls: [`list_tasks`] and [`task_detail`] (the live stream is
+//! [`super::watch()`]).
+
+use std::time::{Duration, SystemTime};
+
+use taskscope_api::ServerAddr;
+use taskscope_api::proto::{self, PROTOCOL_VERSION};
+
+use crate::client::auth::{Token, env_token};
+use crate::client::connect;
+use crate::client::convert::{self, TaskKind};
+use crate::client::error::ClientError;
+use crate::client::probe::diagnose;
+use crate::client::watch;
+use crate::state::model::{AppInfo, Task, TaskDetail};
+
+/// How long a one-shot call ([`list_tasks`], [`task_detail`]) may take in all.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A task of a listing, with its kind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListedTask {
+    /// The task.
+    pub task: Task,
+    /// Spawned task, or a runtime's `block_on` future.
+    pub kind: TaskKind,
+}
+
+/// Every live task of an app, once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listing {
+    /// The app.
+    pub app: AppInfo,
+    /// Its live tasks, by id (taskscope's own are never among them).
+    pub tasks: Vec<ListedTask>,
+    /// When the app took the listing.
+    pub at: SystemTime,
+}
+
+/// Lists the live tasks of the app at `addr`.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), taskscope_viewer::client::ClientError> {
+/// let addr = taskscope_api::ServerAddr::parse("127.0.0.1:6670").unwrap();
+/// for t in taskscope_viewer::client::list_tasks(&addr).await?.tasks {
+///     println!("{} {:?} {}", t.task.id, t.task.name, t.task.spawned_at);
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn list_tasks(addr: &ServerAddr) -> Result<Listing, ClientError> {
+    list_tasks_with(addr, env_token()?.as_ref()).await
+}
+
+/// Like [`list_tasks`], sending `token` instead of the environment's.
+pub async fn list_tasks_with(
+    addr: &ServerAddr,
+    token: Option<&Token>,
+) -> Result<Listing, ClientError> {
+    let shown = addr.to_string();
+    let call = async {
+        let mut client = connect::connect(addr, token).await?;
+        let request = proto::ListTasksRequest {
+            protocol_version: PROTOCOL_VERSION,
+            include_finished: false,
+        };
+        let mut stream = client
+            .list_tasks(request)
+            .await
+            .map_err(|s| ClientError::from_status(&shown, &s))?
+            .into_inner();
+        let mut listing: Option<(proto::TaskList, Vec<ListedTask>)> = None;
+        loop {
+            let Some(chunk) = stream
+                .message()
+                .await
+                .map_err(|s| ClientError::from_status(&shown, &s))?
+            else {
+                return Err(ClientError::Lost {
+                    addr: shown.clone(),
+                    detail: "the listing ended before its last part".into(),
+                });
+            };
+            if chunk.protocol_version != PROTOCOL_VERSION {
+                return Err(ClientError::Incompatible {
+                    addr: shown.clone(),
+                    reason: watch::mismatch(chunk.protocol_version),
+                });
+            }
+            let expected = listing.as_ref().map_or(0, |(head, _)| head.chunk + 1);
+            if chunk.chunk != expected {
+                return Err(ClientError::Lost {
+                    addr: shown.clone(),
+                    detail: format!("listing part {} came instead of {expected}", chunk.chunk),
+                });
+            }
+            let tasks = chunk.tasks.iter().map(|t| ListedTask {
+                task: convert::task(t),
+                kind: convert::kind(t),
+            });
+            match &mut listing {
+                None => {
+                    let collected = tasks.collect();
+                    listing = Some((chunk, collected));
+                }
+                Some((head, all)) => {
+                    all.extend(tasks);
+                    head.chunk = chunk.chunk;
+                    head.last = chunk.last;
+                }
+            }
+            let (head, all) = listing.as_ref().expect("set above");
+            if head.last {
+                if all.len() as u64 != head.total_tasks {
+                    return Err(ClientError::Lost {
+                        addr: shown.clone(),
+                        detail: format!(
+                            "listing incomplete: {} of {} tasks",
+                            all.len(),
+                            head.total_tasks
+                        ),
+                    });
+                }
+                break;
+            }
+        }
+        let (head, tasks) = listing.expect("at least one part");
+        Ok(Listing {
+            app: head.app.as_ref().map(convert::app).unwrap_or_default(),
+            tasks,
+            at: convert::time(head.at_unix_ns),
+        })
+    };
+    match with_timeout(&shown, "the task listing", call).await {
+        Ok(listing) => Ok(listing),
+        Err(err) => Err(diagnose(addr, err).await),
+    }
+}
+
+/// Everything about task `id` of the app at `addr`.
+pub async fn task_detail(addr: &ServerAddr, id: u64) -> Result<TaskDetail, ClientError> {
+    task_detail_with(addr, id, env_token()?.as_ref()).await
+}
+
+/// Like [`task_detail`], sending `token` instead of the environment's.
+pub async fn task_detail_with(
+    addr: &ServerAddr,
+    id: u64,
+    token: Option<&Token>,
+) -> Result<TaskDetail, ClientError> {
+    let shown = addr.to_string();
+    let call = async {
+        let client = connect::connect(addr, token).await?;
+        watch::detail(client, &shown, id).await
+    };
+    match with_timeout(&shown, "the task detail", call).await {
+        Ok(detail) => Ok(detail),
+        Err(err) => Err(diagnose(addr, err).await),
+    }
+}
+
+async fn with_timeout<T>(
+    shown: &str,
+    what: &str,
+    call: impl Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ClientError::TimedOut {
+                addr: shown.to_string(),
+                what: what.to_string(),
+            })
+        })
+}
