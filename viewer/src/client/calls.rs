@@ -8,6 +8,7 @@ use taskscope_api::proto::{self, PROTOCOL_VERSION};
 
 use crate::client::auth::{Token, env_token};
 use crate::client::connect;
+use crate::client::console;
 use crate::client::convert::{self, TaskKind};
 use crate::client::error::ClientError;
 use crate::client::probe::diagnose;
@@ -130,7 +131,14 @@ pub async fn list_tasks_with(
             at: convert::time(head.at_unix_ns),
         })
     };
-    match with_timeout(&shown, "the task listing", call).await {
+    let listed = match with_timeout(&shown, "the task listing", call).await {
+        // Not taskscope's service: perhaps tokio-console's (console-subscriber).
+        Err(ClientError::NotTaskscope { .. }) => {
+            with_timeout(&shown, "the task listing", console::listing(addr, token)).await
+        }
+        listed => listed,
+    };
+    match listed {
         Ok(listing) => Ok(listing),
         Err(err) => Err(diagnose(addr, err).await),
     }
