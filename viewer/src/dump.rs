@@ -124,7 +124,11 @@ fn slow_table(listing: &Listing) -> String {
     }
     format!(
         "Slow polls: tasks with a poll of {threshold} or more (from the app's poll histograms)\n{}",
-        format::table(&["ID", "NAME", "SPAWNED AT", "LONGEST POLL"], &rows, &[0, 3])
+        format::table(
+            &["ID", "NAME", "SPAWNED AT", "LONGEST POLL"],
+            &rows,
+            &[0, 3]
+        )
     )
 }
 

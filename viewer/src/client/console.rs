@@ -223,7 +223,10 @@ impl ConsoleState {
     }
 
     fn kept(&self, id: u64, task: &ConsoleTask, stats: Stats) -> Kept {
-        let names = task.metadata.as_ref().and_then(|m| self.metadata.get(&m.id));
+        let names = task
+            .metadata
+            .as_ref()
+            .and_then(|m| self.metadata.get(&m.id));
         let mut kept = Kept {
             shown: id,
             name: None,
@@ -636,9 +639,15 @@ mod tests {
                 task(2251799813685252, 10, "orphan", "task", 40),
             ],
             vec![
-                (2251799813685249, stats(t0, 4, Duration::from_millis(260), false)),
+                (
+                    2251799813685249,
+                    stats(t0, 4, Duration::from_millis(260), false),
+                ),
                 (2251799813685250, stats(t0, 1, Duration::ZERO, true)),
-                (2251799813685251, stats(t0, 9, Duration::from_millis(90), false)),
+                (
+                    2251799813685251,
+                    stats(t0, 9, Duration::from_millis(90), false),
+                ),
             ],
         ));
         assert_eq!(changed.ids.len(), 3, "a task without its stats is left out");
@@ -655,14 +664,22 @@ mod tests {
         assert_eq!(handler.busy, Duration::from_millis(260));
         assert_eq!(handler.age, Duration::from_secs(3));
         assert_eq!(handler.wakers, 1);
-        assert_eq!(handler.max_poll, Duration::from_millis(65), "the mean, a lower bound");
+        assert_eq!(
+            handler.max_poll,
+            Duration::from_millis(65),
+            "the mean, a lower bound"
+        );
 
         // The blocking worker thread: running for the app's life, never slow.
         let (worker, kind) = &tasks[1];
         assert_eq!(kind, &TaskKind::Blocking);
         assert_eq!(worker.name, None, "an empty name is no name");
         assert_eq!(worker.state, TaskState::Running);
-        assert_eq!(worker.busy, Duration::from_millis(2_000), "busy since its poll began");
+        assert_eq!(
+            worker.busy,
+            Duration::from_millis(2_000),
+            "busy since its poll began"
+        );
         assert_eq!(worker.max_poll, Duration::ZERO);
 
         // Only the handler can have had a 100 ms poll.
@@ -671,8 +688,14 @@ mod tests {
             [2251799813685249]
         );
         state.set_longest(2251799813685249, Duration::from_millis(250));
-        assert_eq!(state.task(2251799813685249).unwrap().0.max_poll, Duration::from_millis(250));
-        assert!(state.candidates(SLOW_POLL_THRESHOLD, 10).is_empty(), "known slow");
+        assert_eq!(
+            state.task(2251799813685249).unwrap().0.max_poll,
+            Duration::from_millis(250)
+        );
+        assert!(
+            state.candidates(SLOW_POLL_THRESHOLD, 10).is_empty(),
+            "known slow"
+        );
         assert_eq!(state.console_id(7), Some(2251799813685249));
 
         // It ends; a minute later it is forgotten.

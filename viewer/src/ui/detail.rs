@@ -194,10 +194,9 @@ fn lines(model: &Model, id: u64) -> Vec<Line<'static>> {
     out.push(heading("Async stack"));
     match &detail.async_stack {
         Some(stack) => out.extend(stack.lines().map(|l| Line::raw(format!("  {l}")))),
-        None if console_app(model) => out.push(Line::styled(
-            "  not available from console-subscriber",
-            dim,
-        )),
+        None if console_app(model) => {
+            out.push(Line::styled("  not available from console-subscriber", dim))
+        }
         None => out.push(Line::styled(
             "  not available (the app was not built with --cfg tokio_taskdump)",
             dim,
