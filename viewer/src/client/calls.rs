@@ -134,7 +134,17 @@ pub async fn list_tasks_with(
     let listed = match with_timeout(&shown, "the task listing", call).await {
         // Not taskscope's service: perhaps tokio-console's (console-subscriber).
         Err(ClientError::NotTaskscope { .. }) => {
-            with_timeout(&shown, "the task listing", console::listing(addr, token)).await
+            let live = console::live_tasks(addr, token);
+            with_timeout(&shown, "the task listing", live)
+                .await
+                .map(|(tasks, at)| Listing {
+                    app: console::app_info(),
+                    tasks: tasks
+                        .into_iter()
+                        .map(|(task, kind)| ListedTask { task, kind })
+                        .collect(),
+                    at,
+                })
         }
         listed => listed,
     };

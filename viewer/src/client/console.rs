@@ -39,7 +39,6 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::client::auth::{AddToken, Token};
-use crate::client::calls::{ListedTask, Listing};
 use crate::client::connect;
 use crate::client::convert::TaskKind;
 use crate::client::error::ClientError;
@@ -240,11 +239,11 @@ impl ConsoleState {
                 continue;
             };
             match (name, value) {
-                (FIELD_TASK_ID, Value::U64Val(n)) => {
-                    // Tokio's id, unless another task already shows it.
-                    if self.by_shown.get(n).is_none_or(|other| *other == id) {
-                        kept.shown = *n;
-                    }
+                // Tokio's id, unless another task already shows it.
+                (FIELD_TASK_ID, Value::U64Val(n))
+                    if self.by_shown.get(n).is_none_or(|other| *other == id) =>
+                {
+                    kept.shown = *n;
                 }
                 (FIELD_NAME, v) => kept.name = text(v).filter(|s| !s.is_empty()),
                 (FIELD_KIND, v) => {
@@ -505,10 +504,13 @@ pub async fn read_longest(
     Ok(read)
 }
 
-/// Every live task of the console-subscriber app at `addr`, once: its first
-/// update (the whole state), and the histograms of the tasks busy for at
-/// least [`SLOW_POLL_THRESHOLD`].
-pub async fn listing(addr: &ServerAddr, token: Option<&Token>) -> Result<Listing, ClientError> {
+/// Every live task of the console-subscriber app at `addr`, once, and the
+/// app's time then: its first update (the whole state), and the histograms
+/// of the tasks busy for at least [`SLOW_POLL_THRESHOLD`].
+pub async fn live_tasks(
+    addr: &ServerAddr,
+    token: Option<&Token>,
+) -> Result<(Vec<(Task, TaskKind)>, SystemTime), ClientError> {
     let shown = addr.to_string();
     let mut client = connect(addr, token).await?;
     let mut stream = client
@@ -532,13 +534,8 @@ pub async fn listing(addr: &ServerAddr, token: Option<&Token>) -> Result<Listing
         .tasks()
         .into_iter()
         .filter(|(t, _)| t.ended.is_none())
-        .map(|(task, kind)| ListedTask { task, kind })
         .collect();
-    Ok(Listing {
-        app: app_info(),
-        tasks,
-        at: state.now,
-    })
+    Ok((tasks, state.now))
 }
 
 #[cfg(test)]

@@ -15,8 +15,11 @@ use tokio::time::Instant;
 use crate::client::auth::Token;
 use crate::client::console::{self, ConsoleClient, ConsoleState};
 use crate::client::error::ClientError;
-use crate::client::watch::STALL;
 use crate::state::model::{Connection, Dropped, RuntimeMetrics, Task, Update};
+
+/// With no update from the app for this long (console-subscriber publishes
+/// every second by default), the connection counts as lost.
+pub const STALL: Duration = Duration::from_secs(10);
 
 /// Histograms read after one update, at most (the others wait for the next).
 pub const READS_PER_UPDATE: usize = 32;
