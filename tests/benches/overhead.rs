@@ -16,9 +16,13 @@
 //! the app: taskscope's internal thread, or untraced for console-subscriber),
 //! reading `WatchUpdates` as tokio-console does; `init-console` is
 //! `taskscope::init()` serving console's protocol, `console-attached` is
-//! console-subscriber. The child's CPU time includes the client's (small:
-//! it decodes the updates), and the report adds the bytes per second the
-//! client received.
+//! console-subscriber. The child's CPU time includes the client's; the
+//! report adds the bytes per second the client received and the CPU time of
+//! the client's thread.
+//!
+//! For every variant with a server, the report also gives the CPU time of
+//! the thread that serves (`taskscope-server`; console-subscriber's
+//! `console_subscriber`, where its aggregator runs), read from /proc.
 //!
 //! Prints per workload and variant: median wall time (or requests/s for http),
 //! min–max, the ratio to `bare`, peak RSS and CPU time of the child process.
@@ -89,6 +93,10 @@ struct Sample {
     max_rss_kib: i64,
     /// Bytes per second a tokio-console client received (attached variants).
     console_bps: f64,
+    /// CPU seconds of the thread that serves the protocol (0: none).
+    server_cpu: f64,
+    /// CPU seconds of the tokio-console client's thread (0: none).
+    client_cpu: f64,
 }
 
 fn run_child(exe: &std::path::Path, variant: &str, workload: &str) -> Option<Sample> {
@@ -116,7 +124,10 @@ fn run_child(exe: &std::path::Path, variant: &str, workload: &str) -> Option<Sam
     let mut fields = out.split_whitespace();
     let value: f64 = fields.next()?.parse().ok()?;
     let p99_ms: f64 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0.0);
-    let console_bps: f64 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0.0);
+    let mut next = || -> f64 { fields.next().and_then(|f| f.parse().ok()).unwrap_or(0.0) };
+    let console_bps = next();
+    let server_cpu = next();
+    let client_cpu = next();
     let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
     Some(Sample {
         value,
@@ -124,6 +135,8 @@ fn run_child(exe: &std::path::Path, variant: &str, workload: &str) -> Option<Sam
         cpu,
         max_rss_kib: usage.ru_maxrss,
         console_bps,
+        server_cpu,
+        client_cpu,
     })
 }
 
@@ -187,11 +200,18 @@ fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sa
             String::new()
         };
         let bps = median(samples.iter().map(|s| s.console_bps).collect());
-        let attached = if bps > 0.0 {
-            format!("  tokio-console client: {:.1} KB/s", bps / 1e3)
-        } else {
-            String::new()
-        };
+        let server = median(samples.iter().map(|s| s.server_cpu).collect());
+        let client = median(samples.iter().map(|s| s.client_cpu).collect());
+        let mut attached = String::new();
+        if server > 0.0 {
+            attached.push_str(&format!("  server thread {server:.3}s CPU"));
+        }
+        if bps > 0.0 {
+            attached.push_str(&format!(
+                "; tokio-console client: {:.1} KB/s, {client:.3}s CPU",
+                bps / 1e3
+            ));
+        }
         println!(
             "{:<9} {variant:<16} {med_s:>12} {range:>22} {ratio:>6.2}x {rss:>8.1}MiB {cpu:>8.2}s{p99}{attached}",
             ""
@@ -251,14 +271,47 @@ fn child(variant: &str, workload: &str) {
         }
         format!("{} 0", started.elapsed().as_secs_f64())
     });
-    match received {
-        Some(bytes) => {
-            let bps = bytes.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-            println!("{out} {bps}");
-        }
-        None => println!("{out}"),
-    }
+    let server = match variant {
+        "init" | "hooks" | "init-console" => thread_cpu("taskscope-server"),
+        "console" | "console-attached" => thread_cpu("console_subscriber"),
+        _ => 0.0,
+    };
+    let bps = received.map_or(0.0, |bytes| {
+        bytes.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    });
+    println!("{out} {bps} {server} {}", thread_cpu("console-client"));
     drop(rt);
+}
+
+/// CPU seconds (user + system) of this process's threads named `name`, from /proc.
+fn thread_cpu(name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut total = 0.0;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ... : comm may hold spaces, so split after its ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        // The kernel keeps 15 bytes of a thread's name.
+        if stat[open + 1..close] != name[..name.len().min(15)] {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // Fields 14 and 15 of the line (utime, stime) are 11 and 12 after the comm.
+        let cpu: f64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+            .sum();
+        total += cpu / ticks;
+    }
+    total
 }
 
 /// A loopback address nobody listens on right now.
@@ -288,44 +341,47 @@ fn attach_console(addr: std::net::SocketAddr, reader: Reader) -> Arc<AtomicU64> 
     let bytes = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&bytes);
     let (attached_tx, attached) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _untraced = match reader {
-            Reader::TaskscopeInternal => {
-                taskscope::__private::mark_internal_thread();
-                None
-            }
-            Reader::Untraced => Some(tracing::subscriber::set_default(
-                tracing::subscriber::NoSubscriber::default(),
-            )),
-        };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("client runtime");
-        rt.block_on(async move {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let mut client = loop {
-                match InstrumentClient::connect(format!("http://{addr}")).await {
-                    Ok(c) => break c.max_decoding_message_size(64 * 1024 * 1024),
-                    Err(e) if Instant::now() > deadline => panic!("tokio-console client: {e}"),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+    std::thread::Builder::new()
+        .name("console-client".into())
+        .spawn(move || {
+            let _untraced = match reader {
+                Reader::TaskscopeInternal => {
+                    taskscope::__private::mark_internal_thread();
+                    None
                 }
+                Reader::Untraced => Some(tracing::subscriber::set_default(
+                    tracing::subscriber::NoSubscriber::default(),
+                )),
             };
-            let mut updates = client
-                .watch_updates(InstrumentRequest {})
-                .await
-                .expect("WatchUpdates")
-                .into_inner();
-            let mut first = true;
-            while let Ok(Some(update)) = updates.message().await {
-                counted.fetch_add(update.encoded_len() as u64, Ordering::Relaxed);
-                if first {
-                    first = false;
-                    let _ = attached_tx.send(());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("client runtime");
+            rt.block_on(async move {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let mut client = loop {
+                    match InstrumentClient::connect(format!("http://{addr}")).await {
+                        Ok(c) => break c.max_decoding_message_size(64 * 1024 * 1024),
+                        Err(e) if Instant::now() > deadline => panic!("tokio-console client: {e}"),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                };
+                let mut updates = client
+                    .watch_updates(InstrumentRequest {})
+                    .await
+                    .expect("WatchUpdates")
+                    .into_inner();
+                let mut first = true;
+                while let Ok(Some(update)) = updates.message().await {
+                    counted.fetch_add(update.encoded_len() as u64, Ordering::Relaxed);
+                    if first {
+                        first = false;
+                        let _ = attached_tx.send(());
+                    }
                 }
-            }
-        });
-    });
+            });
+        })
+        .expect("the client's thread");
     attached
         .recv_timeout(Duration::from_secs(20))
         .expect("the tokio-console client attached");
