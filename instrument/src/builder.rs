@@ -196,6 +196,19 @@ impl Builder {
         self
     }
 
+    /// Serves tokio-console's protocol next to taskscope's own on the viewer
+    /// server's address (`true`, the default), or not (as
+    /// `TASKSCOPE_CONSOLE=off`).
+    ///
+    /// ```
+    /// let builder = taskscope::Builder::new().console(false);
+    /// assert!(!builder.settings().console);
+    /// ```
+    pub fn console(mut self, on: bool) -> Builder {
+        self.settings.console = on;
+        self
+    }
+
     /// How many finished tasks the history keeps, and for how long. A count
     /// above [`MAX_FINISHED_CAPACITY`](crate::MAX_FINISHED_CAPACITY)
     /// (1,000,000) is lowered to it, with a warning on stderr.

@@ -53,10 +53,10 @@
 //!
 //! Measured with a counting allocator (`cargo run --release -p taskscope-tests
 //! --bin mem_per_task -- hooks|init|bare`, 10,000 pending tasks): one live task
-//! costs **272 bytes** more with either capture (the runtime hooks of
+//! costs **280 bytes** more with either capture (the runtime hooks of
 //! `#[taskscope::main]` and [`Builder::install_on`], or [`init`]'s subscriber),
 //! over the 576 bytes the task, its `oneshot` and its `JoinHandle` take without
-//! taskscope. That is the task's record (`size_of::<TaskCell>()` = 256 bytes on
+//! taskscope. That is the task's record (`size_of::<TaskCell>()` = 264 bytes on
 //! x86_64) and its reference counts. The
 //! finished history keeps at most 1,000 records for at most 60 s by default
 //! (`TASKSCOPE_FINISHED_MAX`, `TASKSCOPE_FINISHED_TTL_S`), and records kept
@@ -228,6 +228,6 @@ pub use tracked::{TrackExt, Tracked, track, track_named};
 mod size_tests {
     #[test]
     fn task_record_size_is_what_the_docs_say() {
-        assert_eq!(std::mem::size_of::<crate::model::task::TaskCell>(), 256);
+        assert_eq!(std::mem::size_of::<crate::model::task::TaskCell>(), 264);
     }
 }

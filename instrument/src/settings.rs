@@ -91,6 +91,10 @@ pub struct Settings {
     /// [`DEFAULT_METRICS_MAX_LOCATIONS`], at most [`MAX_METRICS_LOCATIONS`]);
     /// the rest are `spawned_at="other"`.
     pub metrics_max_locations: usize,
+    /// Serve tokio-console's protocol (`rs.tokio.console.instrument.Instrument`)
+    /// on the viewer server's address, next to `taskscope.v1`
+    /// (`TASKSCOPE_CONSOLE`: `on`, the default, or `off`).
+    pub console: bool,
 }
 
 impl fmt::Debug for Settings {
@@ -106,6 +110,7 @@ impl fmt::Debug for Settings {
             .field("capture_stacks", &self.capture_stacks)
             .field("metrics_addr", &self.metrics_addr)
             .field("metrics_max_locations", &self.metrics_max_locations)
+            .field("console", &self.console)
             .finish()
     }
 }
@@ -123,6 +128,7 @@ impl Default for Settings {
             capture_stacks: true,
             metrics_addr: None,
             metrics_max_locations: DEFAULT_METRICS_MAX_LOCATIONS,
+            console: true,
         }
     }
 }
@@ -249,16 +255,16 @@ impl Settings {
                 None => settings.token = Some(value),
             }
         }
-        if let Some(value) = lookup("TASKSCOPE_STACKS") {
-            match value.trim().to_ascii_lowercase().as_str() {
-                "on" => settings.capture_stacks = true,
-                "off" => settings.capture_stacks = false,
-                _ => fail(
-                    "TASKSCOPE_STACKS",
-                    &value,
-                    "expected on or off".into(),
-                    "on".into(),
-                ),
+        for (variable, value) in [
+            ("TASKSCOPE_STACKS", &mut settings.capture_stacks),
+            ("TASKSCOPE_CONSOLE", &mut settings.console),
+        ] {
+            if let Some(text) = lookup(variable) {
+                match text.trim().to_ascii_lowercase().as_str() {
+                    "on" => *value = true,
+                    "off" => *value = false,
+                    _ => fail(variable, &text, "expected on or off".into(), "on".into()),
+                }
             }
         }
         if let Some(value) = lookup("TASKSCOPE_METRICS_ADDR") {
@@ -485,5 +491,23 @@ mod tests {
         assert_eq!(s.server_addr, ServerAddr::Off);
         assert_eq!(s.metrics_addr, None);
         assert_eq!(s.token, None);
+    }
+
+    #[test]
+    fn console_protocol_on_by_default_off_on_request() {
+        assert!(with(&[]).0.console);
+        for off in ["off", "OFF", " off "] {
+            let (s, errors) = with(&[("TASKSCOPE_CONSOLE", off)]);
+            assert!(!s.console, "{off:?}");
+            assert!(errors.is_empty());
+        }
+        assert!(with(&[("TASKSCOPE_CONSOLE", "on")]).0.console);
+        let (s, errors) = with(&[("TASKSCOPE_CONSOLE", "no")]);
+        assert!(s.console);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].to_string(),
+            r#"TASKSCOPE_CONSOLE="no" is not valid: expected on or off; using the default (on)"#
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod metrics;
+pub mod scripted;
 pub mod variants;
 
 use std::io::Read;

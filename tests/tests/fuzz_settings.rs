@@ -20,7 +20,7 @@ use taskscope_tests::temp_dir;
 const APP: &str = env!("CARGO_BIN_EXE_settings_app");
 
 /// The variables with a test through a real process below.
-const PROCESS_TESTED: [&str; 10] = [
+const PROCESS_TESTED: [&str; 11] = [
     "TASKSCOPE_SLOW_POLL_MS",
     "TASKSCOPE_REPORT",
     "TASKSCOPE_ADDR",
@@ -31,6 +31,7 @@ const PROCESS_TESTED: [&str; 10] = [
     "TASKSCOPE_STACKS",
     "TASKSCOPE_METRICS_ADDR",
     "TASKSCOPE_METRICS_MAX_LOCATIONS",
+    "TASKSCOPE_CONSOLE",
 ];
 
 /// The variables whose value is a secret: a warning shows this instead.
@@ -385,6 +386,70 @@ fn malformed_metrics_location_limit_keeps_1000() {
     }
 }
 
+/// Whether the app at `addr` answers tokio-console's `WatchState`.
+fn serves_console(addr: &str) -> Result<(), tonic::Status> {
+    use console_api::instrument::StateRequest;
+    use console_api::instrument::instrument_client::InstrumentClient;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = None;
+        for _ in 0..200 {
+            if let Ok(c) = InstrumentClient::connect(format!("http://{addr}")).await {
+                client = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut client = client.unwrap_or_else(|| panic!("nothing listens on {addr}"));
+        client.watch_state(StateRequest {}).await.map(|_| ())
+    })
+}
+
+fn serve_with_console(value: &str) -> (Output, Result<(), tonic::Status>) {
+    use std::io::{BufRead, BufReader, Write};
+    let addr = format!("127.0.0.1:{}", taskscope_tests::free_port());
+    let mut child = Command::new(APP)
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .env_remove("TASKSCOPE_REPORT")
+        .env_remove("TASKSCOPE_TOKEN")
+        .env("TASKSCOPE_ADDR", &addr)
+        .env("TASKSCOPE_CONSOLE", value)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let served = serves_console(&addr);
+    let _ = writeln!(child.stdin.take().unwrap());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    (output, served)
+}
+
+#[test]
+fn malformed_console_setting_keeps_the_console_protocol_on() {
+    let (bad, served) = serve_with_console("maybe");
+    assert_named(&bad, "TASKSCOPE_CONSOLE", "maybe", "on");
+    assert!(served.is_ok(), "{served:?}");
+    let (off, served) = serve_with_console("off");
+    assert!(!stderr(&off).contains("is not valid"), "{}", stderr(&off));
+    let refused = served.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+    assert!(
+        refused.message().contains("TASKSCOPE_CONSOLE=off"),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn malformed_history_size_keeps_1000() {
     let bad = run(
@@ -635,6 +700,11 @@ fn check_one(var: &str, value: &str) -> Result<(), TestCaseError> {
             let word = value.trim().to_ascii_lowercase();
             prop_assert_eq!(parsed, word == "on" || word == "off");
             prop_assert_eq!(settings.capture_stacks, word != "off");
+        }
+        "TASKSCOPE_CONSOLE" => {
+            let word = value.trim().to_ascii_lowercase();
+            prop_assert_eq!(parsed, word == "on" || word == "off");
+            prop_assert_eq!(settings.console, word != "off");
         }
         // A variable added later: the general rules above hold for it too.
         _ => {}

@@ -10,9 +10,10 @@
 //! - a viewer reconnecting in a loop.
 //!
 //! And the viewer pointed at what is not a taskscope app (a TCP server writing
-//! garbage, an HTTP/1 server, a console-subscriber app): `dump` says why in
-//! one line and exits 1; the live view's client shows it as its connection
-//! state.
+//! garbage, an HTTP/1 server, a gRPC server with neither taskscope's service
+//! nor tokio-console's): `dump` says why in one line and exits 1; the live
+//! view's client shows it as its connection state. A console-subscriber app
+//! is read through tokio-console's protocol, and `dump` says so.
 //!
 //! What is compared with a baseline measured in the same test (the best of
 //! a few one-second windows on each side, by the app's own clock):
@@ -957,22 +958,70 @@ async fn the_viewer_says_what_is_at_the_address_instead_of_an_app() {
     assert_eq!(reason, want);
     dump_fails_saying(&http1.to_string(), &want);
 
-    // A console-subscriber app (a gRPC server, but not taskscope).
+    // A gRPC server with neither taskscope's service nor tokio-console's.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let console = ServerAddr::Tcp(listener.local_addr().unwrap());
-    let (_layer, server) = console_subscriber::ConsoleLayer::builder().build();
+    let neither = ServerAddr::Tcp(listener.local_addr().unwrap());
     tokio::spawn(tonic::transport::Server::builder().serve_with_incoming(
-        server.into_parts().instrument_server,
+        NoService,
         tonic::transport::server::TcpIncoming::from(listener),
     ));
     dump_fails_saying(
-        &console.to_string(),
-        &format!("{console} is a gRPC server, but not taskscope (console-subscriber?"),
+        &neither.to_string(),
+        &format!(
+            "{neither} is a gRPC server, but speaks neither taskscope's protocol nor tokio-console's"
+        ),
     );
-    let Connection::Incompatible { reason, .. } = first_state(&console).await else {
-        panic!("console-subscriber: Incompatible")
+    let Connection::Incompatible { reason, .. } = first_state(&neither).await else {
+        panic!("neither service: Incompatible")
     };
-    assert!(reason.contains("not taskscope"), "{reason}");
+    assert!(reason.contains("speaks neither"), "{reason}");
+
+    // A console-subscriber app: read through tokio-console's protocol.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let console = ServerAddr::Tcp(listener.local_addr().unwrap());
+    let (_layer, server) = console_subscriber::ConsoleLayer::builder().build();
+    let parts = server.into_parts();
+    tokio::spawn(parts.aggregator.run());
+    tokio::spawn(tonic::transport::Server::builder().serve_with_incoming(
+        parts.instrument_server,
+        tonic::transport::server::TcpIncoming::from(listener),
+    ));
+    let out = dump(&console.to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{console} is a console-subscriber app")),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("ID  NAME"),
+        "the table"
+    );
+    let Connection::Connected { .. } = first_state(&console).await else {
+        panic!("console-subscriber: Connected")
+    };
+}
+
+/// A gRPC server with neither taskscope's service nor tokio-console's:
+/// every call is UNIMPLEMENTED.
+#[derive(Clone)]
+struct NoService;
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for NoService {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+        std::future::ready(Ok(tonic::Status::unimplemented("").into_http()))
+    }
 }
 
 /// The figure for the README: the app's throughput with 20 live viewers

@@ -3,6 +3,11 @@
 //! array. Only the app's own tasks: the app's server never lists taskscope's.
 //! When it cannot (nothing listens, not gRPC, not taskscope, another protocol
 //! version, a token required), one line on stderr says why, and it exits 1.
+//!
+//! An app that embeds console-subscriber (tokio-console's protocol) is
+//! listed too, from that protocol: one line on stderr says so and what it
+//! lacks; the table is followed by the tasks whose longest poll reached the
+//! slow-poll threshold, read from the app's poll histograms.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -12,12 +17,21 @@ use taskscope_api::ServerAddr;
 use taskscope_api::format;
 
 use crate::client::{self, ClientError, ListedTask, Listing, TaskKind};
+use crate::state::model::AppSource;
 
 /// Runs the command: prints the tasks on stdout and exits 0, or prints one
 /// line naming the address and the cause on stderr and exits 1.
 pub fn main(addr: &ServerAddr, json: bool) -> ExitCode {
-    match run(addr, json) {
-        Ok(text) => {
+    match listing(addr) {
+        Ok(listing) => {
+            if listing.app.source == AppSource::ConsoleSubscriber {
+                eprintln!("taskscope dump: {}", console_note(addr));
+            }
+            let text = if json {
+                to_json(&listing)
+            } else {
+                to_table(&listing)
+            };
             let mut out = std::io::stdout().lock();
             if out
                 .write_all(text.as_bytes())
@@ -44,17 +58,18 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// What `dump` says on stderr of a console-subscriber app at `addr`.
+pub fn console_note(addr: &ServerAddr) -> String {
+    format!(
+        "{addr} is a console-subscriber app (tokio-console's protocol): its tasks are listed \
+         from that protocol; no stacks, no findings; slow polls from its poll histograms"
+    )
+}
+
 /// The text `taskscope dump` prints for the app at `addr` (sending the
 /// viewer's `TASKSCOPE_TOKEN` when it is set).
 pub fn run(addr: &ServerAddr, json: bool) -> Result<String, ClientError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ClientError::Lost {
-            addr: addr.to_string(),
-            detail: format!("cannot start a runtime to connect ({e})"),
-        })?;
-    let listing = runtime.block_on(client::list_tasks(addr))?;
+    let listing = listing(addr)?;
     Ok(if json {
         to_json(&listing)
     } else {
@@ -62,16 +77,80 @@ pub fn run(addr: &ServerAddr, json: bool) -> Result<String, ClientError> {
     })
 }
 
-/// The listing as a table, one row a task, with a header; task names and
-/// spawn locations with their control characters made visible
+/// The live tasks of the app at `addr`, once.
+pub fn listing(addr: &ServerAddr) -> Result<Listing, ClientError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Lost {
+            addr: addr.to_string(),
+            detail: format!("cannot start a runtime to connect ({e})"),
+        })?;
+    runtime.block_on(client::list_tasks(addr))
+}
+
+/// Whether a listed task had a poll of at least the app's slow-poll
+/// threshold (a thread of `spawn_blocking` never does).
+pub fn is_slow(listing: &Listing, task: &ListedTask) -> bool {
+    let threshold = listing.app.slow_poll_threshold;
+    task.kind != TaskKind::Blocking && !threshold.is_zero() && task.task.max_poll >= threshold
+}
+
+/// The listing as a table, one row a task, with a header; for a
+/// console-subscriber app, followed by its tasks that had a slow poll. Task
+/// names and spawn locations have their control characters made visible
 /// ([`format::table`]).
 pub fn to_table(listing: &Listing) -> String {
-    format::task_table(listing.tasks.iter().map(|ListedTask { task: t, kind }| {
-        let name = match (&t.name, kind) {
-            (Some(name), _) => name.as_str(),
-            (None, TaskKind::BlockOn) => "(block_on)",
-            (None, TaskKind::Task) => "-",
-        };
+    let mut text = tasks_table(listing);
+    if listing.app.source == AppSource::ConsoleSubscriber {
+        text.push('\n');
+        text.push_str(&slow_table(listing));
+    }
+    text
+}
+
+/// The tasks whose longest poll reached the threshold, with it.
+fn slow_table(listing: &Listing) -> String {
+    let threshold = format::duration(listing.app.slow_poll_threshold);
+    let rows: Vec<Vec<String>> = listing
+        .tasks
+        .iter()
+        .filter(|t| is_slow(listing, t))
+        .map(|t| {
+            vec![
+                t.task.id.to_string(),
+                name(t).to_string(),
+                t.task.spawned_at.clone(),
+                format::duration(t.task.max_poll),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return format!("No task had a poll of {threshold} or more (slow polls).\n");
+    }
+    format!(
+        "Slow polls: tasks with a poll of {threshold} or more (from the app's poll histograms)\n{}",
+        format::table(
+            &["ID", "NAME", "SPAWNED AT", "LONGEST POLL"],
+            &rows,
+            &[0, 3]
+        )
+    )
+}
+
+fn name(t: &ListedTask) -> &str {
+    match (&t.task.name, t.kind) {
+        (Some(name), _) => name.as_str(),
+        (None, TaskKind::BlockOn) => "(block_on)",
+        (None, TaskKind::Blocking) => "(blocking)",
+        (None, TaskKind::Task) => "-",
+    }
+}
+
+fn tasks_table(listing: &Listing) -> String {
+    format::task_table(listing.tasks.iter().map(|listed| {
+        let t = &listed.task;
+        let name = name(listed);
         format::TaskRow {
             id: t.id,
             name,
@@ -105,6 +184,8 @@ struct JsonTask<'a> {
     max_poll_ms: f64,
     wakes: u64,
     wakers: i64,
+    slow: bool,
+    source: &'static str,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -112,15 +193,23 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The listing as a JSON array, one object a task: `id`, `name`, `kind`
-/// (`task` or `block_on`), `state` (`running`, `scheduled`, `idle`),
-/// `spawned_at`, `parent`, `polls`, `busy_ms`, `idle_ms`, `age_ms`,
-/// `since_last_poll_ms`, `max_poll_ms`, `wakes`, `wakers`. Control
-/// characters in strings are escaped, C1 ones too ([`crate::json`]).
+/// (`task`, `block_on`, or for a console-subscriber app `blocking`),
+/// `state` (`running`, `scheduled`, `idle`), `spawned_at`, `parent`,
+/// `polls`, `busy_ms`, `idle_ms`, `age_ms`, `since_last_poll_ms`,
+/// `max_poll_ms`, `wakes`, `wakers`, `slow` (a poll reached the app's
+/// slow-poll threshold), `source` (`taskscope`, or `console-subscriber` for
+/// an app read through tokio-console's protocol). Control characters in
+/// strings are escaped, C1 ones too ([`crate::json`]).
 pub fn to_json(listing: &Listing) -> String {
+    let source = match listing.app.source {
+        AppSource::Taskscope => "taskscope",
+        AppSource::ConsoleSubscriber => "console-subscriber",
+    };
     let tasks: Vec<JsonTask<'_>> = listing
         .tasks
         .iter()
-        .map(|ListedTask { task: t, kind }| JsonTask {
+        .map(|listed| (listed, &listed.task, listed.kind))
+        .map(|(listed, t, kind)| JsonTask {
             id: t.id,
             name: t.name.as_deref(),
             kind: kind.as_str(),
@@ -135,6 +224,8 @@ pub fn to_json(listing: &Listing) -> String {
             max_poll_ms: ms(t.max_poll),
             wakes: t.wakes,
             wakers: t.wakers,
+            slow: is_slow(listing, listed),
+            source,
         })
         .collect();
     let mut text = crate::json::pretty(&tasks);

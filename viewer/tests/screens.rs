@@ -85,6 +85,7 @@ fn app() -> AppInfo {
         version: "0.1.0".into(),
         protocol: 1,
         slow_poll_threshold: Duration::from_millis(100),
+        source: Default::default(),
     }
 }
 

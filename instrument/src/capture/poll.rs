@@ -186,3 +186,12 @@ pub(crate) fn woken(cell: &TaskCell) {
     };
     cell.state.store(next, Relaxed);
 }
+
+/// A wake of a task from inside its own poll, on the thread polling it.
+#[inline]
+pub(crate) fn self_woken(cell: &TaskCell) {
+    // Only the polling thread writes it: a load and a store, saturating.
+    let n = cell.self_wakes.load(Relaxed);
+    cell.self_wakes.store(n.saturating_add(1), Relaxed);
+    woken(cell);
+}

@@ -15,6 +15,10 @@
 //!   progress, calls in progress on a connection);
 //! - [`routes`]: the `taskscope.v1.Taskscope` calls (Watch, ListTasks,
 //!   TaskDetail), after the token check; [`codec`]: their wire format;
+//! - [`console`]: tokio-console's protocol on the same address (the
+//!   `rs.tokio.console.instrument.Instrument` calls, routed by path after the
+//!   same token check and under the same limits; `TASKSCOPE_CONSOLE=off`
+//!   turns it off);
 //! - [`service`]: what ListTasks and TaskDetail answer; [`listing`]: the
 //!   listing, chunk by chunk as the client reads;
 //! - [`publisher`]: one loop that reads the registry every publish interval
@@ -64,6 +68,7 @@ pub(crate) mod budget;
 pub(crate) mod chunk;
 pub(crate) mod codec;
 pub(crate) mod conn;
+pub(crate) mod console;
 pub(crate) mod convert;
 pub(crate) mod delta;
 pub(crate) mod fanout;

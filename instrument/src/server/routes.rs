@@ -19,6 +19,7 @@ use crate::server::auth::Auth;
 use crate::server::budget::Budget;
 use crate::server::codec::{self, Raw};
 use crate::server::conn::ConnInfo;
+use crate::server::console;
 use crate::server::fanout::{Hub, UpdateStream};
 use crate::server::limits::{CallKind, Limits};
 use crate::server::listing::ListingStream;
@@ -56,6 +57,8 @@ pub(crate) struct Routes {
     auth: Arc<Auth>,
     budget: Arc<Budget>,
     limits: Arc<Limits>,
+    /// tokio-console's protocol (`None`: TASKSCOPE_CONSOLE=off).
+    console: Option<console::Server>,
 }
 
 impl Routes {
@@ -66,6 +69,7 @@ impl Routes {
         budget: Arc<Budget>,
     ) -> Routes {
         Routes {
+            console: console::server(&session, &budget),
             session,
             hub,
             auth: Arc::new(auth),
@@ -102,6 +106,10 @@ impl Service<HttpRequest> for Routes {
         };
         let routes = self.clone();
         let answer: Self::Future = match request.uri().path() {
+            // tokio-console's calls, under the same token and limits.
+            path if path.starts_with(console::PATH_PREFIX) => {
+                console::call(&mut self.console, request)
+            }
             WATCH => Box::pin(async move {
                 let mut grpc = Grpc::new(Raw::<proto::WatchRequest>::new("Watch"))
                     .max_decoding_message_size(MAX_REQUEST);

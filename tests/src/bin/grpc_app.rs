@@ -10,6 +10,9 @@
 //!   (control characters, say); `spawn-long N`: one named `long-` and N `x`s;
 //! - `panic-hex HEX`: a task named `panicker` that panics with the message HEX
 //!   spells; `panic-long N`: with a message of N `p`s;
+//! - `selfwake N`: a task named `self-waker` that wakes itself from inside
+//!   its poll N times (so is polled N + 1 times), then waits like the others
+//!   (`finish self-waker` completes it);
 //! - `quit` (or end of input): exit.
 //!
 //! Each command is answered `ok COMMAND` on stdout once done. A task named
@@ -32,6 +35,24 @@ fn spawn_waiter(name: &str, finish: &mut HashMap<String, oneshot::Sender<()>>) {
         .spawn(async move { rx.await.unwrap_or(()) }) // SPAWN-NAMED
         .expect("spawn");
     finish.insert(name.to_string(), tx);
+}
+
+/// Ready after waking its own task from inside its poll `.0` times.
+struct SelfWake(u32);
+
+impl std::future::Future for SelfWake {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 -= 1;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
 
 async fn blocker(ms: u64) {
@@ -115,6 +136,18 @@ async fn app() {
             (Some("panic-hex"), Some(hex)) => panicker(unhex(hex)).await,
             (Some("panic-long"), Some(n)) => {
                 panicker("p".repeat(n.parse().expect("panic-long N"))).await;
+            }
+            (Some("selfwake"), Some(n)) => {
+                let n = n.parse().expect("selfwake N");
+                let (tx, rx) = oneshot::channel::<()>();
+                tokio::task::Builder::new()
+                    .name("self-waker")
+                    .spawn(async move {
+                        SelfWake(n).await;
+                        rx.await.unwrap_or(())
+                    }) // SPAWN-SELF-WAKER
+                    .expect("spawn");
+                finish.insert("self-waker".to_string(), tx);
             }
             (Some("quit"), _) => break,
             _ => eprintln!("grpc_app: unknown command {line:?}"),

@@ -11,6 +11,7 @@ use prost::Message;
 use crate::client::assemble::{ChunkError, Tally};
 use crate::client::auth::{Token, env_token};
 use crate::client::connect;
+use crate::client::console;
 use crate::client::convert::{self, TaskKind};
 use crate::client::error::ClientError;
 use crate::client::probe::diagnose;
@@ -141,7 +142,24 @@ pub async fn list_tasks_with(
             at: convert::time(head.at_unix_ns),
         })
     };
-    match with_timeout(&shown, "the task listing", call).await {
+    let listed = match with_timeout(&shown, "the task listing", call).await {
+        // Not taskscope's service: perhaps tokio-console's (console-subscriber).
+        Err(ClientError::NotTaskscope { .. }) => {
+            let live = console::live_tasks(addr, token);
+            with_timeout(&shown, "the task listing", live)
+                .await
+                .map(|(tasks, at)| Listing {
+                    app: console::app_info(),
+                    tasks: tasks
+                        .into_iter()
+                        .map(|(task, kind)| ListedTask { task, kind })
+                        .collect(),
+                    at,
+                })
+        }
+        listed => listed,
+    };
+    match listed {
         Ok(listing) => Ok(listing),
         Err(err) => Err(diagnose(addr, err).await),
     }

@@ -31,8 +31,11 @@ pub enum ClientError {
         /// The address.
         addr: String,
     },
-    /// A gRPC server without the taskscope service.
-    #[error("{addr} is a gRPC server, but not taskscope (console-subscriber? another service?)")]
+    /// A gRPC server with neither the taskscope service nor tokio-console's.
+    #[error(
+        "{addr} is a gRPC server, but speaks neither taskscope's protocol nor tokio-console's \
+         (another service?)"
+    )]
     NotTaskscope {
         /// The address.
         addr: String,
@@ -262,7 +265,8 @@ mod tests {
         let e = ClientError::from_status(addr, &tonic::Status::unimplemented(""));
         assert_eq!(
             e.to_string(),
-            "127.0.0.1:6670 is a gRPC server, but not taskscope (console-subscriber? another service?)"
+            "127.0.0.1:6670 is a gRPC server, but speaks neither taskscope's protocol nor \
+             tokio-console's (another service?)"
         );
         assert!(e.is_incompatible());
         let e = ClientError::from_status(

@@ -423,6 +423,7 @@ mod tests {
                     version: "0".into(),
                     protocol: 1,
                     slow_poll_threshold: Duration::from_millis(100),
+                    source: Default::default(),
                 },
                 tasks: (1..=50).map(|id| task(id, false)).collect(),
                 finished: vec![],
