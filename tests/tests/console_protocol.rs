@@ -362,7 +362,7 @@ fn console_off_and_the_token() {
         &[
             ("TASKSCOPE_ADDR", &token_addr),
             ("GRPC_APP_TASKS", "1"),
-            ("TASKSCOPE_TOKEN", "s3cret"),
+            ("TASKSCOPE_TOKEN", "s3cret-token-of-16+"),
         ],
     );
     runtime().block_on(async {
@@ -396,7 +396,7 @@ fn console_off_and_the_token() {
         let mut request = tonic::Request::new(InstrumentRequest {});
         request
             .metadata_mut()
-            .insert("authorization", "Bearer s3cret".parse().unwrap());
+            .insert("authorization", "Bearer s3cret-token-of-16+".parse().unwrap());
         let mut updates = client
             .watch_updates(request)
             .await

@@ -250,7 +250,7 @@ fn malformed_token_is_never_shown_and_turns_the_server_off() {
         &bad,
         "TASKSCOPE_TOKEN",
         HIDDEN,
-        "the viewer server off, rather than serve without the token",
+        "the viewer server and the metrics endpoint off, rather than serve without the token",
     );
     assert!(!stderr(&bad).contains(secret), "{}", stderr(&bad));
     assert!(!listening, "no server without the token");
@@ -261,7 +261,7 @@ fn malformed_token_is_never_shown_and_turns_the_server_off() {
         &bad,
         "TASKSCOPE_TOKEN",
         HIDDEN,
-        "the viewer server off, rather than serve without the token",
+        "the viewer server and the metrics endpoint off, rather than serve without the token",
     );
     assert!(
         stderr(&bad).contains("expected a token of at least 16 characters (this one has 15"),
