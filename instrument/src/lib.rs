@@ -73,6 +73,7 @@
 // server, which never import each other; below them the detectors, the
 // session they share, the findings pipeline, the model of tasks, and the
 // base modules. Imports run downwards only: see ARCHITECTURE.md.
+mod async_stacks;
 mod builder;
 mod leak_guard;
 mod listing;
@@ -96,7 +97,10 @@ mod sync;
 
 pub use builder::{__private, Builder, FLUSH_TIMEOUT, Guard, init, try_init};
 
+pub use async_stacks::task_stacks;
 pub use capture::layer::{TaskFilter, TaskLayer};
+pub use detect::taskdump::error::{BusyWorker, TaskDumpError};
+pub use detect::taskdump::stack::{AsyncStack, TaskStack};
 pub use error::Error;
 pub use leak_guard::{DEFAULT_GRACE, LeakGuard, Leaks};
 pub use listing::{all_tasks, dump, findings, finished_tasks, flush, format_tasks, pipeline_stats};
@@ -107,7 +111,7 @@ pub use model::task::{
 pub use pipeline::PipelineStats;
 pub use settings::{
     DEFAULT_ADDR, DEFAULT_FINISHED_CAPACITY, DEFAULT_FINISHED_MAX_AGE, DEFAULT_SLOW_POLL,
-    ServerAddr, SettingError, Settings,
+    ServerAddr, SettingError, Settings, TaskDumps,
 };
 /// Text forms shared by the task table and messages (from `taskscope-api`).
 #[doc(inline)]

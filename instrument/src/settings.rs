@@ -59,6 +59,49 @@ pub struct Settings {
     /// it; a call without it, or with another one, is refused (UNAUTHENTICATED).
     /// It is compared in constant time, and never printed (not even by `Debug`).
     pub token: Option<String>,
+    /// Which runtimes taskscope may take Tokio task dumps of, to say where
+    /// each task waits (`TASKSCOPE_TASKDUMP`; needs the `taskdump` feature).
+    pub task_dumps: TaskDumps,
+}
+
+/// Which runtimes taskscope may take Tokio task dumps of (`TASKSCOPE_TASKDUMP`:
+/// `off`, `on`, `multi_thread`). Only with the crate's `taskdump` feature; see
+/// the README, "Where each task waits".
+///
+/// A dump pauses the runtime while it re-polls every idle task in a tracing
+/// mode. With Tokio 1.54 that is safe on a current-thread runtime, but on a
+/// multi-thread runtime it can leave a worker waiting forever (the runtime
+/// then never runs those tasks again, and dropping it hangs): taskscope
+/// dumps multi-thread runtimes only when told to with `multi_thread`.
+///
+/// ```
+/// use taskscope::{Settings, TaskDumps};
+/// let (settings, _) = Settings::from_lookup(|name| {
+///     (name == "TASKSCOPE_TASKDUMP").then(|| "multi_thread".to_string())
+/// });
+/// assert_eq!(settings.task_dumps, TaskDumps::AlsoMultiThread);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TaskDumps {
+    /// No dumps at all (`off`).
+    Off,
+    /// Current-thread runtimes only (`on`, the default).
+    #[default]
+    CurrentThread,
+    /// Current-thread and multi-thread runtimes (`multi_thread`): may hang a
+    /// multi-thread runtime with Tokio 1.54 (see above).
+    AlsoMultiThread,
+}
+
+impl TaskDumps {
+    /// The value of `TASKSCOPE_TASKDUMP` that selects it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskDumps::Off => "off",
+            TaskDumps::CurrentThread => "on",
+            TaskDumps::AlsoMultiThread => "multi_thread",
+        }
+    }
 }
 
 impl fmt::Debug for Settings {
@@ -71,6 +114,7 @@ impl fmt::Debug for Settings {
             .field("finished_max_age", &self.finished_max_age)
             .field("idle_limit", &self.idle_limit)
             .field("token", &self.token.as_ref().map(|_| "(hidden)"))
+            .field("task_dumps", &self.task_dumps)
             .finish()
     }
 }
@@ -85,6 +129,7 @@ impl Default for Settings {
             finished_max_age: DEFAULT_FINISHED_MAX_AGE,
             idle_limit: None,
             token: None,
+            task_dumps: TaskDumps::default(),
         }
     }
 }
@@ -205,6 +250,20 @@ impl Settings {
                 settings.token = Some(value);
             }
         }
+        if let Some(value) = lookup("TASKSCOPE_TASKDUMP") {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "off" => settings.task_dumps = TaskDumps::Off,
+                "on" => settings.task_dumps = TaskDumps::CurrentThread,
+                "multi_thread" => settings.task_dumps = TaskDumps::AlsoMultiThread,
+                _ => fail(
+                    "TASKSCOPE_TASKDUMP",
+                    &value,
+                    "expected off, on (current-thread runtimes) or multi_thread (all runtimes)"
+                        .into(),
+                    "on".into(),
+                ),
+            }
+        }
         (settings, errors)
     }
 }
@@ -284,5 +343,31 @@ mod tests {
         assert_eq!(s.finished_max_age, DEFAULT_FINISHED_MAX_AGE);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].variable, "TASKSCOPE_FINISHED_TTL_S");
+    }
+
+    #[test]
+    fn task_dump_policy_reads_its_three_values_and_refuses_others() {
+        assert_eq!(with(&[]).0.task_dumps, TaskDumps::CurrentThread);
+        for (value, want) in [
+            ("off", TaskDumps::Off),
+            ("ON", TaskDumps::CurrentThread),
+            (" multi_thread ", TaskDumps::AlsoMultiThread),
+        ] {
+            let (s, errors) = with(&[("TASKSCOPE_TASKDUMP", value)]);
+            assert!(errors.is_empty(), "{value}: {errors:?}");
+            assert_eq!(s.task_dumps, want, "{value}");
+            assert_eq!(
+                with(&[("TASKSCOPE_TASKDUMP", want.as_str())]).0.task_dumps,
+                want
+            );
+        }
+        let (s, errors) = with(&[("TASKSCOPE_TASKDUMP", "multi")]);
+        assert_eq!(s.task_dumps, TaskDumps::CurrentThread);
+        assert_eq!(errors[0].variable, "TASKSCOPE_TASKDUMP");
+        assert!(
+            errors[0].to_string().contains("multi_thread"),
+            "{}",
+            errors[0]
+        );
     }
 }

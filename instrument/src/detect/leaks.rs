@@ -1,11 +1,16 @@
 //! Leaked tasks: alive when the app shuts down, idle with no waker left (lost
 //! waker), or idle for longer than the configured limit.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use taskscope_api::{Finding, FindingKind, LeakReason};
 
 use crate::clock;
+use crate::detect::taskdump::collect::Waiting;
+use crate::detect::taskdump::stack::AsyncStack;
+use crate::detect::taskdump::{on_leak, shutdown};
 use crate::model::task::{REPORTED_LOST, REPORTED_SHUTDOWN, TaskCell, TaskState};
 use crate::session::Session;
 
@@ -13,14 +18,17 @@ use crate::session::Session;
 /// between owners in steps; a glimpse of zero is not a leak).
 const LOST_AFTER_NS: u64 = 300_000_000;
 
-/// The `leaked_task` finding of `cell`, for `reason`, at clock time `now`.
-pub(crate) fn finding(cell: &TaskCell, reason: LeakReason, now: u64) -> Finding {
+/// The `leaked_task` finding of `cell`, for `reason`, at clock time `now`,
+/// waiting at `stack`.
+pub(crate) fn finding(cell: &TaskCell, reason: LeakReason, now: u64, stack: AsyncStack) -> Finding {
     let info = cell.info(now);
     Finding::new(
         FindingKind::LeakedTask {
             reason,
             age_ms: info.age.as_millis() as u64,
             idle_ms: info.since_last_poll.unwrap_or(info.age).as_millis() as u64,
+            waiting_at: stack.waiting_at,
+            waiting_at_note: stack.note,
         },
         Some(cell.task_ref()),
     )
@@ -32,6 +40,8 @@ fn first_time(cell: &TaskCell, flag: u8) -> bool {
 }
 
 /// Lost wakers and idle limits: run by the watchdog every few hundred ms.
+/// New findings are completed with where their tasks wait (one bounded task
+/// dump, at most once a minute: [`on_leak`]) before they are submitted.
 pub(crate) fn scan(session: &Session) {
     let lost_waker = session.wakes_known.load(Relaxed);
     let idle_limit = session
@@ -42,6 +52,7 @@ pub(crate) fn scan(session: &Session) {
         return;
     }
     let now = clock::now();
+    let mut found: Vec<(Arc<TaskCell>, LeakReason)> = Vec::new();
     for cell in session.registry.live_cells() {
         if cell.is_block_on || cell.state() != TaskState::Idle {
             continue;
@@ -56,20 +67,38 @@ pub(crate) fn scan(session: &Session) {
             && cell.wakers.load(Relaxed) == 0
             && first_time(&cell, REPORTED_LOST)
         {
-            session.submit(finding(&cell, LeakReason::LostWaker, now));
+            found.push((Arc::clone(&cell), LeakReason::LostWaker));
         }
         if let Some(limit) = idle_limit
             && idle >= limit
             && cell.idle_reported_at.swap(last_end, Relaxed) != last_end
         {
-            session.submit(finding(&cell, LeakReason::IdleTooLong, now));
+            found.push((cell, LeakReason::IdleTooLong));
         }
+    }
+    if found.is_empty() {
+        return;
+    }
+    let ids: HashSet<u64> = found.iter().map(|(cell, _)| cell.id).collect();
+    let mut waiting = on_leak::waiting(session, &ids);
+    let mut stacks = std::collections::HashMap::new();
+    for (cell, reason) in found {
+        let stack = stacks
+            .entry(cell.id)
+            .or_insert_with(|| waiting.take(cell.id))
+            .clone();
+        session.submit(finding(&cell, reason, now, stack));
     }
 }
 
 /// Every task still alive as the app shuts down (the guard is dropped), but
-/// the `block_on` future itself and `current`, the task dropping the guard.
-pub(crate) fn report_alive_at_shutdown(session: &Session, current: Option<u64>) {
+/// the `block_on` future itself and `current`, the task dropping the guard,
+/// each with where it waits.
+pub(crate) fn report_alive_at_shutdown(
+    session: &Session,
+    current: Option<u64>,
+    waiting: &mut Waiting,
+) {
     let now = clock::now();
     let mut cells = session.registry.live_cells_with_keys();
     cells.sort_by_key(|(_, c)| c.id);
@@ -78,14 +107,22 @@ pub(crate) fn report_alive_at_shutdown(session: &Session, current: Option<u64>) 
             continue;
         }
         if first_time(&cell, REPORTED_SHUTDOWN) {
-            session.submit(finding(&cell, LeakReason::AliveAtShutdown, now));
+            let stack = waiting.take(cell.id);
+            session.submit(finding(&cell, LeakReason::AliveAtShutdown, now, stack));
         }
     }
 }
 
-/// A task dropped by its runtime's shutdown while pending (runtime hooks path).
+/// A task dropped by its runtime's shutdown while pending (runtime hooks
+/// path), with where it waited if the runtime was dumped before its drop.
 pub(crate) fn dropped_at_shutdown(session: &Session, cell: &TaskCell) {
     if !cell.is_block_on && first_time(cell, REPORTED_SHUTDOWN) {
-        session.submit(finding(cell, LeakReason::AliveAtShutdown, clock::now()));
+        let stack = shutdown::take(cell.id);
+        session.submit(finding(
+            cell,
+            LeakReason::AliveAtShutdown,
+            clock::now(),
+            stack,
+        ));
     }
 }

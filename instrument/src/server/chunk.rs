@@ -155,6 +155,7 @@ pub(crate) fn listing(
             finished: p.finished,
             total_tasks,
             at_unix_ns,
+            ..proto::TaskList::default()
         })
         .collect()
 }
