@@ -12,6 +12,8 @@
 //! - [`routes`]: the `taskscope.v1.Taskscope` calls (Watch, ListTasks,
 //!   TaskDetail), after the token check; [`codec`]: their wire format;
 //! - [`service`]: what ListTasks and TaskDetail answer;
+//! - [`stacks`]: where the app's tasks wait, when a viewer asks (a bounded
+//!   task dump of the app's runtime, reused for a while);
 //! - [`publisher`]: one loop that reads the registry every publish interval
 //!   and makes one snapshot or delta, encoded once;
 //! - [`fanout`]: each viewer's bounded queue of those updates, never waited
@@ -58,6 +60,7 @@ pub(crate) mod publisher;
 pub(crate) mod routes;
 pub(crate) mod runtime;
 pub(crate) mod service;
+pub(crate) mod stacks;
 
 use std::sync::Arc;
 use std::time::Duration;

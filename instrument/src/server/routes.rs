@@ -20,6 +20,7 @@ use crate::server::codec::{self, Raw};
 use crate::server::conn::ConnInfo;
 use crate::server::fanout::{Hub, UpdateStream};
 use crate::server::service::{check_version, detail, listing};
+use crate::server::stacks;
 use crate::session::Session;
 use taskscope_api::proto;
 
@@ -135,9 +136,12 @@ impl ServerStreamingService<proto::ListTasksRequest> for ListCall {
             let request = request.into_inner();
             check_version(request.protocol_version)?;
             routes.budget.wait().await;
-            let chunks = routes
+            let mut chunks = routes
                 .budget
                 .spend(|| listing(&routes.session, request.include_finished));
+            if request.include_stacks {
+                stacks::add_to_listing(&routes.session, &routes.budget, &mut chunks).await;
+            }
             let chunks: Vec<_> = chunks.iter().map(|c| Ok(codec::encode(c))).collect();
             Ok(Response::new(tokio_stream::iter(chunks)))
         })
@@ -156,9 +160,12 @@ impl UnaryService<proto::TaskDetailRequest> for DetailCall {
             let request = request.into_inner();
             check_version(request.protocol_version)?;
             routes.budget.wait().await;
-            let found = routes
+            let mut found = routes
                 .budget
                 .spend(|| detail(&routes.session, request.id))?;
+            if request.include_async_stack {
+                stacks::add_to_detail(&routes.session, &routes.budget, &mut found).await;
+            }
             Ok(Response::new(codec::encode(&found)))
         })
     }

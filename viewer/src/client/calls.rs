@@ -1,10 +1,11 @@
 //! One-shot calls: [`list_tasks`] and [`task_detail`] (the live stream is
 //! [`super::watch()`]).
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use taskscope_api::ServerAddr;
 use taskscope_api::proto::{self, PROTOCOL_VERSION};
+use taskscope_api::{ServerAddr, StackFrame};
 
 use crate::client::auth::{Token, env_token};
 use crate::client::connect;
@@ -35,6 +36,35 @@ pub struct Listing {
     pub tasks: Vec<ListedTask>,
     /// When the app took the listing.
     pub at: SystemTime,
+    /// Where each task waits, when asked for ([`list_tasks_and_stacks`]).
+    pub stacks: Option<Stacks>,
+}
+
+/// Where an app's tasks wait: one Tokio task dump, taken by the app when
+/// asked for ([`list_tasks_and_stacks`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stacks {
+    /// Each live task's async stack, by task id.
+    pub by_task: HashMap<u64, AsyncStack>,
+    /// Why there are none (the app has no task dumps, refused one, ...).
+    pub unavailable: Option<String>,
+    /// Why some tasks have none although the dump was taken.
+    pub partial: Option<String>,
+    /// How long the dump paused the app's runtime.
+    pub pause: Duration,
+    /// When the dump was taken.
+    pub at: Option<SystemTime>,
+}
+
+/// Where one task waits (see `taskscope::AsyncStack`, which this mirrors).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AsyncStack {
+    /// Its async stack, innermost frame first; empty when unknown.
+    pub waiting_at: Vec<StackFrame>,
+    /// The other places it waits at once (other branches of a `select!`).
+    pub also: Vec<Vec<StackFrame>>,
+    /// Why `waiting_at` is empty, or what it lacks.
+    pub note: Option<String>,
 }
 
 /// Lists the live tasks of the app at `addr`.
@@ -56,12 +86,28 @@ pub async fn list_tasks_with(
     addr: &ServerAddr,
     token: Option<&Token>,
 ) -> Result<Listing, ClientError> {
+    list(addr, token, false).await
+}
+
+/// Like [`list_tasks`], and where each task waits ([`Listing::stacks`]): the
+/// app takes a Tokio task dump for it, which pauses its runtime while it
+/// traces the tasks (see the README, "Where each task waits").
+pub async fn list_tasks_and_stacks(addr: &ServerAddr) -> Result<Listing, ClientError> {
+    list(addr, env_token()?.as_ref(), true).await
+}
+
+async fn list(
+    addr: &ServerAddr,
+    token: Option<&Token>,
+    include_stacks: bool,
+) -> Result<Listing, ClientError> {
     let shown = addr.to_string();
     let call = async {
         let mut client = connect::connect(addr, token).await?;
         let request = proto::ListTasksRequest {
             protocol_version: PROTOCOL_VERSION,
             include_finished: false,
+            include_stacks,
         };
         let mut stream = client
             .list_tasks(request)
@@ -69,6 +115,7 @@ pub async fn list_tasks_with(
             .map_err(|s| ClientError::from_status(&shown, &s))?
             .into_inner();
         let mut listing: Option<(proto::TaskList, Vec<ListedTask>)> = None;
+        let mut stacks: HashMap<u64, AsyncStack> = HashMap::new();
         loop {
             let Some(chunk) = stream
                 .message()
@@ -93,6 +140,7 @@ pub async fn list_tasks_with(
                     detail: format!("listing part {} came instead of {expected}", chunk.chunk),
                 });
             }
+            stacks.extend(chunk.stacks.iter().map(|s| (s.id, convert::async_stack(s))));
             let tasks = chunk.tasks.iter().map(|t| ListedTask {
                 task: convert::task(t),
                 kind: convert::kind(t),
@@ -124,10 +172,21 @@ pub async fn list_tasks_with(
             }
         }
         let (head, tasks) = listing.expect("at least one part");
+        let stacks = include_stacks.then(|| {
+            let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            Stacks {
+                by_task: stacks,
+                unavailable: text(&head.stacks_unavailable),
+                partial: text(&head.stacks_partial),
+                pause: Duration::from_nanos(head.dump_pause_ns),
+                at: (head.dump_at_unix_ns > 0).then(|| convert::time(head.dump_at_unix_ns)),
+            }
+        });
         Ok(Listing {
             app: head.app.as_ref().map(convert::app).unwrap_or_default(),
             tasks,
             at: convert::time(head.at_unix_ns),
+            stacks,
         })
     };
     match with_timeout(&shown, "the task listing", call).await {

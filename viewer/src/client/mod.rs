@@ -31,7 +31,8 @@ mod watch;
 
 pub use auth::{TOKEN_VAR, Token, TokenError, env_token};
 pub use calls::{
-    CALL_TIMEOUT, ListedTask, Listing, list_tasks, list_tasks_with, task_detail, task_detail_with,
+    AsyncStack, CALL_TIMEOUT, ListedTask, Listing, Stacks, list_tasks, list_tasks_and_stacks,
+    list_tasks_with, task_detail, task_detail_with,
 };
 pub use convert::TaskKind;
 pub use error::ClientError;

@@ -44,7 +44,7 @@ pub(crate) fn stacks(
             continue;
         }
         let stack = if deadline.is_none_or(|d| Instant::now() < d) {
-            async_stack(dumped.raw_stacks(index), paths)
+            stack_at(dumped, index, paths)
         } else {
             AsyncStack::missing(NOT_RESOLVED)
         };
@@ -58,6 +58,11 @@ pub(crate) fn stacks(
         }
     }
     out
+}
+
+/// Where the `index`-th task of `dumped` waits (resolving its stacks).
+pub(crate) fn stack_at(dumped: &Dumped, index: usize, paths: &mut PathTrim) -> AsyncStack {
+    async_stack(dumped.raw_stacks(index), paths)
 }
 
 /// The note of a task a dump did not trace.

@@ -14,6 +14,7 @@ use crate::settings::TaskDumps;
 
 /// How a dump is bounded.
 #[derive(Clone, Debug)]
+#[cfg_attr(not(taskscope_taskdump), allow(dead_code))]
 pub(crate) struct Options {
     /// How long the caller waits for the result.
     pub(crate) timeout: Duration,
@@ -41,6 +42,7 @@ impl Default for Options {
 }
 
 /// Who asks for a dump: what the gate needs to know of the caller.
+#[cfg_attr(not(taskscope_taskdump), allow(dead_code))]
 pub(crate) struct Gate<'a> {
     /// The session (its registry says which task is a `block_on` future).
     pub(crate) session: &'a Session,
@@ -67,10 +69,6 @@ pub(crate) struct Dumped {
     dump: tokio::runtime::Dump,
     /// How long the dump took (the runtime's pause is at most this).
     pub(crate) took: Duration,
-    /// The tasks there were to trace (alive, but the caller).
-    pub(crate) expected: usize,
-    /// The tasks it traced.
-    pub(crate) traced: usize,
     /// Why some tasks are missing, when they are.
     pub(crate) partial: Option<String>,
     /// When it was taken.
@@ -82,16 +80,12 @@ impl Dumped {
     pub(crate) fn new(
         dump: tokio::runtime::Dump,
         took: Duration,
-        expected: usize,
-        traced: usize,
         partial: Option<String>,
         at: SystemTime,
     ) -> Dumped {
         Dumped {
             dump,
             took,
-            expected,
-            traced,
             partial,
             at,
         }

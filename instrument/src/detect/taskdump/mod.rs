@@ -17,7 +17,7 @@
 //!   relative), and [`collect`]: the stacks of the tasks a caller wants;
 //! - [`stack`]: [`AsyncStack`](stack::AsyncStack) and
 //!   [`TaskStack`](stack::TaskStack), as taskscope hands them out;
-//! - [`error`]: [`TaskDumpError`](error::TaskDumpError);
+//! - [`error`]: why a dump was not taken ([`TaskDumpError`](error::TaskDumpError));
 //! - [`shutdown`]: the dump before the runtime drops the tasks left behind;
 //! - [`on_leak`]: the dump for new leak findings.
 

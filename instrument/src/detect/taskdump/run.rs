@@ -417,7 +417,7 @@ fn finish(handle: &Handle, gate: &Gate<'_>, req: &Request, dump: Dump, took: Dur
     } else {
         None
     };
-    Dumped::new(dump, took, expected, traced, partial, SystemTime::now())
+    Dumped::new(dump, took, partial, SystemTime::now())
 }
 
 fn timed_out(req: &Request, gate: &Gate<'_>, multi_thread: bool) -> TaskDumpError {
