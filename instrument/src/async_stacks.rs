@@ -103,3 +103,171 @@ pub async fn task_stacks() -> Result<Vec<TaskStack>, TaskDumpError> {
         })
         .collect())
 }
+
+#[cfg(all(test, taskscope_taskdump))]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::detect::taskdump::dump::{Gate, Options, dump_blocking};
+    use crate::detect::taskdump::error::TaskDumpError;
+    use crate::detect::taskdump::tests::serial;
+    use crate::settings::{ServerAddr, TaskDumps};
+
+    /// A runtime with taskscope's hooks (they feed the watch slots the gate
+    /// reads), one of whose tasks blocks its thread for `block`; returns the
+    /// runtime's handle once that poll is under way, the task's id, and the
+    /// thread running the runtime.
+    fn stuck_runtime(
+        multi_thread: bool,
+        block: Duration,
+    ) -> (tokio::runtime::Handle, u64, std::thread::JoinHandle<()>) {
+        let mut builder = if multi_thread {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(2).thread_name("dump-test-worker");
+            b
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+        };
+        builder.enable_all();
+        let guard = crate::Builder::new()
+            .server_addr(ServerAddr::Off)
+            .install_on(&mut builder);
+        std::mem::forget(guard);
+        let runtime = builder.build().unwrap();
+        let handle = runtime.handle().clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let app = std::thread::Builder::new()
+            .name("dump-test-app".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let stuck = tokio::spawn(async move { std::thread::sleep(block) });
+                    tx.send(stuck.id().to_string().parse::<u64>().unwrap())
+                        .unwrap();
+                    let _ = stuck.await;
+                });
+                if multi_thread {
+                    // Tokio 1.54 leaves a worker waiting after a partial dump.
+                    runtime.shutdown_background();
+                }
+            })
+            .unwrap();
+        let id = rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        (handle, id, app)
+    }
+
+    #[test]
+    fn a_thread_stuck_in_a_poll_is_named_when_the_dump_is_refused_or_times_out() {
+        let _serial = serial();
+        let session = crate::session::global().cloned();
+        let (handle, id, app) = stuck_runtime(false, Duration::from_millis(1500));
+        let session = session
+            .or_else(|| crate::session::global().cloned())
+            .unwrap();
+        let gate = Gate {
+            session: &session,
+            caller_key: None,
+        };
+        // The gate: refused at once, naming the thread and the task.
+        let t = Instant::now();
+        let refused = dump_blocking(
+            &handle,
+            TaskDumps::CurrentThread,
+            &Options::default(),
+            &gate,
+        )
+        .unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        let text = refused.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "task dump not started: worker dump-test-app has been in a poll of task {id} for 0."
+            )),
+            "{text}"
+        );
+        // Past the gate (a poll that began just before the dump): the
+        // caller's deadline answers, naming the thread that did not.
+        let opts = Options {
+            timeout: Duration::from_millis(300),
+            max_busy: Duration::from_secs(60),
+            ..Options::default()
+        };
+        let t = Instant::now();
+        let err = dump_blocking(&handle, TaskDumps::CurrentThread, &opts, &gate).unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_millis(800),
+            "{:?}",
+            t.elapsed()
+        );
+        let TaskDumpError::TimedOut { unanswered, .. } = &err else {
+            panic!("{err}");
+        };
+        assert!(
+            unanswered
+                .iter()
+                .any(|w| w.thread == "dump-test-app" && w.task == id),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("; not answering: worker dump-test-app"),
+            "{err}"
+        );
+        // The runtime's thread comes back: the aborted dump task is dropped
+        // with it, and the next dump may start.
+        app.join().unwrap();
+    }
+
+    #[test]
+    fn a_multi_thread_dump_with_a_stuck_worker_names_it() {
+        let _serial = serial();
+        let (handle, id, app) = stuck_runtime(true, Duration::from_millis(3000));
+        let session = crate::session::global().cloned().unwrap();
+        let gate = Gate {
+            session: &session,
+            caller_key: None,
+        };
+        let opts = Options {
+            max_busy: Duration::from_secs(60),
+            ..Options::default()
+        };
+        let t = Instant::now();
+        let dumped = dump_blocking(&handle, TaskDumps::AlsoMultiThread, &opts, &gate);
+        assert!(
+            t.elapsed() < Duration::from_millis(2500),
+            "{:?}",
+            t.elapsed()
+        );
+        // Tokio's workers wait 250 ms for each other; the dump then goes on
+        // without the stuck one (partial), or waits for it past the caller's
+        // deadline: either way the stuck worker is named.
+        let named = format!("worker dump-test-worker has been in a poll of task {id} for");
+        match dumped {
+            Ok(dumped) => {
+                let partial = dumped.partial.expect("partial");
+                assert!(
+                    partial.contains(&named) && partial.ends_with("and did not stop for the dump"),
+                    "{partial}"
+                );
+            }
+            Err(err @ TaskDumpError::TimedOut { .. }) => {
+                assert!(err.to_string().contains(&named), "{err}");
+            }
+            Err(err) => panic!("{err}"),
+        }
+        app.join().unwrap();
+        // Once the stuck poll is over, Tokio's dump ends and frees the next one.
+        let until = Instant::now() + Duration::from_secs(10);
+        while crate::detect::taskdump::dump::in_flight() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !crate::detect::taskdump::dump::in_flight(),
+            "Tokio's dump never ended after the stuck poll did"
+        );
+    }
+}

@@ -1,7 +1,6 @@
 //! Leaked tasks: alive when the app shuts down, idle with no waker left (lost
 //! waker), or idle for longer than the configured limit.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -79,8 +78,8 @@ pub(crate) fn scan(session: &Session) {
     if found.is_empty() {
         return;
     }
-    let ids: HashSet<u64> = found.iter().map(|(cell, _)| cell.id).collect();
-    let mut waiting = on_leak::waiting(session, &ids);
+    let cells: Vec<Arc<TaskCell>> = found.iter().map(|(cell, _)| Arc::clone(cell)).collect();
+    let mut waiting = on_leak::waiting(session, &cells);
     let mut stacks = std::collections::HashMap::new();
     for (cell, reason) in found {
         let stack = stacks

@@ -75,6 +75,16 @@ pub(crate) struct Dumped {
     pub(crate) at: SystemTime,
 }
 
+impl std::fmt::Debug for Dumped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dumped")
+            .field("tasks", &self.task_ids().len())
+            .field("took", &self.took)
+            .field("partial", &self.partial)
+            .finish()
+    }
+}
+
 impl Dumped {
     #[cfg(taskscope_taskdump)]
     pub(crate) fn new(
@@ -165,4 +175,13 @@ pub(crate) async fn dump_async(
 pub(crate) fn tick() {
     #[cfg(taskscope_taskdump)]
     crate::detect::taskdump::run::tick();
+}
+
+/// Whether a dump is under way (also one whose caller gave up waiting).
+#[cfg(test)]
+pub(crate) fn in_flight() -> bool {
+    #[cfg(taskscope_taskdump)]
+    return crate::detect::taskdump::run::in_flight();
+    #[cfg(not(taskscope_taskdump))]
+    false
 }

@@ -34,4 +34,4 @@ pub(crate) mod shutdown;
 pub(crate) mod stack;
 
 #[cfg(all(test, taskscope_taskdump))]
-mod tests;
+pub(crate) mod tests;

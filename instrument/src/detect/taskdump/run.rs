@@ -89,6 +89,13 @@ fn poll_abandoned() {
     }
 }
 
+/// Whether a dump is under way (also one whose caller gave up).
+#[cfg(test)]
+pub(crate) fn in_flight() -> bool {
+    poll_abandoned();
+    IN_FLIGHT.load(Ordering::Acquire) != 0
+}
+
 fn abandon(fut: Pin<Box<dyn Future<Output = Dump> + Send>>) {
     *lock(&ABANDONED) = Some(Box::pin(async move {
         let _ = fut.await;
@@ -147,8 +154,12 @@ async fn until<T>(
 
 // ---- a result both sync and async callers can wait for --------------------
 
+/// A dump and how long it paused the runtime.
+type Taken = (Dump, Duration);
+
 struct Slot {
-    state: Mutex<(Option<(Dump, Duration)>, Option<Waker>)>,
+    /// The dump once taken, and the waker of an async caller.
+    state: Mutex<(Option<Taken>, Option<Waker>)>,
     ready: Condvar,
 }
 
@@ -169,7 +180,7 @@ impl Slot {
         self.ready.notify_all();
     }
 
-    fn wait(&self, deadline: Instant) -> Option<(Dump, Duration)> {
+    fn wait(&self, deadline: Instant) -> Option<Taken> {
         let mut state = lock(&self.state);
         loop {
             if let Some(done) = state.0.take() {
@@ -186,7 +197,7 @@ impl Slot {
         }
     }
 
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<(Dump, Duration)> {
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<Taken> {
         let mut state = lock(&self.state);
         match state.0.take() {
             Some(done) => Poll::Ready(done),
@@ -373,9 +384,10 @@ fn start(
     let slot = Slot::new();
     let put = Arc::clone(&slot);
     let task = handle.spawn(async move {
-        let _flight = flight;
         let began = Instant::now();
         let dump = Handle::current().dump().await;
+        // Free before the caller hears of it: it may ask again at once.
+        drop(flight);
         put.put(dump, began.elapsed());
     });
     let req = Request {

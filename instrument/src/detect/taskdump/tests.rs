@@ -22,7 +22,8 @@ use crate::settings::{Settings, TaskDumps};
 /// for each other.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+/// Held by every test that takes a dump.
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -45,11 +46,28 @@ impl Future for ForgetsWaker {
 fn spawn_waiters() -> (u64, u32, u64) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<u32>(1);
     std::mem::forget(tx);
-    let line = line!() + 2;
-    let receiver = tokio::spawn(async move { while let Some(_v) = rx.recv().await {} });
+    let receiver = tokio::spawn(async move {
+        while let Some(_v) = rx.recv().await {} // RECV-AWAIT
+    });
     let lost = tokio::spawn(ForgetsWaker);
     let id = |h: &tokio::task::JoinHandle<()>| h.id().to_string().parse::<u64>().unwrap();
-    (id(&receiver), line, id(&lost))
+    (
+        id(&receiver),
+        marker_line(concat!("RECV-", "AWAIT")),
+        id(&lost),
+    )
+}
+
+/// The line of this file holding `marker`.
+fn marker_line(marker: &str) -> u32 {
+    let lines: Vec<usize> = include_str!("tests.rs")
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains(marker))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(lines.len(), 1, "{marker} on one line");
+    lines[0] as u32
 }
 
 fn paths() -> PathTrim {
