@@ -61,6 +61,7 @@ pub async fn task_stacks() -> Result<Vec<TaskStack>, TaskDumpError> {
     let gate = Gate {
         session,
         caller_key: caller,
+        asked: true,
     };
     let dumped = dump_async(
         &handle,
@@ -167,6 +168,7 @@ mod tests {
         let gate = Gate {
             session: &session,
             caller_key: None,
+            asked: true,
         };
         // The gate: refused at once, naming the thread and the task.
         let t = Instant::now();
@@ -230,6 +232,7 @@ mod tests {
         let gate = Gate {
             session: &session,
             caller_key: None,
+            asked: true,
         };
         let opts = Options {
             max_busy: Duration::from_secs(60),

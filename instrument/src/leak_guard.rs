@@ -259,6 +259,7 @@ async fn stacks_async(tasks: &[TaskInfo]) -> Vec<AsyncStack> {
     let gate = Gate {
         session,
         caller_key: poll::current_key(),
+        asked: true,
     };
     let dumped = dump_async(
         &handle,
@@ -287,6 +288,7 @@ fn stacks_blocking(tasks: &[TaskInfo]) -> Vec<AsyncStack> {
     let gate = Gate {
         session,
         caller_key: poll::current_key(),
+        asked: true,
     };
     let dumped = dump_blocking(
         &handle,

@@ -119,6 +119,9 @@ pub use taskscope_api::format;
 /// The wire protocol between the app and the viewer (from `taskscope-api`).
 #[doc(inline)]
 pub use taskscope_api::proto;
+/// Where a task waits, as text (from `taskscope-api`).
+#[doc(inline)]
+pub use taskscope_api::waiting;
 pub use taskscope_api::{
     Finding, FindingKind, LeakReason, SCHEMA_VERSION, StackFrame, TaskRef, blocking_frame,
 };

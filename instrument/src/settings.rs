@@ -72,7 +72,9 @@ pub struct Settings {
 /// mode. With Tokio 1.54 that is safe on a current-thread runtime, but on a
 /// multi-thread runtime it can leave a worker waiting forever (the runtime
 /// then never runs those tasks again, and dropping it hangs): taskscope
-/// dumps multi-thread runtimes only when told to with `multi_thread`.
+/// dumps multi-thread runtimes only when told to with `multi_thread`, and
+/// then only when a person asks (the viewer, `task_stacks()`, a failing
+/// `LeakGuard`), never on its own (at shutdown, for leak findings).
 ///
 /// ```
 /// use taskscope::{Settings, TaskDumps};
@@ -88,8 +90,9 @@ pub enum TaskDumps {
     /// Current-thread runtimes only (`on`, the default).
     #[default]
     CurrentThread,
-    /// Current-thread and multi-thread runtimes (`multi_thread`): may hang a
-    /// multi-thread runtime with Tokio 1.54 (see above).
+    /// Current-thread runtimes, and multi-thread ones when a person asks
+    /// (`multi_thread`): may hang a multi-thread runtime with Tokio 1.54
+    /// (see above).
     AlsoMultiThread,
 }
 

@@ -46,8 +46,9 @@ pub(crate) fn shutting_down(
     stacks_by: Instant,
     deadline: Instant,
 ) {
-    let mut waiting = taskdump::shutdown::at_guard_drop(session, current, stacks_by);
-    leaks::report_alive_at_shutdown(session, current, &mut waiting);
+    leaks::report_alive_at_shutdown(session, current, || {
+        taskdump::shutdown::at_guard_drop(session, current, stacks_by)
+    });
     while watch_slot::any_pending_final() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }

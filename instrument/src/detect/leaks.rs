@@ -17,20 +17,57 @@ use crate::session::Session;
 /// between owners in steps; a glimpse of zero is not a leak).
 const LOST_AFTER_NS: u64 = 300_000_000;
 
-/// The `leaked_task` finding of `cell`, for `reason`, at clock time `now`,
-/// waiting at `stack`.
-pub(crate) fn finding(cell: &TaskCell, reason: LeakReason, now: u64, stack: AsyncStack) -> Finding {
+/// The `leaked_task` finding of `cell`, for `reason`, at clock time `now`
+/// (where it waits is filled in later: [`set_waiting`]).
+pub(crate) fn finding(cell: &TaskCell, reason: LeakReason, now: u64) -> Finding {
     let info = cell.info(now);
     Finding::new(
         FindingKind::LeakedTask {
             reason,
             age_ms: info.age.as_millis() as u64,
             idle_ms: info.since_last_poll.unwrap_or(info.age).as_millis() as u64,
-            waiting_at: stack.waiting_at,
-            waiting_at_note: stack.note,
+            waiting_at: Vec::new(),
+            waiting_at_note: None,
         },
         Some(cell.task_ref()),
     )
+}
+
+/// Fills where the task of a `leaked_task` finding waits.
+fn set_waiting(finding: &mut Finding, stack: AsyncStack) {
+    if let FindingKind::LeakedTask {
+        waiting_at,
+        waiting_at_note,
+        ..
+    } = &mut finding.kind
+    {
+        *waiting_at = stack.waiting_at;
+        *waiting_at_note = stack.note;
+    }
+}
+
+/// Submits `found` with where each task waits. The findings are made before
+/// the dump: Tokio polls every task it traced once more right after it,
+/// which would make them all look as if they had just run.
+fn submit_with_stacks(
+    session: &Session,
+    found: Vec<(Arc<TaskCell>, Finding)>,
+    waiting: impl FnOnce(&[Arc<TaskCell>]) -> Waiting,
+) {
+    if found.is_empty() {
+        return;
+    }
+    let cells: Vec<Arc<TaskCell>> = found.iter().map(|(cell, _)| Arc::clone(cell)).collect();
+    let mut waiting = waiting(&cells);
+    let mut stacks = std::collections::HashMap::new();
+    for (cell, mut finding) in found {
+        let stack = stacks
+            .entry(cell.id)
+            .or_insert_with(|| waiting.take(cell.id))
+            .clone();
+        set_waiting(&mut finding, stack);
+        session.submit(finding);
+    }
 }
 
 /// Marks `flag` on `cell`; true the first time.
@@ -51,7 +88,7 @@ pub(crate) fn scan(session: &Session) {
         return;
     }
     let now = clock::now();
-    let mut found: Vec<(Arc<TaskCell>, LeakReason)> = Vec::new();
+    let mut found: Vec<(Arc<TaskCell>, Finding)> = Vec::new();
     for cell in session.registry.live_cells() {
         if cell.is_block_on || cell.state() != TaskState::Idle {
             continue;
@@ -66,28 +103,20 @@ pub(crate) fn scan(session: &Session) {
             && cell.wakers.load(Relaxed) == 0
             && first_time(&cell, REPORTED_LOST)
         {
-            found.push((Arc::clone(&cell), LeakReason::LostWaker));
+            found.push((
+                Arc::clone(&cell),
+                finding(&cell, LeakReason::LostWaker, now),
+            ));
         }
         if let Some(limit) = idle_limit
             && idle >= limit
             && cell.idle_reported_at.swap(last_end, Relaxed) != last_end
         {
-            found.push((cell, LeakReason::IdleTooLong));
+            let finding = finding(&cell, LeakReason::IdleTooLong, now);
+            found.push((cell, finding));
         }
     }
-    if found.is_empty() {
-        return;
-    }
-    let cells: Vec<Arc<TaskCell>> = found.iter().map(|(cell, _)| Arc::clone(cell)).collect();
-    let mut waiting = on_leak::waiting(session, &cells);
-    let mut stacks = std::collections::HashMap::new();
-    for (cell, reason) in found {
-        let stack = stacks
-            .entry(cell.id)
-            .or_insert_with(|| waiting.take(cell.id))
-            .clone();
-        session.submit(finding(&cell, reason, now, stack));
-    }
+    submit_with_stacks(session, found, |cells| on_leak::waiting(session, cells));
 }
 
 /// Every task still alive as the app shuts down (the guard is dropped), but
@@ -96,32 +125,30 @@ pub(crate) fn scan(session: &Session) {
 pub(crate) fn report_alive_at_shutdown(
     session: &Session,
     current: Option<u64>,
-    waiting: &mut Waiting,
+    waiting: impl FnOnce() -> Waiting,
 ) {
     let now = clock::now();
     let mut cells = session.registry.live_cells_with_keys();
     cells.sort_by_key(|(_, c)| c.id);
+    let mut found = Vec::new();
     for (key, cell) in cells {
         if cell.is_block_on || Some(key) == current {
             continue;
         }
         if first_time(&cell, REPORTED_SHUTDOWN) {
-            let stack = waiting.take(cell.id);
-            session.submit(finding(&cell, LeakReason::AliveAtShutdown, now, stack));
+            let finding = finding(&cell, LeakReason::AliveAtShutdown, now);
+            found.push((cell, finding));
         }
     }
+    submit_with_stacks(session, found, |_| waiting());
 }
 
 /// A task dropped by its runtime's shutdown while pending (runtime hooks
 /// path), with where it waited if the runtime was dumped before its drop.
 pub(crate) fn dropped_at_shutdown(session: &Session, cell: &TaskCell) {
     if !cell.is_block_on && first_time(cell, REPORTED_SHUTDOWN) {
-        let stack = shutdown::take(cell.id);
-        session.submit(finding(
-            cell,
-            LeakReason::AliveAtShutdown,
-            clock::now(),
-            stack,
-        ));
+        let mut finding = finding(cell, LeakReason::AliveAtShutdown, clock::now());
+        set_waiting(&mut finding, shutdown::take(cell.id));
+        session.submit(finding);
     }
 }

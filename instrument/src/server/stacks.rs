@@ -66,6 +66,7 @@ async fn dump(session: &Session, budget: &Budget) -> Result<Arc<Dumped>, String>
     let gate = Gate {
         session,
         caller_key: None,
+        asked: true,
     };
     let dumped = dump_async(
         handle,

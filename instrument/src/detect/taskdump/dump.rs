@@ -48,18 +48,28 @@ pub(crate) struct Gate<'a> {
     pub(crate) session: &'a Session,
     /// The task the caller is polling, if any (its own poll is no obstacle).
     pub(crate) caller_key: Option<u64>,
+    /// A person asked for this dump (the viewer, `task_stacks()`, a failing
+    /// `LeakGuard`); false when taskscope takes it on its own (shutdown, leak
+    /// findings), which it never does of a multi-thread runtime.
+    pub(crate) asked: bool,
 }
 
-/// Whether `policy` allows a dump of a runtime of this flavor.
-pub(crate) fn allowed(policy: TaskDumps, flavor: RuntimeFlavor) -> Result<(), TaskDumpError> {
+/// Whether `policy` allows a dump of a runtime of this flavor, `asked` for
+/// by a person or not.
+pub(crate) fn allowed(
+    policy: TaskDumps,
+    flavor: RuntimeFlavor,
+    asked: bool,
+) -> Result<(), TaskDumpError> {
     if not_built().is_some() {
         return Err(TaskDumpError::NotBuilt);
     }
     match (policy, flavor) {
         (TaskDumps::Off, _) => Err(TaskDumpError::Off),
-        (TaskDumps::CurrentThread, RuntimeFlavor::CurrentThread) => Ok(()),
+        (_, RuntimeFlavor::CurrentThread) => Ok(()),
         (TaskDumps::CurrentThread, _) => Err(TaskDumpError::MultiThreadNotAllowed),
-        (TaskDumps::AlsoMultiThread, _) => Ok(()),
+        (TaskDumps::AlsoMultiThread, _) if asked => Ok(()),
+        (TaskDumps::AlsoMultiThread, _) => Err(TaskDumpError::MultiThreadOnlyWhenAsked),
     }
 }
 
@@ -142,7 +152,7 @@ pub(crate) fn dump_blocking(
     opts: &Options,
     gate: &Gate<'_>,
 ) -> Result<Dumped, TaskDumpError> {
-    allowed(policy, handle.runtime_flavor())?;
+    allowed(policy, handle.runtime_flavor(), gate.asked)?;
     #[cfg(taskscope_taskdump)]
     return crate::detect::taskdump::run::dump_blocking(handle, opts, gate);
     #[cfg(not(taskscope_taskdump))]
@@ -160,7 +170,7 @@ pub(crate) async fn dump_async(
     opts: &Options,
     gate: &Gate<'_>,
 ) -> Result<Dumped, TaskDumpError> {
-    allowed(policy, handle.runtime_flavor())?;
+    allowed(policy, handle.runtime_flavor(), gate.asked)?;
     #[cfg(taskscope_taskdump)]
     return crate::detect::taskdump::run::dump_async(handle, opts, gate).await;
     #[cfg(not(taskscope_taskdump))]

@@ -82,6 +82,16 @@ pub enum TaskDumpError {
          stuck for good, so taskscope takes them only with TASKSCOPE_TASKDUMP=multi_thread"
     )]
     MultiThreadNotAllowed,
+    /// A multi-thread runtime, with `TASKSCOPE_TASKDUMP=multi_thread`, and a
+    /// dump taskscope would take on its own (at shutdown, for a leak
+    /// finding): those it takes of current-thread runtimes only.
+    #[error(
+        "no task dump of a multi-thread runtime unless a person asks for one: with Tokio 1.54 a \
+         dump can leave such a runtime stuck, or keep the app from exiting, so even with \
+         TASKSCOPE_TASKDUMP=multi_thread taskscope takes them only when asked (dump --stacks, the \
+         Detail view, task_stacks(), a failing LeakGuard), never at shutdown or for leak findings"
+    )]
+    MultiThreadOnlyWhenAsked,
     /// taskscope is not started, or no runtime is known to dump.
     #[error("no runtime to dump: {0}")]
     NoRuntime(&'static str),

@@ -58,7 +58,7 @@ pub(crate) fn waiting(session: &Session, cells: &[Arc<TaskCell>]) -> Waiting {
     let Some(handle) = app_runtime::handle() else {
         return Waiting::none("no task dump: taskscope has not seen the app's runtime");
     };
-    if let Err(err) = allowed(session.settings.task_dumps, handle.runtime_flavor()) {
+    if let Err(err) = allowed(session.settings.task_dumps, handle.runtime_flavor(), false) {
         return Waiting::none(err.to_string());
     }
     let kept = {
@@ -93,6 +93,7 @@ pub(crate) fn waiting(session: &Session, cells: &[Arc<TaskCell>]) -> Waiting {
             let gate = Gate {
                 session,
                 caller_key: None,
+                asked: false,
             };
             let dumped = match dump_blocking(handle, session.settings.task_dumps, &opts, &gate) {
                 Ok(dumped) => dumped,
@@ -123,8 +124,10 @@ pub(crate) fn waiting(session: &Session, cells: &[Arc<TaskCell>]) -> Waiting {
         let Some(&(index, polls_before)) = kept.tasks.get(&cell.id) else {
             continue;
         };
-        if cell.polls.load(Relaxed) > polls_before + 1 {
-            // It ran since: the kept stack may be stale.
+        // Polled more than twice since the dump (its trace poll, which the
+        // tracing capture sees, and Tokio's wake-up right after): it ran,
+        // and the kept stack may be stale.
+        if cell.polls.load(Relaxed) > polls_before + 2 {
             continue;
         }
         if started.elapsed() > RESOLVE_FOR {

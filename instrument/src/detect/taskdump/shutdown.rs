@@ -72,6 +72,7 @@ pub(crate) fn at_guard_drop(
     let gate = Gate {
         session,
         caller_key,
+        asked: false,
     };
     match dump_blocking(&handle, session.settings.task_dumps, &opts, &gate) {
         Ok(dumped) => Waiting::dumped(stacks(
@@ -104,6 +105,7 @@ pub(crate) fn before_runtime_drop(session: &Session, runtime: &Runtime) {
         let gate = Gate {
             session,
             caller_key: None,
+            asked: false,
         };
         // A new `block_on` gives a current-thread runtime's thread back its
         // core: the dump is then taken at once, on this thread.

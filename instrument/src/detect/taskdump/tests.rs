@@ -113,6 +113,7 @@ fn a_current_thread_runtime_is_dumped_from_its_own_thread_at_once() {
         let gate = Gate {
             session: &session,
             caller_key: None,
+            asked: true,
         };
         // From the block_on future, as the guard's drop at the end of main.
         let dumped = dump_blocking(
@@ -155,6 +156,7 @@ fn a_current_thread_runtime_is_dumped_from_another_thread_by_a_task() {
     let gate = Gate {
         session: &session,
         caller_key: None,
+        asked: true,
     };
     // As taskscope's server does: its own runtime, the app's handle.
     let server = tokio::runtime::Builder::new_current_thread()
@@ -203,6 +205,7 @@ fn a_multi_thread_runtime_is_dumped_only_when_the_policy_says_so() {
     let gate = Gate {
         session: &session,
         caller_key: None,
+        asked: true,
     };
     let handle = rt.handle().clone();
     let refused = dump_blocking(
@@ -255,6 +258,7 @@ fn a_second_dump_while_one_runs_is_refused_at_once() {
     let gate = Gate {
         session: &session,
         caller_key: None,
+        asked: true,
     };
     let opts = Options {
         timeout: Duration::from_millis(100),
