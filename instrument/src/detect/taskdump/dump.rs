@@ -188,10 +188,7 @@ pub(crate) fn tick() {
 }
 
 /// Whether a dump is under way (also one whose caller gave up waiting).
-#[cfg(test)]
+#[cfg(all(test, taskscope_taskdump))]
 pub(crate) fn in_flight() -> bool {
-    #[cfg(taskscope_taskdump)]
-    return crate::detect::taskdump::run::in_flight();
-    #[cfg(not(taskscope_taskdump))]
-    false
+    crate::detect::taskdump::run::in_flight()
 }
