@@ -329,9 +329,13 @@ fn stuck(flavor: &str, env: &[(&str, &str)], thread: &str) {
         assert!(err.contains("`taskdump` feature"), "{err}");
     }
     // The app goes on: its ticker ticks after the stuck poll, and it ends.
-    next_line_where(&mut out, "taskdump_app", app_stderr, |l| {
-        (l == "done").then_some(())
+    let ticked: u32 = next_line_where(&mut out, "taskdump_app", app_stderr, |l| {
+        l.strip_prefix("ticked ").map(|n| n.parse().unwrap())
     });
+    assert!(
+        ticked > 10,
+        "the runtime ran its ticker {ticked} times in 600 ms"
+    );
     assert!(app.wait().unwrap().success(), "{}", app_stderr());
 }
 

@@ -9,10 +9,12 @@
 //!   (`idle` needs `TASKSCOPE_IDLE_LIMIT_S=1`);
 //! - `task_stacks`: prints `taskscope::task_stacks()`, one task a line;
 //! - `stuck`: serves the viewer (`TASKSCOPE_ADDR`) while a task blocks its
-//!   thread for 5 s; says `ready` when it does, and `ticks N` after it.
+//!   thread for 5 s; says `ready` when it does, and `ticked N` (its ticker's
+//!   ticks in the 600 ms after it).
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -116,14 +118,11 @@ async fn scenario(name: &str) {
             }
         }
         "stuck" => {
+            static TICKS: AtomicU32 = AtomicU32::new(0);
             let ticker = tokio::spawn(async {
-                let mut ticks = 0u32;
                 loop {
                     tokio::time::sleep(Duration::from_millis(10)).await;
-                    ticks += 1;
-                    if ticks % 50 == 0 {
-                        println!("ticks {ticks}");
-                    }
+                    TICKS.fetch_add(1, Ordering::Relaxed);
                 }
             });
             tokio::task::yield_now().await;
@@ -136,9 +135,10 @@ async fn scenario(name: &str) {
                 .unwrap();
             stuck.await.unwrap();
             // The runtime runs its tasks again after the stuck poll.
+            let before = TICKS.load(Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(600)).await;
             ticker.abort();
-            println!("done");
+            println!("ticked {}", TICKS.load(Ordering::Relaxed) - before);
         }
         other => {
             eprintln!("unknown scenario {other:?}");
