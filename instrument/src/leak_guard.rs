@@ -113,6 +113,12 @@ fn write_stack(f: &mut fmt::Formatter<'_>, stack: &AsyncStack) -> fmt::Result {
         Some(head) => write!(f, "\n    {head}:")?,
         None => write!(f, "\n    where it waits is not known:")?,
     }
+    if stack.waiting_at.is_empty()
+        && stack.note.as_deref() == Some(taskscope_api::waiting::NO_TOKIO_PRIMITIVE)
+    {
+        // The line above says it.
+        return Ok(());
+    }
     for line in stack.lines() {
         write!(f, "\n      {line}")?;
     }

@@ -63,8 +63,12 @@ pub fn headline(stack: &AsyncStack) -> String {
     }
 }
 
-/// The lines under a task: its frames, innermost first, and the note.
+/// The lines under a task: its frames, innermost first, and the note (but
+/// when the headline already says it all: no Tokio primitive on the stack).
 pub fn lines(stack: &AsyncStack) -> Vec<String> {
+    if stack.waiting_at.is_empty() && stack.note.as_deref() == Some(waiting::NO_TOKIO_PRIMITIVE) {
+        return Vec::new();
+    }
     waiting::stack_lines(&stack.waiting_at, &stack.also, stack.note.as_deref())
         .iter()
         .map(|l| visible(l))
