@@ -118,10 +118,19 @@ mod tests {
     /// reads), one of whose tasks blocks its thread for `block`; returns the
     /// runtime's handle once that poll is under way, the task's id, and the
     /// thread running the runtime.
+    /// The runtime's thread ends its `block_on` once the stuck task is done,
+    /// then waits for `release` before the runtime is dropped (a runtime
+    /// dropped during a multi-thread dump would leave Tokio's dump thread,
+    /// and the flight, waiting for ever).
     fn stuck_runtime(
         multi_thread: bool,
         block: Duration,
-    ) -> (tokio::runtime::Handle, u64, std::thread::JoinHandle<()>) {
+    ) -> (
+        tokio::runtime::Handle,
+        u64,
+        std::thread::JoinHandle<()>,
+        std::sync::mpsc::Sender<()>,
+    ) {
         let mut builder = if multi_thread {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             b.worker_threads(2).thread_name("dump-test-worker");
@@ -137,6 +146,7 @@ mod tests {
         let runtime = builder.build().unwrap();
         let handle = runtime.handle().clone();
         let (tx, rx) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
         let app = std::thread::Builder::new()
             .name("dump-test-app".into())
             .spawn(move || {
@@ -146,6 +156,7 @@ mod tests {
                         .unwrap();
                     let _ = stuck.await;
                 });
+                let _ = released.recv();
                 if multi_thread {
                     // Tokio 1.54 leaves a worker waiting after a partial dump.
                     runtime.shutdown_background();
@@ -154,14 +165,14 @@ mod tests {
             .unwrap();
         let id = rx.recv().unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        (handle, id, app)
+        (handle, id, app, release)
     }
 
     #[test]
     fn a_thread_stuck_in_a_poll_is_named_when_the_dump_is_refused_or_times_out() {
         let _serial = serial();
         let session = crate::session::global().cloned();
-        let (handle, id, app) = stuck_runtime(false, Duration::from_millis(1500));
+        let (handle, id, app, release) = stuck_runtime(false, Duration::from_millis(1500));
         let session = session
             .or_else(|| crate::session::global().cloned())
             .unwrap();
@@ -219,15 +230,16 @@ mod tests {
                 .contains("; not answering: worker dump-test-app"),
             "{err}"
         );
-        // The runtime's thread comes back: the aborted dump task is dropped
-        // with it, and the next dump may start.
+        // The dump task never started: it holds nothing, the next dump may start.
+        assert!(!crate::detect::taskdump::dump::in_flight());
+        release.send(()).unwrap();
         app.join().unwrap();
     }
 
     #[test]
     fn a_multi_thread_dump_with_a_stuck_worker_names_it() {
         let _serial = serial();
-        let (handle, id, app) = stuck_runtime(true, Duration::from_millis(3000));
+        let (handle, id, app, release) = stuck_runtime(true, Duration::from_millis(3000));
         let session = crate::session::global().cloned().unwrap();
         let gate = Gate {
             session: &session,
@@ -262,15 +274,14 @@ mod tests {
             }
             Err(err) => panic!("{err}"),
         }
-        app.join().unwrap();
         // Once the stuck poll is over, Tokio's dump ends and frees the next one.
         let until = Instant::now() + Duration::from_secs(10);
         while crate::detect::taskdump::dump::in_flight() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(
-            !crate::detect::taskdump::dump::in_flight(),
-            "Tokio's dump never ended after the stuck poll did"
-        );
+        let freed = !crate::detect::taskdump::dump::in_flight();
+        release.send(()).unwrap();
+        app.join().unwrap();
+        assert!(freed, "Tokio's dump never ended after the stuck poll did");
     }
 }

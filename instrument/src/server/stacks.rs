@@ -7,7 +7,8 @@
 //! not pause it again and again: a dump is reused for the next requests for
 //! [`REUSE_AT_LEAST`], or ten times as long as it paused the app if that is
 //! longer (so dumps asked for in a loop pause the app at most a tenth of the
-//! time), and requests never overlap (one dump at a time).
+//! time), and requests never overlap: one asked while another is being
+//! taken waits for it and gets the same dump.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,11 +47,16 @@ struct Recent {
 /// The last dump, while it may be reused.
 static RECENT: Mutex<Option<Recent>> = Mutex::new(None);
 
+/// Viewers' requests take their turn: one asked while the server's own dump
+/// is under way waits for it and gets its result, rather than a refusal.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A dump of the app's runtime: a recent one, or a new one.
 async fn dump(session: &Session, budget: &Budget) -> Result<Arc<Dumped>, String> {
     if let Some(why) = not_built() {
         return Err(why.to_string());
     }
+    let _turn = TURN.lock().await;
     {
         let mut recent = lock(&RECENT);
         match recent.as_ref() {

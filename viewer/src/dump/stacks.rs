@@ -110,7 +110,7 @@ pub fn to_text(listing: &Listing) -> String {
     for listed in &listing.tasks {
         let t = &listed.task;
         let name = match (&t.name, listed.kind) {
-            (Some(name), _) => format!("{:?}", visible(name)),
+            (Some(name), _) => format!("\"{}\"", visible(name)),
             (None, TaskKind::BlockOn) => "(block_on)".into(),
             (None, TaskKind::Task) => "(unnamed)".into(),
         };

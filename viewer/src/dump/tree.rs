@@ -47,7 +47,7 @@ fn tree(listing: &Listing) -> Tree<'_> {
 fn label(listing: &Listing, listed: &ListedTask) -> String {
     let t = &listed.task;
     let name = match (&t.name, listed.kind) {
-        (Some(name), _) => format!("{:?}", visible(name)),
+        (Some(name), _) => format!("\"{}\"", visible(name)),
         (None, TaskKind::BlockOn) => "(block_on)".into(),
         (None, TaskKind::Task) => "(unnamed)".into(),
     };

@@ -16,8 +16,9 @@
 //!   Tokio's dump is synchronous there; it is taken at once.
 //! - current-thread, from another thread (taskscope's server, its watchdog):
 //!   only the runtime's own thread can dump it, so a task is spawned on it
-//!   that does; on timeout the task is aborted (it then never runs, or is
-//!   dropped when the runtime's thread comes back).
+//!   that does; on timeout the task is aborted and, unless it is dumping at
+//!   that very moment, the next dump may start at once (a runtime nobody
+//!   drives any more must not hold the flight for ever).
 //! - multi-thread: Tokio runs the dump on a thread of its own; the caller
 //!   polls the future that waits for it. A caller that gives up leaves that
 //!   future to be polled by the next request (or the watchdog), which frees
@@ -28,7 +29,7 @@
 
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant, SystemTime};
@@ -306,7 +307,7 @@ enum Started {
     /// Taken at once, on the runtime's own thread.
     Ready(Dump, Duration),
     /// A task of the (current-thread) runtime takes it.
-    Remote(Arc<Slot>, tokio::task::JoinHandle<()>),
+    Remote(Arc<Slot>, tokio::task::JoinHandle<()>, Arc<Remote>),
     /// Tokio's dump thread takes it (multi-thread).
     Tokio(Pin<Box<dyn Future<Output = Dump> + Send>>),
 }
@@ -382,12 +383,23 @@ fn start(
         return Ok((Started::Tokio(fut), req));
     }
     let slot = Slot::new();
-    let put = Arc::clone(&slot);
+    let remote = Arc::new(Remote {
+        state: AtomicU8::new(WAITING),
+        flight: Mutex::new(Some(flight)),
+    });
+    let (put, task_side) = (Arc::clone(&slot), Arc::clone(&remote));
     let task = handle.spawn(async move {
+        if task_side
+            .state
+            .compare_exchange(WAITING, DUMPING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return; // the caller gave up: no dump nobody waits for
+        }
         let began = Instant::now();
         let dump = Handle::current().dump().await;
         // Free before the caller hears of it: it may ask again at once.
-        drop(flight);
+        drop(lock(&task_side.flight).take());
         put.put(dump, began.elapsed());
     });
     let req = Request {
@@ -395,7 +407,35 @@ fn start(
         before,
         callers: 1,
     };
-    Ok((Started::Remote(slot, task), req))
+    Ok((Started::Remote(slot, task, remote), req))
+}
+
+/// A dump asked of a current-thread runtime's task: whether it started.
+struct Remote {
+    state: AtomicU8,
+    /// The flight, freed by the task once it has dumped, or by the caller
+    /// when it gives up before the task started.
+    flight: Mutex<Option<Flight>>,
+}
+
+const WAITING: u8 = 0;
+const DUMPING: u8 = 1;
+const GAVE_UP: u8 = 2;
+
+impl Remote {
+    /// The caller gives up: a task that has not started never will (its
+    /// runtime's thread may never come back, and must not hold the flight
+    /// for ever); one that is dumping right now frees it when done.
+    fn give_up(&self, task: &tokio::task::JoinHandle<()>) {
+        task.abort();
+        if self
+            .state
+            .compare_exchange(WAITING, GAVE_UP, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            drop(lock(&self.flight).take());
+        }
+    }
 }
 
 fn finish(handle: &Handle, gate: &Gate<'_>, req: &Request, dump: Dump, took: Duration) -> Dumped {
@@ -453,10 +493,10 @@ pub(crate) fn dump_blocking(
     let multi_thread = handle.runtime_flavor() != RuntimeFlavor::CurrentThread;
     match started {
         Started::Ready(dump, took) => Ok(finish(handle, gate, &req, dump, took)),
-        Started::Remote(slot, task) => match slot.wait(deadline) {
+        Started::Remote(slot, task, remote) => match slot.wait(deadline) {
             Some((dump, took)) => Ok(finish(handle, gate, &req, dump, took)),
             None => {
-                task.abort();
+                remote.give_up(&task);
                 Err(timed_out(&req, gate, multi_thread))
             }
         },
@@ -486,10 +526,10 @@ pub(crate) async fn dump_async(
     let multi_thread = handle.runtime_flavor() != RuntimeFlavor::CurrentThread;
     match started {
         Started::Ready(dump, took) => Ok(finish(handle, gate, &req, dump, took)),
-        Started::Remote(slot, task) => match until(deadline, |cx| slot.poll(cx)).await {
+        Started::Remote(slot, task, remote) => match until(deadline, |cx| slot.poll(cx)).await {
             Some((dump, took)) => Ok(finish(handle, gate, &req, dump, took)),
             None => {
-                task.abort();
+                remote.give_up(&task);
                 Err(timed_out(&req, gate, multi_thread))
             }
         },

@@ -237,11 +237,11 @@ fn a_multi_thread_runtime_is_dumped_only_when_the_policy_says_so() {
 }
 
 #[test]
-fn a_second_dump_while_one_runs_is_refused_at_once() {
+fn a_second_dump_while_one_runs_is_refused_at_once_and_a_runtime_nobody_drives_holds_none() {
     let _serial = serial();
     let session = session();
-    // A current-thread runtime whose thread is stuck: the first dump, asked
-    // from outside, waits for it (and gives up); the second is refused.
+    // A current-thread runtime whose thread is stuck: a dump asked from
+    // outside waits for it, and a second one meanwhile is refused.
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -250,11 +250,30 @@ fn a_second_dump_while_one_runs_is_refused_at_once() {
     let app = std::thread::spawn(move || {
         rt.block_on(async {
             started_tx.send(()).unwrap();
-            std::thread::sleep(Duration::from_millis(600));
+            std::thread::sleep(Duration::from_millis(1500));
             tokio::task::yield_now().await;
         });
     });
     started_rx.recv().unwrap();
+    let first = {
+        let handle = handle.clone();
+        std::thread::spawn(move || {
+            let session = crate::session::Session::new(Settings::default()).0;
+            let gate = Gate {
+                session: &session,
+                caller_key: None,
+                asked: true,
+            };
+            let opts = Options {
+                timeout: Duration::from_millis(500),
+                ..Options::default()
+            };
+            let t = Instant::now();
+            let first = dump_blocking(&handle, TaskDumps::CurrentThread, &opts, &gate);
+            (first.err(), t.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
     let gate = Gate {
         session: &session,
         caller_key: None,
@@ -264,23 +283,25 @@ fn a_second_dump_while_one_runs_is_refused_at_once() {
         timeout: Duration::from_millis(100),
         ..Options::default()
     };
-    let t = Instant::now();
-    let first = dump_blocking(&handle, TaskDumps::CurrentThread, &opts, &gate);
-    assert!(
-        matches!(first, Err(TaskDumpError::TimedOut { .. })),
-        "{:?}",
-        first.err()
-    );
-    assert!(
-        t.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        t.elapsed()
-    );
     let second = dump_blocking(&handle, TaskDumps::CurrentThread, &opts, &gate);
     assert!(
         matches!(second, Err(TaskDumpError::AlreadyRunning { .. })),
         "{:?}",
         second.err()
+    );
+    let (first, took) = first.join().unwrap();
+    assert!(
+        matches!(first, Some(TaskDumpError::TimedOut { .. })),
+        "{first:?}"
+    );
+    assert!(took < Duration::from_millis(1000), "{took:?}");
+    // The runtime's thread is still stuck: its dump task never started, and
+    // holds nothing; the next dump is not refused as "already running".
+    let third = dump_blocking(&handle, TaskDumps::CurrentThread, &opts, &gate);
+    assert!(
+        matches!(third, Err(TaskDumpError::TimedOut { .. })),
+        "{:?}",
+        third.err()
     );
     app.join().unwrap();
 }
