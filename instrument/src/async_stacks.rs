@@ -7,8 +7,9 @@ use tokio::runtime::Handle;
 
 use crate::capture::poll;
 use crate::detect::taskdump::collect::{path_trim, stacks};
-use crate::detect::taskdump::dump::{Gate, Options, dump_async};
+use crate::detect::taskdump::dump::dump_async;
 use crate::detect::taskdump::error::TaskDumpError;
+use crate::detect::taskdump::request::{Gate, Options};
 use crate::detect::taskdump::stack::{AsyncStack, TaskStack};
 use crate::session;
 
@@ -109,8 +110,10 @@ pub async fn task_stacks() -> Result<Vec<TaskStack>, TaskDumpError> {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use crate::detect::taskdump::dump::{Gate, Options, dump_blocking};
+    use crate::detect::taskdump::dump::dump_blocking;
+
     use crate::detect::taskdump::error::TaskDumpError;
+    use crate::detect::taskdump::request::{Gate, Options};
     use crate::detect::taskdump::tests::serial;
     use crate::settings::{ServerAddr, TaskDumps};
 

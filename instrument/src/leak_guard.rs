@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::capture::poll;
 use crate::detect::taskdump::collect::{path_trim, stacks};
-use crate::detect::taskdump::dump::{Gate, Options, dump_async, dump_blocking};
+use crate::detect::taskdump::dump::{dump_async, dump_blocking};
+use crate::detect::taskdump::request::{Gate, Options};
 use crate::detect::taskdump::stack::AsyncStack;
 use crate::model::app_runtime;
 use crate::model::task::TaskInfo;
@@ -308,7 +309,7 @@ fn stacks_blocking(tasks: &[TaskInfo]) -> Vec<AsyncStack> {
 fn in_order(
     session: &crate::session::Session,
     tasks: &[TaskInfo],
-    dumped: Result<crate::detect::taskdump::dump::Dumped, crate::TaskDumpError>,
+    dumped: Result<crate::detect::taskdump::dumped::Dumped, crate::TaskDumpError>,
 ) -> Vec<AsyncStack> {
     match dumped {
         Ok(dumped) => {

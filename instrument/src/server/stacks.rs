@@ -18,8 +18,10 @@ use prost::Message;
 use taskscope_api::{StackFrame, proto};
 
 use crate::detect::taskdump::collect::{NOT_RESOLVED, not_traced, path_trim, stack_at};
-use crate::detect::taskdump::dump::{Dumped, Gate, Options, dump_async};
+use crate::detect::taskdump::dump::dump_async;
+use crate::detect::taskdump::dumped::Dumped;
 use crate::detect::taskdump::error::not_built;
+use crate::detect::taskdump::request::{Gate, Options};
 use crate::detect::taskdump::stack::AsyncStack;
 use crate::model::app_runtime;
 use crate::server::budget::Budget;

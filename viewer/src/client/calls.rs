@@ -4,14 +4,15 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use taskscope_api::ServerAddr;
 use taskscope_api::proto::{self, PROTOCOL_VERSION};
-use taskscope_api::{ServerAddr, StackFrame};
 
 use crate::client::auth::{Token, env_token};
 use crate::client::connect;
 use crate::client::convert::{self, TaskKind};
 use crate::client::error::ClientError;
 use crate::client::probe::diagnose;
+use crate::client::stacks::{AsyncStack, Stacks};
 use crate::client::watch;
 use crate::state::model::{AppInfo, Task, TaskDetail};
 
@@ -38,33 +39,6 @@ pub struct Listing {
     pub at: SystemTime,
     /// Where each task waits, when asked for ([`list_tasks_and_stacks`]).
     pub stacks: Option<Stacks>,
-}
-
-/// Where an app's tasks wait: one Tokio task dump, taken by the app when
-/// asked for ([`list_tasks_and_stacks`]).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Stacks {
-    /// Each live task's async stack, by task id.
-    pub by_task: HashMap<u64, AsyncStack>,
-    /// Why there are none (the app has no task dumps, refused one, ...).
-    pub unavailable: Option<String>,
-    /// Why some tasks have none although the dump was taken.
-    pub partial: Option<String>,
-    /// How long the dump paused the app's runtime.
-    pub pause: Duration,
-    /// When the dump was taken.
-    pub at: Option<SystemTime>,
-}
-
-/// Where one task waits (see `taskscope::AsyncStack`, which this mirrors).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AsyncStack {
-    /// Its async stack, innermost frame first; empty when unknown.
-    pub waiting_at: Vec<StackFrame>,
-    /// The other places it waits at once (other branches of a `select!`).
-    pub also: Vec<Vec<StackFrame>>,
-    /// Why `waiting_at` is empty, or what it lacks.
-    pub note: Option<String>,
 }
 
 /// Lists the live tasks of the app at `addr`.

@@ -28,7 +28,7 @@ impl TaskKind {
 }
 
 /// Where a task waits, from the wire.
-pub fn async_stack(s: &proto::AsyncStack) -> crate::client::AsyncStack {
+pub fn async_stack(s: &proto::AsyncStack) -> crate::client::stacks::AsyncStack {
     let frames = |frames: &[proto::StackFrame]| -> Vec<taskscope_api::StackFrame> {
         frames
             .iter()
@@ -39,7 +39,7 @@ pub fn async_stack(s: &proto::AsyncStack) -> crate::client::AsyncStack {
             })
             .collect()
     };
-    crate::client::AsyncStack {
+    crate::client::stacks::AsyncStack {
         waiting_at: frames(&s.waiting_at),
         also: s.also.iter().map(|a| frames(&a.frames)).collect(),
         note: (!s.note.is_empty()).then(|| s.note.clone()),

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use crate::detect::taskdump::dump::Dumped;
+use crate::detect::taskdump::dumped::Dumped;
 use crate::detect::taskdump::frames::{PathTrim, async_stack};
 use crate::detect::taskdump::stack::AsyncStack;
 use crate::session::Session;

@@ -8,10 +8,11 @@
 //! once a minute at most for new `lost_waker` / `idle_too_long` findings;
 //! never on the hot path, never on a timer.
 //!
-//! - [`dump`]: the policy check and the bounded dump's entry points, and
-//!   [`Dumped`](dump::Dumped), the result; `run` (compiled only with task
-//!   dumps) takes it: one at a time, gated on the threads inside a poll
-//!   (from the watch slots), with a deadline, never blocking a worker;
+//! - [`dump`]: the policy check and the bounded dump's entry points;
+//!   [`request`]: what a caller asks of it; [`dumped`]: the result; `run`
+//!   (compiled only with task dumps) takes it: one at a time, gated on the
+//!   threads inside a poll (from the watch slots), with a deadline, never
+//!   blocking a worker;
 //! - `resolve` (only with task dumps): a trace as frames;
 //! - [`frames`]: from raw frames to where a task waits (trimmed, paths made
 //!   relative), and [`collect`]: the stacks of the tasks a caller wants;
@@ -23,9 +24,11 @@
 
 pub(crate) mod collect;
 pub(crate) mod dump;
+pub(crate) mod dumped;
 pub(crate) mod error;
 pub(crate) mod frames;
 pub(crate) mod on_leak;
+pub(crate) mod request;
 #[cfg(taskscope_taskdump)]
 mod resolve;
 #[cfg(taskscope_taskdump)]

@@ -16,8 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::detect::taskdump::collect::{Waiting, path_trim, stack_at};
-use crate::detect::taskdump::dump::{Dumped, Gate, Options, allowed, dump_blocking};
+use crate::detect::taskdump::dump::{allowed, dump_blocking};
+use crate::detect::taskdump::dumped::Dumped;
 use crate::detect::taskdump::error::not_built;
+use crate::detect::taskdump::request::{Gate, Options};
 use crate::model::app_runtime;
 use crate::model::task::TaskCell;
 use crate::session::Session;

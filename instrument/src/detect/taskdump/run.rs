@@ -37,8 +37,9 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::{Dump, Handle, RuntimeFlavor};
 
 use crate::clock;
-use crate::detect::taskdump::dump::{Dumped, Gate, Options};
+use crate::detect::taskdump::dumped::Dumped;
 use crate::detect::taskdump::error::{BusyWorker, TaskDumpError};
+use crate::detect::taskdump::request::{Gate, Options};
 use crate::detect::watch_slot;
 use crate::sync::lock;
 

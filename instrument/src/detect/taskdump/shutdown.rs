@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use tokio::runtime::{Handle, Runtime};
 
 use crate::detect::taskdump::collect::{Waiting, path_trim, stacks};
-use crate::detect::taskdump::dump::{Gate, Options, dump_async, dump_blocking};
+use crate::detect::taskdump::dump::{dump_async, dump_blocking};
 use crate::detect::taskdump::error::not_built;
+use crate::detect::taskdump::request::{Gate, Options};
 use crate::detect::taskdump::stack::AsyncStack;
 use crate::session::Session;
 use crate::sync::lock;

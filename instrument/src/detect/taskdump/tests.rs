@@ -11,9 +11,10 @@ use taskscope_api::waiting::NO_TOKIO_PRIMITIVE;
 use tokio::runtime::Handle;
 
 use crate::detect::taskdump::collect::stacks;
-use crate::detect::taskdump::dump::{Gate, Options, dump_async, dump_blocking};
+use crate::detect::taskdump::dump::{dump_async, dump_blocking};
 use crate::detect::taskdump::error::TaskDumpError;
 use crate::detect::taskdump::frames::PathTrim;
+use crate::detect::taskdump::request::{Gate, Options};
 use crate::detect::taskdump::stack::AsyncStack;
 use crate::session::Session;
 use crate::settings::{Settings, TaskDumps};
