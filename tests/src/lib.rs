@@ -2,6 +2,8 @@
 //! process, read its report file, find source lines by marker comments.
 
 pub mod app;
+pub mod metrics;
+pub mod scripted;
 pub mod variants;
 
 use std::io::Read;

@@ -6,6 +6,7 @@
 use std::cell::Cell;
 
 /// Installs `variant` on `builder`: `bare`, `hooks` (`install_on`), `init`,
+/// `hooks+metrics`, `init+metrics` (the same with the metrics endpoint on),
 /// `noop-hooks` or `clock-hooks`; taskscope's server is off. Returns taskscope's
 /// guard, if taskscope was installed; `None` for an unknown name.
 pub fn install(
@@ -17,6 +18,10 @@ pub fn install(
         "bare" => None,
         "hooks" => Some(quiet().install_on(builder)),
         "init" => Some(quiet().init()),
+        // The same with the metrics endpoint on (an ephemeral loopback port,
+        // no scraper): what keeping the running totals by location costs.
+        "hooks+metrics" => Some(quiet().metrics_addr(Some(ephemeral())).install_on(builder)),
+        "init+metrics" => Some(quiet().metrics_addr(Some(ephemeral())).init()),
         "noop-hooks" => {
             install_noop_hooks(builder);
             None
@@ -27,6 +32,10 @@ pub fn install(
         }
         _ => return None,
     })
+}
+
+fn ephemeral() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 /// Tokio's four task hooks, each doing nothing.

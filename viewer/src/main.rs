@@ -6,7 +6,7 @@
 //! taskscope dump [ADDR] [--json] [--stacks] [--tree]
 //!                                 list the tasks once (with where each waits,
 //!                                 as a tree by parent)
-//! taskscope report FILE... [--json] [--since T] [--until T]
+//! taskscope report FILE... [--json] [--since T] [--until T] [--full-stacks]
 //! taskscope demo                  run a misbehaving app to look at
 //! ```
 //!
@@ -86,6 +86,9 @@ struct ReportArgs {
     /// Only findings at or before this time (RFC 3339).
     #[arg(long, value_name = "T", value_parser = parse_time)]
     until: Option<SystemTime>,
+    /// Show every frame of the stacks (by default the runtime's frames are folded).
+    #[arg(long)]
+    full_stacks: bool,
 }
 
 fn parse_addr(text: &str) -> Result<ServerAddr, String> {
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
                 files: args.files,
                 json: args.json,
                 window,
+                full_stacks: args.full_stacks,
             })
         }
     }
@@ -139,7 +143,11 @@ fn attach(addr: ServerAddr) -> ExitCode {
     match live_view(addr) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("taskscope attach: {err:#}");
+            let text = format!("{err:#}");
+            eprintln!(
+                "taskscope attach: {}",
+                taskscope_api::format::printable(&text)
+            );
             ExitCode::FAILURE
         }
     }

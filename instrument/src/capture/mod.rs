@@ -9,9 +9,11 @@
 //!   cheaper but without task names or wakes.
 //!
 //! Both call [`poll::begin`] and [`poll::end`] around every poll: the hot path.
+//! One of them per process ([`mode`]).
 
 pub(crate) mod hooks;
 pub(crate) mod layer;
+pub(crate) mod mode;
 pub(crate) mod panics;
 pub(crate) mod poll;
 pub(crate) mod subscriber;

@@ -26,6 +26,10 @@ pub(crate) fn task_ended(session: &Session, key: u64, end: TaskEnd, at_shutdown:
         end
     };
     cell.set_end(end, clock::now());
+    if let Some(locations) = &session.locations {
+        // After the removal above: see `Totals::now`.
+        locations.task_ended(&cell);
+    }
     if at_shutdown {
         leaks::dropped_at_shutdown(session, &cell);
     }

@@ -100,7 +100,7 @@ pub(crate) fn scan(session: &Session) {
         let idle = clock::since(last_end, now);
         if lost_waker
             && idle >= LOST_AFTER_NS
-            && cell.wakers.load(Relaxed) == 0
+            && cell.wakers() == 0
             && first_time(&cell, REPORTED_LOST)
         {
             found.push((

@@ -35,10 +35,16 @@ struct Watched {
     stack: PollStack,
 }
 
-/// Installs the stack-capture signal before the first capture, so a conflict
-/// is reported at start rather than at the first slow poll. Called by the
-/// builder before it starts [`run`] on the watchdog's thread.
-pub(crate) fn prepare() {
+/// Turns stack capture on or off as `session`'s settings say and, when on,
+/// installs the stack-capture signal and warms the capturer up before the
+/// first capture, so a conflict is reported at start rather than at the first
+/// slow poll. Called by the builder before it starts [`run`] on the
+/// watchdog's thread, and before the app's workers first poll.
+pub(crate) fn prepare(session: &Session) {
+    stack_capture::set_enabled(session.settings.capture_stacks);
+    if !session.settings.capture_stacks {
+        return;
+    }
     if let Err(err) = stack_capture::install() {
         eprintln!("taskscope: stacks of blocked polls are unavailable: {err}");
     }
@@ -94,6 +100,8 @@ fn check_slot(session: &Session, slot: &Arc<WatchSlot>, watched: &mut HashMap<us
                 ready: None,
                 pending_final: None,
             });
+            // Turned off (TASKSCOPE_STACKS=off), the thread is not looked at:
+            // the error says "disabled".
             match stack_capture::capture(&slot.thread, CAPTURE_TIMEOUT) {
                 Ok(raw) => PollStack {
                     frames: symbolize(&raw),

@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prost::Message;
 use taskscope_api::{StackFrame, proto};
 
 use crate::detect::taskdump::collect::{NOT_RESOLVED, not_traced, path_trim, stack_at};
@@ -25,7 +24,6 @@ use crate::detect::taskdump::request::{Gate, Options};
 use crate::detect::taskdump::stack::AsyncStack;
 use crate::model::app_runtime;
 use crate::server::budget::Budget;
-use crate::server::chunk::CHUNK_BUDGET;
 use crate::server::convert;
 use crate::session::Session;
 use crate::sync::lock;
@@ -36,9 +34,6 @@ pub(crate) const REUSE_AT_LEAST: Duration = Duration::from_secs(1);
 /// How long resolving the stacks of one listing may take (the viewer's own
 /// deadline for the whole call is 10 s); the rest get a note.
 const RESOLVE_FOR: Duration = Duration::from_secs(5);
-
-/// Stacks resolved between two looks at the CPU budget.
-const BATCH: usize = 128;
 
 struct Recent {
     dumped: Arc<Dumped>,
@@ -116,80 +111,60 @@ fn to_proto(id: u64, stack: &AsyncStack) -> proto::AsyncStack {
     }
 }
 
-/// Adds where each live task waits to a listing's chunks: chunks of stacks
-/// after those of the tasks, and the dump's header in every chunk.
-pub(crate) async fn add_to_listing(
-    session: &Session,
-    budget: &Budget,
-    chunks: &mut Vec<proto::TaskList>,
-) {
-    let dumped = match dump(session, budget).await {
-        Ok(dumped) => dumped,
-        Err(why) => {
-            for chunk in chunks.iter_mut() {
-                chunk.stacks_unavailable.clone_from(&why);
-            }
-            return;
-        }
-    };
-    let live: Vec<u64> = chunks
-        .iter()
-        .flat_map(|c| c.tasks.iter())
-        .filter(|t| t.kind != proto::TaskKind::BlockOn as i32)
-        .map(|t| t.id)
-        .collect();
-    let index: HashMap<u64, usize> = dumped
-        .task_ids()
-        .into_iter()
-        .enumerate()
-        .map(|(i, id)| (id, i))
-        .collect();
-    let started = Instant::now();
-    let mut paths = path_trim(session);
-    let mut stacks = Vec::with_capacity(live.len());
-    for batch in live.chunks(BATCH) {
-        budget.wait().await;
-        budget.spend(|| {
-            for &id in batch {
-                let stack = match index.get(&id) {
-                    Some(_) if started.elapsed() > RESOLVE_FOR => AsyncStack::missing(NOT_RESOLVED),
-                    Some(&i) => stack_at(&dumped, i, &mut paths),
-                    None => AsyncStack::missing(not_traced(&dumped)),
-                };
-                stacks.push(to_proto(id, &stack));
-            }
+/// Where the live tasks of one listing wait: the dump (or why there is
+/// none), resolved task by task as the listing's chunks are made, each
+/// task's stack in the chunk that lists it.
+pub(crate) struct ListingStacks {
+    dump: Result<(Arc<Dumped>, HashMap<u64, usize>), String>,
+    paths: Option<crate::detect::taskdump::frames::PathTrim>,
+    started: Instant,
+}
+
+impl ListingStacks {
+    /// Takes (or reuses) the dump a listing's stacks come from.
+    pub(crate) async fn take(session: &Session, budget: &Budget) -> ListingStacks {
+        let dump = dump(session, budget).await.map(|dumped| {
+            let index = dumped
+                .task_ids()
+                .into_iter()
+                .enumerate()
+                .map(|(i, id)| (id, i))
+                .collect();
+            (dumped, index)
         });
-    }
-    let mut parts: Vec<Vec<proto::AsyncStack>> = Vec::new();
-    let mut used = 0usize;
-    for stack in stacks {
-        let cost = stack.encoded_len() + 8;
-        if parts.is_empty() || (used > 0 && used + cost > CHUNK_BUDGET) {
-            parts.push(Vec::new());
-            used = 0;
+        ListingStacks {
+            paths: dump.is_ok().then(|| path_trim(session)),
+            dump,
+            started: Instant::now(),
         }
-        used += cost;
-        parts.last_mut().expect("a part").push(stack);
     }
-    let Some(head) = chunks.first().cloned() else {
-        return;
-    };
-    for part in parts {
-        chunks.push(proto::TaskList {
-            stacks: part,
-            tasks: Vec::new(),
-            finished: Vec::new(),
-            ..head.clone()
-        });
+
+    /// Where the live task `task` waits (`None` for a `block_on` future,
+    /// which a dump does not trace, or when there is no dump). Resolving
+    /// stops after [`RESOLVE_FOR`]: the later tasks get a note.
+    pub(crate) fn of(&mut self, task: &proto::Task) -> Option<proto::AsyncStack> {
+        if task.kind == proto::TaskKind::BlockOn as i32 {
+            return None;
+        }
+        let (dumped, index) = self.dump.as_ref().ok()?;
+        let stack = match index.get(&task.id) {
+            Some(_) if self.started.elapsed() > RESOLVE_FOR => AsyncStack::missing(NOT_RESOLVED),
+            Some(&i) => stack_at(dumped, i, self.paths.as_mut()?),
+            None => AsyncStack::missing(not_traced(dumped)),
+        };
+        Some(to_proto(task.id, &stack))
     }
-    let count = chunks.len();
-    let at = convert::unix_ns(dumped.at);
-    for (i, chunk) in chunks.iter_mut().enumerate() {
-        chunk.chunk = i as u32;
-        chunk.last = i + 1 == count;
-        chunk.stacks_partial = dumped.partial.clone().unwrap_or_default();
-        chunk.dump_pause_ns = dumped.took.as_nanos().min(u128::from(u64::MAX)) as u64;
-        chunk.dump_at_unix_ns = at;
+
+    /// The dump's header, in every chunk of the listing.
+    pub(crate) fn head(&self, chunk: &mut proto::TaskList) {
+        match &self.dump {
+            Err(why) => chunk.stacks_unavailable.clone_from(why),
+            Ok((dumped, _)) => {
+                chunk.stacks_partial = dumped.partial.clone().unwrap_or_default();
+                chunk.dump_pause_ns = dumped.took.as_nanos().min(u128::from(u64::MAX)) as u64;
+                chunk.dump_at_unix_ns = convert::unix_ns(dumped.at);
+            }
+        }
     }
 }
 

@@ -7,8 +7,12 @@ use std::time::{Duration, SystemTime};
 use taskscope_api::ServerAddr;
 use taskscope_api::proto::{self, PROTOCOL_VERSION};
 
+use prost::Message;
+
+use crate::client::assemble::{ChunkError, Tally};
 use crate::client::auth::{Token, env_token};
 use crate::client::connect;
+use crate::client::console;
 use crate::client::convert::{self, TaskKind};
 use crate::client::error::ClientError;
 use crate::client::probe::diagnose;
@@ -90,6 +94,8 @@ async fn list(
             .into_inner();
         let mut listing: Option<(proto::TaskList, Vec<ListedTask>)> = None;
         let mut stacks: HashMap<u64, AsyncStack> = HashMap::new();
+        // What the listing holds is bounded like an update of the live view.
+        let mut tally = Tally::default();
         loop {
             let Some(chunk) = stream
                 .message()
@@ -101,6 +107,12 @@ async fn list(
                     detail: "the listing ended before its last part".into(),
                 });
             };
+            if let Err(ChunkError(detail)) = tally.add("listing", chunk.encoded_len()) {
+                return Err(ClientError::Lost {
+                    addr: shown.clone(),
+                    detail,
+                });
+            }
             if chunk.protocol_version != PROTOCOL_VERSION {
                 return Err(ClientError::Incompatible {
                     addr: shown.clone(),
@@ -163,7 +175,31 @@ async fn list(
             stacks,
         })
     };
-    match with_timeout(&shown, "the task listing", call).await {
+    let listed = match with_timeout(&shown, "the task listing", call).await {
+        // Not taskscope's service: perhaps tokio-console's (console-subscriber).
+        Err(ClientError::NotTaskscope { .. }) => {
+            let live = console::live_tasks(addr, token);
+            with_timeout(&shown, "the task listing", live)
+                .await
+                .map(|(tasks, at)| Listing {
+                    app: console::app_info(),
+                    tasks: tasks
+                        .into_iter()
+                        .map(|(task, kind)| ListedTask { task, kind })
+                        .collect(),
+                    at,
+                    stacks: include_stacks.then(|| Stacks {
+                        unavailable: Some(
+                            "a console-subscriber app: tokio-console's protocol has no task dumps"
+                                .into(),
+                        ),
+                        ..Stacks::default()
+                    }),
+                })
+        }
+        listed => listed,
+    };
+    match listed {
         Ok(listing) => Ok(listing),
         Err(err) => Err(diagnose(addr, err).await),
     }

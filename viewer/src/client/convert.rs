@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use taskscope_api::proto;
 
 use crate::state::model::{
-    AppInfo, Dropped, Finding, RuntimeMetrics, Task, TaskDetail, TaskEnd, TaskState,
+    AppInfo, AppSource, Dropped, Finding, RuntimeMetrics, Task, TaskDetail, TaskEnd, TaskState,
 };
 
 /// Whether a task record is a spawned task or a runtime's `block_on` future.
@@ -15,6 +15,9 @@ pub enum TaskKind {
     Task,
     /// The future a runtime's `block_on` runs (`#[tokio::main]`'s body).
     BlockOn,
+    /// A `spawn_blocking` closure, or a runtime's worker thread: a thread,
+    /// not a future (only console-subscriber apps report them).
+    Blocking,
 }
 
 impl TaskKind {
@@ -23,6 +26,7 @@ impl TaskKind {
         match self {
             TaskKind::Task => "task",
             TaskKind::BlockOn => "block_on",
+            TaskKind::Blocking => "blocking",
         }
     }
 }
@@ -112,6 +116,7 @@ pub fn app(a: &proto::AppInfo) -> AppInfo {
         version: a.version.clone(),
         protocol: a.protocol_version,
         slow_poll_threshold: Duration::from_nanos(a.slow_poll_threshold_ns),
+        source: AppSource::Taskscope,
     }
 }
 
@@ -127,6 +132,12 @@ pub fn metrics(m: Option<&proto::RuntimeMetrics>) -> RuntimeMetrics {
         local_queue_depths: m.local_queue_depths.clone(),
         blocking_threads: m.blocking_threads,
         blocking_queue_depth: m.blocking_queue_depth,
+        worker_busy: m
+            .worker_busy_ns
+            .iter()
+            .map(|ns| Duration::from_nanos(*ns))
+            .collect(),
+        worker_polls: m.worker_polls.clone(),
     }
 }
 
@@ -135,6 +146,7 @@ pub fn dropped(d: Option<&proto::Dropped>) -> Dropped {
     d.map(|d| Dropped {
         findings: d.findings,
         updates: d.updates,
+        app_events: 0,
     })
     .unwrap_or_default()
 }

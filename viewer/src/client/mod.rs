@@ -18,6 +18,8 @@
 //! - [`convert`]: protocol messages as the model's types;
 //! - [`backoff`]: delays between attempts;
 //! - [`probe`]: what answers at an address that does not speak gRPC;
+//! - [`console`]: apps that embed console-subscriber (tokio-console's
+//!   protocol), read into the same model; `console_watch`: their live stream;
 //! - [`error`]: what went wrong.
 
 pub mod assemble;
@@ -25,6 +27,8 @@ pub mod auth;
 pub mod backoff;
 mod calls;
 pub mod connect;
+pub mod console;
+mod console_watch;
 pub mod convert;
 pub mod error;
 pub mod probe;

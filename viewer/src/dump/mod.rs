@@ -9,6 +9,11 @@
 //! When the app cannot say where its tasks wait (built without taskscope's
 //! `taskdump` feature, a dump refused), the tasks are printed all the same,
 //! and one line on stderr says why.
+//!
+//! An app that embeds console-subscriber (tokio-console's protocol) is
+//! listed too, from that protocol: one line on stderr says so and what it
+//! lacks; the table is followed by the tasks whose longest poll reached the
+//! slow-poll threshold, read from the app's poll histograms.
 
 pub mod stacks;
 pub mod tree;
@@ -21,6 +26,7 @@ use taskscope_api::ServerAddr;
 use taskscope_api::format;
 
 use crate::client::{self, ClientError, ListedTask, Listing, TaskKind};
+use crate::state::model::AppSource;
 
 /// What `taskscope dump` prints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,9 +54,9 @@ pub fn main(addr: &ServerAddr, json: bool) -> ExitCode {
 /// Like [`main`], with every option of the command.
 pub fn main_with(addr: &ServerAddr, options: Options) -> ExitCode {
     match run_with(addr, options) {
-        Ok((text, warning)) => {
-            if let Some(warning) = warning {
-                eprintln!("taskscope dump: {}", one_line(&warning));
+        Ok((text, warnings)) => {
+            for warning in warnings {
+                eprintln!("taskscope dump: {}", format::printable(&one_line(&warning)));
             }
             let mut out = std::io::stdout().lock();
             if out
@@ -63,7 +69,11 @@ pub fn main_with(addr: &ServerAddr, options: Options) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("taskscope dump: {}", one_line(&err.to_string()));
+            // What a server said is in it: printed with its control characters visible.
+            eprintln!(
+                "taskscope dump: {}",
+                format::printable(&one_line(&err.to_string()))
+            );
             ExitCode::from(1)
         }
     }
@@ -72,6 +82,14 @@ pub fn main_with(addr: &ServerAddr, options: Options) -> ExitCode {
 /// `text` on one line (a transport error may carry line breaks).
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What `dump` says on stderr of a console-subscriber app at `addr`.
+pub fn console_note(addr: &ServerAddr) -> String {
+    format!(
+        "{addr} is a console-subscriber app (tokio-console's protocol): its tasks are listed \
+         from that protocol; no stacks, no findings; slow polls from its poll histograms"
+    )
 }
 
 /// The text `taskscope dump` prints for the app at `addr` (sending the
@@ -87,12 +105,10 @@ pub fn run(addr: &ServerAddr, json: bool) -> Result<String, ClientError> {
     .map(|(text, _)| text)
 }
 
-/// Like [`run`], with every option; also returns the line for stderr when
-/// the stacks asked for are not available (the tasks are printed anyway).
-pub fn run_with(
-    addr: &ServerAddr,
-    options: Options,
-) -> Result<(String, Option<String>), ClientError> {
+/// Like [`run`], with every option; also returns the lines for stderr: that
+/// the app is a console-subscriber app, that the stacks asked for are not
+/// available (the tasks are printed anyway).
+pub fn run_with(addr: &ServerAddr, options: Options) -> Result<(String, Vec<String>), ClientError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -105,7 +121,13 @@ pub fn run_with(
     } else {
         runtime.block_on(client::list_tasks(addr))?
     };
-    Ok(render(&listing, options))
+    let (text, warning) = render(&listing, options);
+    let mut warnings = Vec::new();
+    if listing.app.source == AppSource::ConsoleSubscriber {
+        warnings.push(console_note(addr));
+    }
+    warnings.extend(warning);
+    Ok((text, warnings))
 }
 
 /// What `taskscope dump` prints for `listing`, and the line for stderr
@@ -126,14 +148,80 @@ pub fn render(listing: &Listing, options: Options) -> (String, Option<String>) {
     (text, warning)
 }
 
-/// The listing as a table, one row a task, with a header.
+/// The live tasks of the app at `addr`, once.
+pub fn listing(addr: &ServerAddr) -> Result<Listing, ClientError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Lost {
+            addr: addr.to_string(),
+            detail: format!("cannot start a runtime to connect ({e})"),
+        })?;
+    runtime.block_on(client::list_tasks(addr))
+}
+
+/// Whether a listed task had a poll of at least the app's slow-poll
+/// threshold (a thread of `spawn_blocking` never does).
+pub fn is_slow(listing: &Listing, task: &ListedTask) -> bool {
+    let threshold = listing.app.slow_poll_threshold;
+    task.kind != TaskKind::Blocking && !threshold.is_zero() && task.task.max_poll >= threshold
+}
+
+/// The listing as a table, one row a task, with a header; for a
+/// console-subscriber app, followed by its tasks that had a slow poll. Task
+/// names and spawn locations have their control characters made visible
+/// ([`format::table`]).
 pub fn to_table(listing: &Listing) -> String {
-    format::task_table(listing.tasks.iter().map(|ListedTask { task: t, kind }| {
-        let name = match (&t.name, kind) {
-            (Some(name), _) => name.as_str(),
-            (None, TaskKind::BlockOn) => "(block_on)",
-            (None, TaskKind::Task) => "-",
-        };
+    let mut text = tasks_table(listing);
+    if listing.app.source == AppSource::ConsoleSubscriber {
+        text.push('\n');
+        text.push_str(&slow_table(listing));
+    }
+    text
+}
+
+/// The tasks whose longest poll reached the threshold, with it.
+fn slow_table(listing: &Listing) -> String {
+    let threshold = format::duration(listing.app.slow_poll_threshold);
+    let rows: Vec<Vec<String>> = listing
+        .tasks
+        .iter()
+        .filter(|t| is_slow(listing, t))
+        .map(|t| {
+            vec![
+                t.task.id.to_string(),
+                name(t).to_string(),
+                t.task.spawned_at.clone(),
+                format::duration(t.task.max_poll),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return format!("No task had a poll of {threshold} or more (slow polls).\n");
+    }
+    format!(
+        "Slow polls: tasks with a poll of {threshold} or more (from the app's poll histograms)\n{}",
+        format::table(
+            &["ID", "NAME", "SPAWNED AT", "LONGEST POLL"],
+            &rows,
+            &[0, 3]
+        )
+    )
+}
+
+fn name(t: &ListedTask) -> &str {
+    match (&t.task.name, t.kind) {
+        (Some(name), _) => name.as_str(),
+        (None, TaskKind::BlockOn) => "(block_on)",
+        (None, TaskKind::Blocking) => "(blocking)",
+        (None, TaskKind::Task) => "-",
+    }
+}
+
+fn tasks_table(listing: &Listing) -> String {
+    format::task_table(listing.tasks.iter().map(|listed| {
+        let t = &listed.task;
+        let name = name(listed);
         format::TaskRow {
             id: t.id,
             name,
@@ -176,6 +264,8 @@ struct JsonTask<'a> {
     /// With `--stacks`: the other places it waits at once (a `select!`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     waiting_also: Vec<Vec<taskscope_api::StackFrame>>,
+    slow: bool,
+    source: &'static str,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -183,25 +273,37 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The listing as a JSON array, one object a task: `id`, `name`, `kind`
-/// (`task` or `block_on`), `state` (`running`, `scheduled`, `idle`),
-/// `spawned_at`, `parent`, `polls`, `busy_ms`, `idle_ms`, `age_ms`,
-/// `since_last_poll_ms`, `max_poll_ms`, `wakes`, `wakers`; with stacks also
+/// (`task`, `block_on`, or for a console-subscriber app `blocking`),
+/// `state` (`running`, `scheduled`, `idle`), `spawned_at`, `parent`,
+/// `polls`, `busy_ms`, `idle_ms`, `age_ms`, `since_last_poll_ms`,
+/// `max_poll_ms`, `wakes`, `wakers`, `slow` (a poll reached the app's
+/// slow-poll threshold), `source` (`taskscope`, or `console-subscriber` for
+/// an app read through tokio-console's protocol); with stacks also
 /// `waiting_at` (frames `{"function", "file", "line"}`, innermost first),
 /// `waiting_at_note` (why it is empty or what it lacks, when something is)
 /// and `waiting_also` (the other places it waits at once, when there are).
+/// Control characters in strings are escaped, C1 ones too ([`crate::json`]).
 pub fn to_json(listing: &Listing) -> String {
+    let source = match listing.app.source {
+        AppSource::Taskscope => "taskscope",
+        AppSource::ConsoleSubscriber => "console-subscriber",
+    };
     let tasks: Vec<JsonTask<'_>> = listing
         .tasks
         .iter()
-        .map(|t| json_task(listing, t))
+        .map(|t| json_task(listing, t, source))
         .collect();
-    let mut text = serde_json::to_string_pretty(&tasks).expect("JSON values serialize");
+    let mut text = crate::json::pretty(&tasks);
     text.push('\n');
     text
 }
 
 /// One task as `dump --json` prints it.
-fn json_task<'a>(listing: &'a Listing, listed: &'a ListedTask) -> JsonTask<'a> {
+fn json_task<'a>(
+    listing: &'a Listing,
+    listed: &'a ListedTask,
+    source: &'static str,
+) -> JsonTask<'a> {
     let ListedTask { task: t, kind } = listed;
     let stack = listing.stacks.as_ref().map(|s| stacks::of(s, listed));
     let (waiting_at, waiting_at_note, waiting_also) = match stack {
@@ -223,6 +325,8 @@ fn json_task<'a>(listing: &'a Listing, listed: &'a ListedTask) -> JsonTask<'a> {
         max_poll_ms: ms(t.max_poll),
         wakes: t.wakes,
         wakers: t.wakers,
+        slow: is_slow(listing, listed),
+        source,
         waiting_at,
         waiting_at_note,
         waiting_also,

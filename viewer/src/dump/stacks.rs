@@ -32,6 +32,9 @@ pub fn of(stacks: &Stacks, task: &ListedTask) -> AsyncStack {
         None => AsyncStack {
             note: Some(match task.kind {
                 TaskKind::BlockOn => BLOCK_ON.to_string(),
+                TaskKind::Blocking => {
+                    "a spawn_blocking thread: Tokio's task dump traces async tasks only".to_string()
+                }
                 TaskKind::Task => "not in the task dump (spawned after it was taken)".to_string(),
             }),
             ..AsyncStack::default()
@@ -40,17 +43,9 @@ pub fn of(stacks: &Stacks, task: &ListedTask) -> AsyncStack {
 }
 
 /// `s` with control characters made visible (strings from the app are
-/// printed to a terminal).
+/// printed to a terminal), as everywhere else ([`format::printable`]).
 pub fn visible(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    taskscope_api::format::printable(s).into_owned()
 }
 
 /// `waiting at src/worker.rs:41` (what the task's line ends with), or what
@@ -112,6 +107,7 @@ pub fn to_text(listing: &Listing) -> String {
         let name = match (&t.name, listed.kind) {
             (Some(name), _) => format!("\"{}\"", visible(name)),
             (None, TaskKind::BlockOn) => "(block_on)".into(),
+            (None, TaskKind::Blocking) => "(blocking)".into(),
             (None, TaskKind::Task) => "(unnamed)".into(),
         };
         let _ = write!(

@@ -49,6 +49,7 @@ fn label(listing: &Listing, listed: &ListedTask) -> String {
     let name = match (&t.name, listed.kind) {
         (Some(name), _) => format!("\"{}\"", visible(name)),
         (None, TaskKind::BlockOn) => "(block_on)".into(),
+        (None, TaskKind::Blocking) => "(blocking)".into(),
         (None, TaskKind::Task) => "(unnamed)".into(),
     };
     let mut text = format!(
