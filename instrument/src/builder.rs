@@ -34,6 +34,10 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 /// The part of [`FLUSH_TIMEOUT`] kept for the flush itself at shutdown.
 const FLUSH_RESERVE: Duration = Duration::from_millis(500);
 
+/// The part of [`FLUSH_TIMEOUT`] the task dump of the tasks left behind and
+/// the resolution of their stacks may take (with the `taskdump` feature).
+const SHUTDOWN_STACKS: Duration = Duration::from_millis(1500);
+
 /// Starts taskscope for a `#[tokio::main]` app: reads the `TASKSCOPE_*`
 /// variables, installs a global `tracing` subscriber made of the taskscope layer
 /// and a stderr `fmt` layer (taskscope's warnings, plus `RUST_LOG` for the rest).
@@ -93,6 +97,34 @@ impl Guard {
     pub fn is_active(&self) -> bool {
         self.session.is_some()
     }
+
+    /// Takes a task dump of `runtime` so the tasks it is about to drop can be
+    /// reported with where they wait (`alive_at_shutdown` findings'
+    /// `waiting_at`). Call it after the runtime's `block_on` returned and
+    /// right before dropping the runtime, when taskscope's capture is
+    /// installed on it with [`Builder::install_on`] (`#[taskscope::main]`
+    /// does it for you). Takes at most 3 s; without the `taskdump` feature
+    /// it does nothing, and the findings say how to get it.
+    ///
+    /// ```
+    /// let mut builder = tokio::runtime::Builder::new_current_thread();
+    /// builder.enable_all();
+    /// let guard = taskscope::Builder::new()
+    ///     .server_addr(taskscope::ServerAddr::Off)
+    ///     .install_on(&mut builder);
+    /// let runtime = builder.build().unwrap();
+    /// runtime.block_on(async {
+    ///     tokio::spawn(std::future::pending::<()>()); // left behind
+    /// });
+    /// guard.before_runtime_drop(&runtime);
+    /// drop(runtime); // reports the task, with where it waits
+    /// drop(guard);
+    /// ```
+    pub fn before_runtime_drop(&self, runtime: &tokio::runtime::Runtime) {
+        if let Some(session) = &self.session {
+            crate::detect::taskdump::shutdown::before_runtime_drop(session, runtime);
+        }
+    }
 }
 
 impl Drop for Guard {
@@ -106,7 +138,12 @@ impl Drop for Guard {
         // lost), and the flush.
         let start = std::time::Instant::now();
         let deadline = start + FLUSH_TIMEOUT;
-        events::shutting_down(&session, poll::current_key(), deadline - FLUSH_RESERVE);
+        events::shutting_down(
+            &session,
+            poll::current_key(),
+            start + SHUTDOWN_STACKS,
+            deadline - FLUSH_RESERVE,
+        );
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if !session.flush(left) {
             eprintln!(
@@ -410,7 +447,12 @@ fn start_threads(session: &Arc<Session>, sinks: Option<crate::pipeline::Sinks>) 
     let weak = Arc::downgrade(session);
     let spawned = std::thread::Builder::new()
         .name("taskscope-watchdog".into())
-        .spawn(move || watchdog::run(weak));
+        .spawn(move || {
+            // A task dump it asks of a current-thread runtime is a task
+            // spawned from here: taskscope's, not the app's.
+            crate::internal::mark_internal_thread();
+            watchdog::run(weak)
+        });
     if let Err(err) = spawned {
         eprintln!(
             "taskscope: cannot start the watchdog thread ({err}); slow polls are reported when they end, without stacks"
@@ -494,6 +536,12 @@ pub mod __private {
         crate::internal::mark_internal_thread();
     }
     use tracing_subscriber::layer::{Layer, SubscriberExt};
+
+    /// What `#[taskscope::main]` calls between `block_on` and the runtime's
+    /// drop: see [`super::Guard::before_runtime_drop`].
+    pub fn before_runtime_drop(guard: &super::Guard, runtime: &tokio::runtime::Runtime) {
+        guard.before_runtime_drop(runtime);
+    }
 
     /// Installs the runtime-hook capture on `runtime` and, unless the app
     /// already has one, a global stderr subscriber for the warnings.

@@ -162,6 +162,7 @@
 // server, which never import each other; below them the detectors, the
 // session they share, the findings pipeline, the model of tasks, and the
 // base modules. Imports run downwards only: see ARCHITECTURE.md.
+mod async_stacks;
 mod builder;
 mod leak_guard;
 mod listing;
@@ -186,7 +187,10 @@ mod sync;
 
 pub use builder::{__private, Builder, FLUSH_TIMEOUT, Guard, init, try_init};
 
+pub use async_stacks::task_stacks;
 pub use capture::layer::{TaskFilter, TaskLayer};
+pub use detect::taskdump::error::{BusyWorker, TaskDumpError};
+pub use detect::taskdump::stack::{AsyncStack, TaskStack};
 pub use error::Error;
 pub use leak_guard::{DEFAULT_GRACE, LeakGuard, Leaks};
 pub use listing::{all_tasks, dump, findings, finished_tasks, flush, format_tasks, pipeline_stats};
@@ -198,7 +202,7 @@ pub use pipeline::PipelineStats;
 pub use settings::MIN_TOKEN_LEN;
 pub use settings::{
     DEFAULT_ADDR, DEFAULT_FINISHED_CAPACITY, DEFAULT_FINISHED_MAX_AGE, DEFAULT_SLOW_POLL,
-    MAX_FINISHED_CAPACITY, ServerAddr, SettingError, Settings,
+    MAX_FINISHED_CAPACITY, ServerAddr, SettingError, Settings, TaskDumps,
 };
 pub use settings::{DEFAULT_METRICS_MAX_LOCATIONS, MAX_METRICS_LOCATIONS};
 /// Text forms shared by the task table and messages (from `taskscope-api`).
@@ -207,6 +211,9 @@ pub use taskscope_api::format;
 /// The wire protocol between the app and the viewer (from `taskscope-api`).
 #[doc(inline)]
 pub use taskscope_api::proto;
+/// Where a task waits, as text (from `taskscope-api`).
+#[doc(inline)]
+pub use taskscope_api::waiting;
 pub use taskscope_api::{
     Finding, FindingKind, LeakReason, SCHEMA_VERSION, StackFrame, TaskRef, blocking_frame,
 };

@@ -95,6 +95,52 @@ pub struct Settings {
     /// on the viewer server's address, next to `taskscope.v1`
     /// (`TASKSCOPE_CONSOLE`: `on`, the default, or `off`).
     pub console: bool,
+    /// Which runtimes taskscope may take Tokio task dumps of, to say where
+    /// each task waits (`TASKSCOPE_TASKDUMP`; needs the `taskdump` feature).
+    pub task_dumps: TaskDumps,
+}
+
+/// Which runtimes taskscope may take Tokio task dumps of (`TASKSCOPE_TASKDUMP`:
+/// `off`, `on`, `multi_thread`). Only with the crate's `taskdump` feature; see
+/// the README, "Where each task waits".
+///
+/// A dump pauses the runtime while it re-polls every idle task in a tracing
+/// mode. With Tokio 1.54 that is safe on a current-thread runtime, but on a
+/// multi-thread runtime it can leave a worker waiting forever (the runtime
+/// then never runs those tasks again, and dropping it hangs): taskscope
+/// dumps multi-thread runtimes only when told to with `multi_thread`, and
+/// then only when a person asks (the viewer, `task_stacks()`, a failing
+/// `LeakGuard`), never on its own (at shutdown, for leak findings).
+///
+/// ```
+/// use taskscope::{Settings, TaskDumps};
+/// let (settings, _) = Settings::from_lookup(|name| {
+///     (name == "TASKSCOPE_TASKDUMP").then(|| "multi_thread".to_string())
+/// });
+/// assert_eq!(settings.task_dumps, TaskDumps::AlsoMultiThread);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TaskDumps {
+    /// No dumps at all (`off`).
+    Off,
+    /// Current-thread runtimes only (`on`, the default).
+    #[default]
+    CurrentThread,
+    /// Current-thread runtimes, and multi-thread ones when a person asks
+    /// (`multi_thread`): may hang a multi-thread runtime with Tokio 1.54
+    /// (see above).
+    AlsoMultiThread,
+}
+
+impl TaskDumps {
+    /// The value of `TASKSCOPE_TASKDUMP` that selects it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskDumps::Off => "off",
+            TaskDumps::CurrentThread => "on",
+            TaskDumps::AlsoMultiThread => "multi_thread",
+        }
+    }
 }
 
 impl fmt::Debug for Settings {
@@ -107,6 +153,7 @@ impl fmt::Debug for Settings {
             .field("finished_max_age", &self.finished_max_age)
             .field("idle_limit", &self.idle_limit)
             .field("token", &self.token.as_ref().map(|_| "(hidden)"))
+            .field("task_dumps", &self.task_dumps)
             .field("capture_stacks", &self.capture_stacks)
             .field("metrics_addr", &self.metrics_addr)
             .field("metrics_max_locations", &self.metrics_max_locations)
@@ -125,6 +172,7 @@ impl Default for Settings {
             finished_max_age: DEFAULT_FINISHED_MAX_AGE,
             idle_limit: None,
             token: None,
+            task_dumps: TaskDumps::default(),
             capture_stacks: true,
             metrics_addr: None,
             metrics_max_locations: DEFAULT_METRICS_MAX_LOCATIONS,
@@ -253,6 +301,20 @@ impl Settings {
                     token_refused = true;
                 }
                 None => settings.token = Some(value),
+            }
+        }
+        if let Some(value) = lookup("TASKSCOPE_TASKDUMP") {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "off" => settings.task_dumps = TaskDumps::Off,
+                "on" => settings.task_dumps = TaskDumps::CurrentThread,
+                "multi_thread" => settings.task_dumps = TaskDumps::AlsoMultiThread,
+                _ => fail(
+                    "TASKSCOPE_TASKDUMP",
+                    &value,
+                    "expected off, on (current-thread runtimes) or multi_thread (all runtimes)"
+                        .into(),
+                    "on".into(),
+                ),
             }
         }
         for (variable, value) in [
@@ -433,6 +495,32 @@ mod tests {
         assert_eq!(s.finished_max_age, DEFAULT_FINISHED_MAX_AGE);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].variable, "TASKSCOPE_FINISHED_TTL_S");
+    }
+
+    #[test]
+    fn task_dump_policy_reads_its_three_values_and_refuses_others() {
+        assert_eq!(with(&[]).0.task_dumps, TaskDumps::CurrentThread);
+        for (value, want) in [
+            ("off", TaskDumps::Off),
+            ("ON", TaskDumps::CurrentThread),
+            (" multi_thread ", TaskDumps::AlsoMultiThread),
+        ] {
+            let (s, errors) = with(&[("TASKSCOPE_TASKDUMP", value)]);
+            assert!(errors.is_empty(), "{value}: {errors:?}");
+            assert_eq!(s.task_dumps, want, "{value}");
+            assert_eq!(
+                with(&[("TASKSCOPE_TASKDUMP", want.as_str())]).0.task_dumps,
+                want
+            );
+        }
+        let (s, errors) = with(&[("TASKSCOPE_TASKDUMP", "multi")]);
+        assert_eq!(s.task_dumps, TaskDumps::CurrentThread);
+        assert_eq!(errors[0].variable, "TASKSCOPE_TASKDUMP");
+        assert!(
+            errors[0].to_string().contains("multi_thread"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]

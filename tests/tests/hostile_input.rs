@@ -399,6 +399,7 @@ async fn an_unknown_task_or_another_protocol_version_is_a_clear_status() {
         .task_detail(proto::TaskDetailRequest {
             protocol_version: PROTOCOL_VERSION,
             id: 987_654_321,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -435,6 +436,7 @@ async fn an_unknown_task_or_another_protocol_version_is_a_clear_status() {
             raw.list_tasks(proto::ListTasksRequest {
                 protocol_version: viewer,
                 include_finished: false,
+                ..Default::default()
             })
             .await
             .unwrap_err(),
@@ -443,6 +445,7 @@ async fn an_unknown_task_or_another_protocol_version_is_a_clear_status() {
             raw.task_detail(proto::TaskDetailRequest {
                 protocol_version: viewer,
                 id: 1,
+                ..Default::default()
             })
             .await
             .unwrap_err(),

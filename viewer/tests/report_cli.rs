@@ -139,12 +139,12 @@ fn report_file() -> (Vec<u8>, Vec<usize>) {
         b"{\"v\":1,\"kind\":\"never_awaited\",\"name\":\"fetch_user\",\"created_at\":\"src/users.rs:10:5\",\"time\":\"2026-11-22T10:00:06.000Z\",\"task\":null,\"later\":true}\n".to_vec(),
         b"{\"v\":1,\"kind\":\"slow_poll\",\"time\":\"2026-11-22T10:00:06.\xff\xfeZ\",\"task\":null}\n".to_vec(),
         line(&finding(
-            FindingKind::LeakedTask { reason: LeakReason::LostWaker, age_ms: 5_000, idle_ms: 4_000 },
+            FindingKind::LeakedTask { reason: LeakReason::LostWaker, age_ms: 5_000, idle_ms: 4_000, waiting_at: Vec::new(), waiting_at_note: None },
             task(7, Some("poller"), "src/poll.rs:5:5"),
             7,
         )),
         line(&finding(
-            FindingKind::LeakedTask { reason: LeakReason::AliveAtShutdown, age_ms: 9_000, idle_ms: 10 },
+            FindingKind::LeakedTask { reason: LeakReason::AliveAtShutdown, age_ms: 9_000, idle_ms: 10, waiting_at: Vec::new(), waiting_at_note: None },
             task(8, None, "src/poll.rs:5:5"),
             8,
         )),
@@ -437,6 +437,8 @@ fn other_findings_show_one_row_per_kind_and_location_with_first_last_and_newest(
             reason: LeakReason::LostWaker,
             age_ms: 600,
             idle_ms: 511,
+            waiting_at: Vec::new(),
+            waiting_at_note: None,
         },
         task(13, Some("lost_waker"), "src/main.rs:83:5"),
         3,

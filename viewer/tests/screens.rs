@@ -224,6 +224,8 @@ fn tasks_view_marks_panicked_and_lost_waker_tasks() {
             reason: LeakReason::LostWaker,
             age_ms: 600,
             idle_ms: 559,
+            waiting_at: Vec::new(),
+            waiting_at_note: None,
         },
         Some(task_ref(&lost)),
     );
@@ -705,6 +707,8 @@ fn problems_view_lists_never_awaited_lost_wakers_panics_and_drops() {
                 reason: LeakReason::LostWaker,
                 age_ms: 560,
                 idle_ms: 559,
+                waiting_at: Vec::new(),
+                waiting_at_note: None,
             },
             Some(lost),
         ),
@@ -789,6 +793,8 @@ fn problems_group_by_kind_and_location_and_enter_shows_the_occurrences() {
             reason: LeakReason::LostWaker,
             age_ms: 600,
             idle_ms: 511,
+            waiting_at: Vec::new(),
+            waiting_at_note: None,
         },
         Some(TaskRef {
             id: 13,

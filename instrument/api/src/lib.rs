@@ -6,7 +6,8 @@
 //! build time with a vendored protoc), the report file's schema ([`Finding`]
 //! and its kinds, one JSON line each), the states of a task, the addresses
 //! both sides accept ([`ServerAddr`]), the text forms both print
-//! ([`format`](mod@format)), RFC 3339 times read back ([`time`]), and the
+//! ([`format`](mod@format)), RFC 3339 times read back ([`time`]), where a
+//! task waits as text ([`waiting`]), and the
 //! one model of slow polls by spawn location that the live view and
 //! `taskscope report` share ([`slow_polls`]), likewise for the other findings
 //! grouped by kind and location ([`problems`]), and stacks as both show them,
@@ -41,6 +42,7 @@ pub mod slow_polls;
 pub mod stack;
 mod task;
 pub mod time;
+pub mod waiting;
 
 pub use addr::{DEFAULT_ADDR, ServerAddr};
 pub use findings::{

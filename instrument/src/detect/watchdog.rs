@@ -15,6 +15,7 @@ use crate::clock;
 use crate::detect::leaks;
 use crate::detect::stack_capture;
 use crate::detect::symbolize::symbolize;
+use crate::detect::taskdump;
 use crate::detect::watch_slot::{self, PollStack, TakenStack, WatchSlot};
 use crate::session::Session;
 use crate::sync::lock;
@@ -58,6 +59,7 @@ pub(crate) fn run(session: Weak<Session>) {
         let Some(session) = session.upgrade() else {
             return;
         };
+        taskdump::dump::tick();
         let slots = watch_slot::all();
         watched.retain(|addr, _| slots.iter().any(|s| Arc::as_ptr(s) as usize == *addr));
         for slot in &slots {

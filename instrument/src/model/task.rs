@@ -99,6 +99,30 @@ pub(crate) const ST_RUNNING_WOKEN: u8 = 3;
 pub(crate) use taskscope_api::histogram::poll_histogram_bucket;
 pub use taskscope_api::histogram::{POLL_HISTOGRAM_BUCKETS, poll_histogram_bucket_limit};
 
+/// Tokio's task id as a number, without formatting it: `Id` hashes as its
+/// `u64` (the registry's key, and what `Display` prints).
+pub(crate) fn tokio_task_id(id: tokio::task::Id) -> u64 {
+    use std::hash::{Hash, Hasher};
+    struct Capture(u64);
+    impl Hasher for Capture {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            // Not reached for `Id` (it hashes one `u64`); keep a stable fallback.
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+    let mut h = Capture(0);
+    id.hash(&mut h);
+    h.0
+}
+
 /// Bits of [`TaskCell::reported`]: which leak reports were made for the task.
 pub(crate) const REPORTED_LOST: u8 = 1;
 /// See [`REPORTED_LOST`].

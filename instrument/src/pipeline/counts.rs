@@ -68,11 +68,15 @@ mod tests {
                 reason: LeakReason::LostWaker,
                 age_ms: 1,
                 idle_ms: 1,
+                waiting_at: Vec::new(),
+                waiting_at_note: None,
             },
             FindingKind::LeakedTask {
                 reason: LeakReason::LostWaker,
                 age_ms: 2,
                 idle_ms: 2,
+                waiting_at: Vec::new(),
+                waiting_at_note: None,
             },
             FindingKind::TaskPanicked {
                 message: "boom".into(),

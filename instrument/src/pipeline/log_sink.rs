@@ -80,17 +80,33 @@ pub(crate) fn emit(finding: &Finding) {
             reason: why,
             age_ms,
             idle_ms,
-        } => tracing::warn!(
-            target: "taskscope",
-            kind,
-            task.id = id,
-            task.name = name,
-            spawned_at,
-            reason = reason(*why),
-            age_ms,
-            idle_ms,
-            "{message}"
-        ),
+            waiting_at,
+            waiting_at_note,
+        } => {
+            // Where it waits, as one value: the app's line it waits at, or
+            // the innermost frame when no frame is the app's.
+            let waiting = match taskscope_api::waiting::app_frame(waiting_at) {
+                Some(frame) => Some(format!(
+                    "{}:{}",
+                    frame.file.as_deref().unwrap_or("?"),
+                    frame.line.unwrap_or(0)
+                )),
+                None => waiting_at.first().map(taskscope_api::waiting::frame_text),
+            };
+            tracing::warn!(
+                target: "taskscope",
+                kind,
+                task.id = id,
+                task.name = name,
+                spawned_at,
+                reason = reason(*why),
+                age_ms,
+                idle_ms,
+                waiting_at = waiting.as_deref(),
+                waiting_at_note = waiting_at_note.as_deref(),
+                "{message}"
+            )
+        }
         FindingKind::TaskPanicked {
             message: panic_message,
             panicked_at,
@@ -224,6 +240,8 @@ mod tests {
                     reason: LeakReason::LostWaker,
                     age_ms: 560,
                     idle_ms: 559,
+                    waiting_at: Vec::new(),
+                    waiting_at_note: None,
                 },
                 task(None),
             ),

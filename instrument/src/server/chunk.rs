@@ -70,7 +70,7 @@ pub(crate) struct Part {
 
 /// Encoded size of one element of a repeated length-delimited field with a
 /// tag below 16 (one byte of key).
-fn field_cost(len: usize) -> usize {
+pub(crate) fn field_cost(len: usize) -> usize {
     1 + prost::length_delimiter_len(len) + len
 }
 

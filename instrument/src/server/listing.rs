@@ -11,6 +11,10 @@
 //!
 //! Every task alive when the listing was taken is in it, once, in id order
 //! (a task that ended since is listed with its last figures).
+//!
+//! When the client asked where tasks wait, the dump is taken (or reused)
+//! before the first chunk, and each live task's async stack goes in the chunk
+//! that lists it, counted in that chunk's bytes ([`ListingStacks`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use prost::Message;
 use tokio_stream::Stream;
 use tonic::Status;
 
@@ -30,6 +35,7 @@ use crate::server::chunk::{self, CHUNK_BUDGET};
 use crate::server::codec;
 use crate::server::convert;
 use crate::server::delta;
+use crate::server::stacks::ListingStacks;
 use crate::session::Session;
 
 /// What is left to send of a listing.
@@ -40,6 +46,8 @@ struct Cursor {
     taken: Option<Taken>,
     /// The next chunk's number.
     chunk: u32,
+    /// Where the live tasks wait, when asked.
+    stacks: Option<ListingStacks>,
 }
 
 struct Taken {
@@ -50,21 +58,37 @@ struct Taken {
     live: std::vec::IntoIter<Arc<TaskCell>>,
     finished: std::vec::IntoIter<FinishedTask>,
     /// A task made for the previous chunk that did not fit in it.
-    carried: Option<(proto::Task, bool)>,
+    carried: Option<Listed>,
+}
+
+/// One task of the listing, made.
+struct Listed {
+    task: proto::Task,
+    finished: bool,
+    /// Where it waits, when asked.
+    stack: Option<proto::AsyncStack>,
 }
 
 impl Taken {
-    /// The next task (and whether it is a finished one).
-    fn next(&mut self) -> Option<(proto::Task, bool)> {
+    /// The next task, with its stack if `stacks` says where it waits.
+    fn next(&mut self, stacks: Option<&mut ListingStacks>) -> Option<Listed> {
         if let Some(carried) = self.carried.take() {
             return Some(carried);
         }
         if let Some(cell) = self.live.next() {
-            return Some((chunk::bounded_task(convert::live(&cell, self.now)), false));
+            let task = chunk::bounded_task(convert::live(&cell, self.now));
+            let stack = stacks.and_then(|s| s.of(&task));
+            return Some(Listed {
+                task,
+                finished: false,
+                stack,
+            });
         }
-        self.finished
-            .next()
-            .map(|f| (chunk::bounded_task(convert::finished(&f)), true))
+        self.finished.next().map(|f| Listed {
+            task: chunk::bounded_task(convert::finished(&f)),
+            finished: true,
+            stack: None,
+        })
     }
 }
 
@@ -100,23 +124,28 @@ impl Cursor {
             self.taken = Some(self.take());
         }
         let taken = self.taken.as_mut().expect("taken above");
-        let (mut tasks, mut finished) = (Vec::new(), Vec::new());
+        let (mut tasks, mut finished, mut stacks) = (Vec::new(), Vec::new(), Vec::new());
         let mut used = 0usize;
-        while let Some((task, is_finished)) = taken.next() {
-            let cost = chunk::task_cost(&task);
+        while let Some(listed) = taken.next(self.stacks.as_mut()) {
+            let cost = chunk::task_cost(&listed.task)
+                + listed
+                    .stack
+                    .as_ref()
+                    .map_or(0, |s| chunk::field_cost(s.encoded_len()));
             if used > 0 && used + cost > CHUNK_BUDGET {
-                taken.carried = Some((task, is_finished));
+                taken.carried = Some(listed);
                 break;
             }
             used += cost;
-            if is_finished {
-                finished.push(task);
+            stacks.extend(listed.stack);
+            if listed.finished {
+                finished.push(listed.task);
             } else {
-                tasks.push(task);
+                tasks.push(listed.task);
             }
         }
         let last = taken.carried.is_none();
-        let message = proto::TaskList {
+        let mut message = proto::TaskList {
             chunk: self.chunk,
             last,
             protocol_version: proto::PROTOCOL_VERSION,
@@ -125,7 +154,12 @@ impl Cursor {
             finished,
             total_tasks: taken.total_tasks,
             at_unix_ns: taken.at_unix_ns,
+            stacks,
+            ..proto::TaskList::default()
         };
+        if let Some(stacks) = &self.stacks {
+            stacks.head(&mut message);
+        }
         self.chunk += 1;
         if last {
             self.taken = None; // Let go of the references at once.
@@ -145,11 +179,13 @@ pub(crate) struct ListingStream {
 
 impl ListingStream {
     /// The listing of `session`'s tasks (and its finished history, if
-    /// `include_finished`); nothing is read before the first chunk is asked for.
+    /// `include_finished`, and where they wait if `stacks` says); nothing is
+    /// read before the first chunk is asked for.
     pub(crate) fn new(
         session: Arc<Session>,
         budget: Arc<Budget>,
         include_finished: bool,
+        stacks: Option<ListingStacks>,
     ) -> ListingStream {
         ListingStream {
             budget,
@@ -158,6 +194,7 @@ impl ListingStream {
                 include_finished,
                 taken: None,
                 chunk: 0,
+                stacks,
             }),
             making: None,
         }
@@ -194,7 +231,6 @@ mod tests {
     use super::*;
     use crate::model::task::SpawnLocation;
     use crate::settings::{ServerAddr, Settings};
-    use prost::Message;
     use tokio_stream::StreamExt;
 
     fn session() -> Arc<Session> {
@@ -225,7 +261,8 @@ mod tests {
         for id in 1..=2_000 {
             spawn(&session, id, format!("{name}{id}"));
         }
-        let mut stream = ListingStream::new(Arc::clone(&session), Arc::new(Budget::new()), false);
+        let mut stream =
+            ListingStream::new(Arc::clone(&session), Arc::new(Budget::new()), false, None);
         // Nothing is taken before the client asks.
         assert!(stream.cursor.as_ref().unwrap().taken.is_none());
 
@@ -272,7 +309,7 @@ mod tests {
     #[tokio::test]
     async fn an_empty_listing_is_one_last_chunk() {
         let session = session();
-        let mut stream = ListingStream::new(session, Arc::new(Budget::new()), true);
+        let mut stream = ListingStream::new(session, Arc::new(Budget::new()), true, None);
         let only = proto::TaskList::decode(stream.next().await.unwrap().unwrap()).unwrap();
         assert!(only.last);
         assert_eq!(only.chunk, 0);

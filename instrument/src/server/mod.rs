@@ -21,6 +21,8 @@
 //!   turns it off);
 //! - [`service`]: what ListTasks and TaskDetail answer; [`listing`]: the
 //!   listing, chunk by chunk as the client reads;
+//! - [`stacks`]: where the app's tasks wait, when a viewer asks (a bounded
+//!   task dump of the app's runtime, reused for a while);
 //! - [`publisher`]: one loop that reads the registry every publish interval
 //!   and makes one snapshot or delta, encoded once;
 //! - [`fanout`]: each viewer's bounded queue of those updates, never waited
@@ -80,6 +82,7 @@ pub(crate) mod publisher;
 pub(crate) mod routes;
 pub(crate) mod runtime;
 pub(crate) mod service;
+pub(crate) mod stacks;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -24,6 +24,7 @@ use crate::server::fanout::{Hub, UpdateStream};
 use crate::server::limits::{CallKind, Limits};
 use crate::server::listing::ListingStream;
 use crate::server::service::{check_version, detail};
+use crate::server::stacks::{self, ListingStacks};
 use crate::session::Session;
 use taskscope_api::proto;
 
@@ -166,11 +167,16 @@ impl ServerStreamingService<proto::ListTasksRequest> for ListCall {
         Box::pin(async move {
             let request = request.into_inner();
             check_version(request.protocol_version)?;
+            let stacks = match request.include_stacks {
+                true => Some(ListingStacks::take(&routes.session, &routes.budget).await),
+                false => None,
+            };
             // Made chunk by chunk, as the client reads.
             Ok(Response::new(ListingStream::new(
                 routes.session,
                 routes.budget,
                 request.include_finished,
+                stacks,
             )))
         })
     }
@@ -187,10 +193,13 @@ impl UnaryService<proto::TaskDetailRequest> for DetailCall {
         Box::pin(async move {
             let request = request.into_inner();
             check_version(request.protocol_version)?;
-            let found = routes
+            let mut found = routes
                 .budget
                 .run_first(|| detail(&routes.session, request.id))
                 .await?;
+            if request.include_async_stack {
+                stacks::add_to_detail(&routes.session, &routes.budget, &mut found).await;
+            }
             Ok(Response::new(codec::encode(&found)))
         })
     }

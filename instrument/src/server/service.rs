@@ -16,9 +16,9 @@ use taskscope_api::proto;
 /// viewer reads.
 pub(crate) const DETAIL_FINDINGS: usize = 1024 * 1024;
 
-/// Why a task has no async stack in this version.
-pub(crate) const ASYNC_STACK_UNAVAILABLE: &str =
-    "not available: taskscope does not take Tokio task dumps (--cfg tokio_taskdump) yet";
+/// Why a task detail has no async stack when none was asked for.
+pub(crate) const ASYNC_STACK_NOT_ASKED: &str =
+    "not asked for: a task dump pauses the app's runtime, so it is taken only on request";
 
 /// Refuses a viewer that speaks another protocol version, naming both.
 pub(crate) fn check_version(viewer: u32) -> Result<(), Status> {
@@ -100,7 +100,8 @@ pub(crate) fn detail(session: &Session, id: u64) -> Result<proto::TaskDetailResp
         slow_polls,
         children,
         async_stack: None,
-        async_stack_unavailable: ASYNC_STACK_UNAVAILABLE.to_string(),
+        async_stack_unavailable: ASYNC_STACK_NOT_ASKED.to_string(),
+        async_stack_frames: None,
     })
 }
 

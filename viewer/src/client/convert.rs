@@ -31,6 +31,25 @@ impl TaskKind {
     }
 }
 
+/// Where a task waits, from the wire.
+pub fn async_stack(s: &proto::AsyncStack) -> crate::client::stacks::AsyncStack {
+    let frames = |frames: &[proto::StackFrame]| -> Vec<taskscope_api::StackFrame> {
+        frames
+            .iter()
+            .map(|f| taskscope_api::StackFrame {
+                function: f.function.clone(),
+                file: f.file.clone(),
+                line: f.line,
+            })
+            .collect()
+    };
+    crate::client::stacks::AsyncStack {
+        waiting_at: frames(&s.waiting_at),
+        also: s.also.iter().map(|a| frames(&a.frames)).collect(),
+        note: (!s.note.is_empty()).then(|| s.note.clone()),
+    }
+}
+
 /// A time on the wire (ns since the Unix epoch).
 pub fn time(unix_ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(unix_ns)

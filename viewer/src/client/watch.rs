@@ -267,6 +267,7 @@ pub(crate) async fn detail(
     let request = proto::TaskDetailRequest {
         protocol_version: PROTOCOL_VERSION,
         id,
+        include_async_stack: false,
     };
     let response = client
         .task_detail(request)

@@ -1,13 +1,22 @@
-//! `taskscope dump [ADDR] [--json]`: every live task of a running app, once,
-//! as an aligned table (in the spirit of `python -m asyncio ps`) or a JSON
-//! array. Only the app's own tasks: the app's server never lists taskscope's.
+//! `taskscope dump [ADDR] [--json] [--stacks] [--tree]`: every live task of a
+//! running app, once, as an aligned table (in the spirit of `python -m
+//! asyncio ps`) or a JSON array; with `--stacks`, each with where it waits
+//! (its async stack, from a Tokio task dump the app takes: [`stacks`]); with
+//! `--tree`, as a tree by parent (like `python -m asyncio pstree`: [`tree`]).
+//! Only the app's own tasks: the app's server never lists taskscope's.
 //! When it cannot (nothing listens, not gRPC, not taskscope, another protocol
 //! version, a token required), one line on stderr says why, and it exits 1.
+//! When the app cannot say where its tasks wait (built without taskscope's
+//! `taskdump` feature, a dump refused), the tasks are printed all the same,
+//! and one line on stderr says why.
 //!
 //! An app that embeds console-subscriber (tokio-console's protocol) is
 //! listed too, from that protocol: one line on stderr says so and what it
 //! lacks; the table is followed by the tasks whose longest poll reached the
 //! slow-poll threshold, read from the app's poll histograms.
+
+pub mod stacks;
+pub mod tree;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -19,19 +28,36 @@ use taskscope_api::format;
 use crate::client::{self, ClientError, ListedTask, Listing, TaskKind};
 use crate::state::model::AppSource;
 
+/// What `taskscope dump` prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// JSON instead of text.
+    pub json: bool,
+    /// Where each task waits (the app takes a Tokio task dump).
+    pub stacks: bool,
+    /// The tasks as a tree by parent.
+    pub tree: bool,
+}
+
 /// Runs the command: prints the tasks on stdout and exits 0, or prints one
 /// line naming the address and the cause on stderr and exits 1.
 pub fn main(addr: &ServerAddr, json: bool) -> ExitCode {
-    match listing(addr) {
-        Ok(listing) => {
-            if listing.app.source == AppSource::ConsoleSubscriber {
-                eprintln!("taskscope dump: {}", console_note(addr));
+    main_with(
+        addr,
+        Options {
+            json,
+            ..Options::default()
+        },
+    )
+}
+
+/// Like [`main`], with every option of the command.
+pub fn main_with(addr: &ServerAddr, options: Options) -> ExitCode {
+    match run_with(addr, options) {
+        Ok((text, warnings)) => {
+            for warning in warnings {
+                eprintln!("taskscope dump: {}", format::printable(&one_line(&warning)));
             }
-            let text = if json {
-                to_json(&listing)
-            } else {
-                to_table(&listing)
-            };
             let mut out = std::io::stdout().lock();
             if out
                 .write_all(text.as_bytes())
@@ -69,12 +95,57 @@ pub fn console_note(addr: &ServerAddr) -> String {
 /// The text `taskscope dump` prints for the app at `addr` (sending the
 /// viewer's `TASKSCOPE_TOKEN` when it is set).
 pub fn run(addr: &ServerAddr, json: bool) -> Result<String, ClientError> {
-    let listing = listing(addr)?;
-    Ok(if json {
-        to_json(&listing)
+    run_with(
+        addr,
+        Options {
+            json,
+            ..Options::default()
+        },
+    )
+    .map(|(text, _)| text)
+}
+
+/// Like [`run`], with every option; also returns the lines for stderr: that
+/// the app is a console-subscriber app, that the stacks asked for are not
+/// available (the tasks are printed anyway).
+pub fn run_with(addr: &ServerAddr, options: Options) -> Result<(String, Vec<String>), ClientError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Lost {
+            addr: addr.to_string(),
+            detail: format!("cannot start a runtime to connect ({e})"),
+        })?;
+    let listing = if options.stacks {
+        runtime.block_on(client::list_tasks_and_stacks(addr))?
     } else {
-        to_table(&listing)
-    })
+        runtime.block_on(client::list_tasks(addr))?
+    };
+    let (text, warning) = render(&listing, options);
+    let mut warnings = Vec::new();
+    if listing.app.source == AppSource::ConsoleSubscriber {
+        warnings.push(console_note(addr));
+    }
+    warnings.extend(warning);
+    Ok((text, warnings))
+}
+
+/// What `taskscope dump` prints for `listing`, and the line for stderr
+/// when the stacks asked for are not available.
+pub fn render(listing: &Listing, options: Options) -> (String, Option<String>) {
+    let warning = listing
+        .stacks
+        .as_ref()
+        .and_then(|s| s.unavailable.as_ref())
+        .map(|why| format!("no async stacks: {why}"));
+    let text = match (options.tree, options.json, options.stacks) {
+        (true, true, _) => tree::to_json(listing),
+        (true, false, _) => tree::to_text(listing),
+        (false, true, _) => to_json(listing),
+        (false, false, true) => stacks::to_text(listing),
+        (false, false, false) => to_table(listing),
+    };
+    (text, warning)
 }
 
 /// The live tasks of the app at `addr`, once.
@@ -184,6 +255,15 @@ struct JsonTask<'a> {
     max_poll_ms: f64,
     wakes: u64,
     wakers: i64,
+    /// With `--stacks`: where it waits (frames, innermost first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting_at: Option<Vec<taskscope_api::StackFrame>>,
+    /// With `--stacks`: why `waiting_at` is empty or what it lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting_at_note: Option<String>,
+    /// With `--stacks`: the other places it waits at once (a `select!`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    waiting_also: Vec<Vec<taskscope_api::StackFrame>>,
     slow: bool,
     source: &'static str,
 }
@@ -198,8 +278,11 @@ fn ms(d: Duration) -> f64 {
 /// `polls`, `busy_ms`, `idle_ms`, `age_ms`, `since_last_poll_ms`,
 /// `max_poll_ms`, `wakes`, `wakers`, `slow` (a poll reached the app's
 /// slow-poll threshold), `source` (`taskscope`, or `console-subscriber` for
-/// an app read through tokio-console's protocol). Control characters in
-/// strings are escaped, C1 ones too ([`crate::json`]).
+/// an app read through tokio-console's protocol); with stacks also
+/// `waiting_at` (frames `{"function", "file", "line"}`, innermost first),
+/// `waiting_at_note` (why it is empty or what it lacks, when something is)
+/// and `waiting_also` (the other places it waits at once, when there are).
+/// Control characters in strings are escaped, C1 ones too ([`crate::json`]).
 pub fn to_json(listing: &Listing) -> String {
     let source = match listing.app.source {
         AppSource::Taskscope => "taskscope",
@@ -208,29 +291,46 @@ pub fn to_json(listing: &Listing) -> String {
     let tasks: Vec<JsonTask<'_>> = listing
         .tasks
         .iter()
-        .map(|listed| (listed, &listed.task, listed.kind))
-        .map(|(listed, t, kind)| JsonTask {
-            id: t.id,
-            name: t.name.as_deref(),
-            kind: kind.as_str(),
-            state: t.state.as_str(),
-            spawned_at: &t.spawned_at,
-            parent: t.parent,
-            polls: t.polls,
-            busy_ms: ms(t.busy),
-            idle_ms: ms(t.idle),
-            age_ms: ms(t.age),
-            since_last_poll_ms: t.since_last_poll.map(ms),
-            max_poll_ms: ms(t.max_poll),
-            wakes: t.wakes,
-            wakers: t.wakers,
-            slow: is_slow(listing, listed),
-            source,
-        })
+        .map(|t| json_task(listing, t, source))
         .collect();
     let mut text = crate::json::pretty(&tasks);
     text.push('\n');
     text
+}
+
+/// One task as `dump --json` prints it.
+fn json_task<'a>(
+    listing: &'a Listing,
+    listed: &'a ListedTask,
+    source: &'static str,
+) -> JsonTask<'a> {
+    let ListedTask { task: t, kind } = listed;
+    let stack = listing.stacks.as_ref().map(|s| stacks::of(s, listed));
+    let (waiting_at, waiting_at_note, waiting_also) = match stack {
+        Some(s) => (Some(s.waiting_at), s.note, s.also),
+        None => (None, None, Vec::new()),
+    };
+    JsonTask {
+        id: t.id,
+        name: t.name.as_deref(),
+        kind: kind.as_str(),
+        state: t.state.as_str(),
+        spawned_at: &t.spawned_at,
+        parent: t.parent,
+        polls: t.polls,
+        busy_ms: ms(t.busy),
+        idle_ms: ms(t.idle),
+        age_ms: ms(t.age),
+        since_last_poll_ms: t.since_last_poll.map(ms),
+        max_poll_ms: ms(t.max_poll),
+        wakes: t.wakes,
+        wakers: t.wakers,
+        slow: is_slow(listing, listed),
+        source,
+        waiting_at,
+        waiting_at_note,
+        waiting_also,
+    }
 }
 
 #[cfg(test)]
@@ -265,6 +365,7 @@ mod tests {
                 task(12, Some("waiter-7"), TaskKind::Task),
             ],
             at: std::time::SystemTime::UNIX_EPOCH,
+            stacks: None,
         }
     }
 
