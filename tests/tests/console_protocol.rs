@@ -394,9 +394,10 @@ fn console_off_and_the_token() {
         let refused = client.pause(PauseRequest {}).await.unwrap_err();
         assert_eq!(refused.code(), tonic::Code::Unauthenticated);
         let mut request = tonic::Request::new(InstrumentRequest {});
-        request
-            .metadata_mut()
-            .insert("authorization", "Bearer s3cret-token-of-16+".parse().unwrap());
+        request.metadata_mut().insert(
+            "authorization",
+            "Bearer s3cret-token-of-16+".parse().unwrap(),
+        );
         let mut updates = client
             .watch_updates(request)
             .await

@@ -265,7 +265,10 @@ mod tests {
                     "{text}"
                 );
             }
-            assert!(text.contains("the viewer server and the metrics endpoint off"), "{text}");
+            assert!(
+                text.contains("the viewer server and the metrics endpoint off"),
+                "{text}"
+            );
             if !bad.is_empty() {
                 assert!(!text.contains(bad), "never echoed: {text}");
             }
