@@ -1,11 +1,13 @@
 //! Leaked tasks: alive when the app shuts down, idle with no waker left (lost
 //! waker), or idle for longer than the configured limit.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use taskscope_api::{Finding, FindingKind, LeakReason};
 
 use crate::clock;
+use crate::model::table::Cursor;
 use crate::model::task::{REPORTED_LOST, REPORTED_SHUTDOWN, TaskCell, TaskState};
 use crate::session::Session;
 
@@ -31,39 +33,88 @@ fn first_time(cell: &TaskCell, flag: u8) -> bool {
     cell.reported.fetch_or(flag, Relaxed) & flag == 0
 }
 
-/// Lost wakers and idle limits: run by the watchdog every few hundred ms.
-pub(crate) fn scan(session: &Session) {
-    let lost_waker = session.wakes_known.load(Relaxed);
-    let idle_limit = session
-        .settings
-        .idle_limit
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    if !lost_waker && idle_limit.is_none() {
+/// Windows of the task table (8 slots each) one step of the leak scan
+/// visits: at most 16,384 records a step, a few milliseconds, so the
+/// watchdog's look at the workers' slots is never held up for long. A scan of
+/// a million live tasks takes about a hundred steps (one per watchdog tick,
+/// about a second); with fewer than ~16,000 tasks it is one step.
+pub(crate) const SCAN_WINDOWS: usize = 2_048;
+
+/// The leak scan (lost wakers, idle limits) in steps: the watchdog starts a
+/// pass every few hundred ms and takes one step per tick until it is done.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Where the pass under way goes on; `None` between passes.
+    at: Option<Cursor>,
+}
+
+impl Scan {
+    /// Starts a pass, unless one is under way.
+    pub(crate) fn start(&mut self) {
+        self.at.get_or_insert(Cursor::START);
+    }
+
+    /// Whether a pass is under way.
+    pub(crate) fn running(&self) -> bool {
+        self.at.is_some()
+    }
+
+    /// One step of the pass under way: checks the next tasks of the table
+    /// and submits what it finds (after the walk: the walk itself only looks).
+    pub(crate) fn step(&mut self, session: &Session) {
+        let Some(from) = self.at else {
+            return;
+        };
+        let lost_waker = session.wakes_known.load(Relaxed);
+        let idle_limit = session
+            .settings
+            .idle_limit
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        if !lost_waker && idle_limit.is_none() {
+            self.at = None;
+            return;
+        }
+        let now = clock::now();
+        let mut found: Vec<(Arc<TaskCell>, LeakReason)> = Vec::new();
+        self.at = session
+            .registry
+            .for_each_live_from(from, SCAN_WINDOWS, |_, cell| {
+                check(cell, lost_waker, idle_limit, now, &mut found)
+            });
+        for (cell, reason) in found {
+            session.submit(finding(&cell, reason, now));
+        }
+    }
+}
+
+/// Lost wakers and idle limits of one live task: what to report, noted in `found`.
+fn check(
+    cell: &Arc<TaskCell>,
+    lost_waker: bool,
+    idle_limit: Option<u64>,
+    now: u64,
+    found: &mut Vec<(Arc<TaskCell>, LeakReason)>,
+) {
+    if cell.is_block_on || cell.state() != TaskState::Idle {
         return;
     }
-    let now = clock::now();
-    for cell in session.registry.live_cells() {
-        if cell.is_block_on || cell.state() != TaskState::Idle {
-            continue;
-        }
-        let last_end = cell.last_poll_end.load(Relaxed);
-        if last_end == 0 {
-            continue;
-        }
-        let idle = clock::since(last_end, now);
-        if lost_waker
-            && idle >= LOST_AFTER_NS
-            && cell.wakers.load(Relaxed) == 0
-            && first_time(&cell, REPORTED_LOST)
-        {
-            session.submit(finding(&cell, LeakReason::LostWaker, now));
-        }
-        if let Some(limit) = idle_limit
-            && idle >= limit
-            && cell.idle_reported_at.swap(last_end, Relaxed) != last_end
-        {
-            session.submit(finding(&cell, LeakReason::IdleTooLong, now));
-        }
+    let last_end = cell.last_poll_end.load(Relaxed);
+    if last_end == 0 {
+        return;
+    }
+    let idle = clock::since(last_end, now);
+    if lost_waker
+        && idle >= LOST_AFTER_NS
+        && cell.wakers.load(Relaxed) == 0
+        && first_time(cell, REPORTED_LOST)
+    {
+        found.push((Arc::clone(cell), LeakReason::LostWaker));
+    }
+    if let Some(limit) = idle_limit
+        && idle >= limit
+        && cell.idle_reported_at.swap(last_end, Relaxed) != last_end
+    {
+        found.push((Arc::clone(cell), LeakReason::IdleTooLong));
     }
 }
 

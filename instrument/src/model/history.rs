@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use crate::clock;
-use crate::model::table::clone_arc;
 use crate::model::task::TaskCell;
 use crate::sync::Readers;
 
@@ -82,8 +81,15 @@ impl History {
                 entry.readers.read(|| {
                     let ptr = entry.cell.load(Ordering::SeqCst);
                     // SAFETY: a counted reader: the pusher that replaces this
-                    // pointer waits for us before it releases the record.
-                    (!ptr.is_null()).then(|| unsafe { clone_arc(&*ptr) })
+                    // pointer waits for us before it releases the record. The
+                    // count is raised through the pointer from `Arc::into_raw`
+                    // itself (its provenance covers the reference counts; one
+                    // derived from a `&TaskCell` would not, and Miri's Stacked
+                    // Borrows rejects that).
+                    (!ptr.is_null()).then(|| unsafe {
+                        Arc::increment_strong_count(ptr);
+                        Arc::from_raw(ptr)
+                    })
                 })
             })
             .filter(|cell| !self.too_old(cell, now))
