@@ -5,17 +5,23 @@
 //! findings pipeline's sinks, the watchdog, the viewer server), each given
 //! the session it reads.
 
+#[cfg(feature = "tracing-capture")]
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "tracing-capture")]
 use tracing::Subscriber;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+#[cfg(feature = "tracing-capture")]
 use tracing_subscriber::layer::{Layer, SubscriberExt};
+#[cfg(feature = "tracing-capture")]
 use tracing_subscriber::registry::LookupSpan;
 
+#[cfg(feature = "tracing-capture")]
 use crate::capture::layer::{TaskFilter, TaskLayer};
+#[cfg(feature = "tracing-capture")]
 use crate::capture::subscriber::TaskSubscriber;
 use crate::capture::{self, poll};
 use crate::detect::{events, watchdog};
@@ -47,6 +53,8 @@ const FLUSH_RESERVE: Duration = Duration::from_millis(500);
 ///     // ... the app
 /// }
 /// ```
+#[cfg(feature = "tracing-capture")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
 pub fn init() -> Guard {
     Builder::from_env().init()
 }
@@ -59,6 +67,8 @@ pub fn init() -> Guard {
 /// let _guard = taskscope::try_init()?;
 /// # Ok(()) }
 /// ```
+#[cfg(feature = "tracing-capture")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
 pub fn try_init() -> Result<Guard, Error> {
     Builder::from_env().try_init()
 }
@@ -230,6 +240,8 @@ impl Builder {
 
     /// The taskscope layer, to add to your own `tracing_subscriber::registry()`,
     /// and its guard. Needs `--cfg tokio_unstable` (see the crate docs).
+    #[cfg(feature = "tracing-capture")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
     pub fn layer<S>(mut self) -> Result<(impl Layer<S> + Send + Sync + 'static, Guard), Error>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -267,6 +279,8 @@ impl Builder {
     }
 
     /// Like [`init`], with these settings.
+    #[cfg(feature = "tracing-capture")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
     pub fn init(mut self) -> Guard {
         self.report_problems();
         match self.install_global(true) {
@@ -279,6 +293,8 @@ impl Builder {
     }
 
     /// Like [`try_init`], with these settings.
+    #[cfg(feature = "tracing-capture")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
     pub fn try_init(mut self) -> Result<Guard, Error> {
         if let Some(problem) = self.problems.drain(..).next() {
             return Err(Error::Setting(problem));
@@ -286,6 +302,7 @@ impl Builder {
         self.install_global(false)
     }
 
+    #[cfg(feature = "tracing-capture")]
     fn install_global(self, report: bool) -> Result<Guard, Error> {
         let fmt_filter = match fmt_filter(std::env::var("RUST_LOG").ok()) {
             Ok(filter) => filter,

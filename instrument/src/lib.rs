@@ -35,11 +35,30 @@
 //!
 //! Use one of them per process, not both.
 //!
+//! ## Cargo features
+//!
+//! `tracing-capture` (on by default) brings the capture through Tokio's
+//! tracing instrumentation: [`init`], [`try_init`], [`Builder::init`],
+//! [`Builder::try_init`], [`Builder::layer`], [`TaskLayer`] and [`TaskFilter`],
+//! and turns on Tokio's `tracing` feature, which they need. An app that sees
+//! its tasks through the task hooks only (`#[taskscope::main]` or
+//! [`Builder::install_on`]) can leave it out:
+//!
+//! ```toml
+//! taskscope = { version = "0.1", default-features = false }
+//! ```
+//!
+//! Its Tokio is then built without `tracing`, whose spans cost every spawn and
+//! poll even when nothing listens to them (measured in `BENCHMARKS.md`); those
+//! items are then absent, everything else is the same.
+//!
 //! ## The hot path
 //!
 //! Per poll: two clock reads (the CPU's time-stamp counter, read inline, where
 //! it is invariant; the monotonic clock otherwise), a lock-free lookup of the
-//! task's record in a fixed table, and relaxed atomic loads and stores on that
+//! task's record in a table that grows with the number of live tasks (no lock
+//! at any size: a million live tasks cost a poll what ten do), and relaxed
+//! atomic loads and stores on that
 //! record, which only the polling thread writes. No lock, no allocation, no
 //! syscall. A spawn is a compare-and-swap in the table and a record taken from
 //! a per-thread cache of reused records; an end is a swap in the table and one
@@ -67,6 +86,7 @@
 //! line of each kind.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // Top: the ways in (the builder, the one place that starts threads; the
 // listing and the leak guard; tracked futures), then the capture and the
@@ -94,8 +114,11 @@ mod internal;
 mod settings;
 mod sync;
 
-pub use builder::{__private, Builder, FLUSH_TIMEOUT, Guard, init, try_init};
+pub use builder::{__private, Builder, FLUSH_TIMEOUT, Guard};
+#[cfg(feature = "tracing-capture")]
+pub use builder::{init, try_init};
 
+#[cfg(feature = "tracing-capture")]
 pub use capture::layer::{TaskFilter, TaskLayer};
 pub use error::Error;
 pub use leak_guard::{DEFAULT_GRACE, LeakGuard, Leaks};
@@ -136,6 +159,6 @@ pub use tracked::{TrackExt, Tracked, track, track_named};
 mod size_tests {
     #[test]
     fn task_record_size_is_what_the_docs_say() {
-        assert_eq!(std::mem::size_of::<crate::model::task::TaskCell>(), 256);
+        assert_eq!(std::mem::size_of::<crate::model::task::TaskCell>(), 248);
     }
 }

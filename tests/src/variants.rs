@@ -5,8 +5,9 @@
 
 use std::cell::Cell;
 
-/// Installs `variant` on `builder`: `bare`, `hooks` (`install_on`), `init`,
-/// `noop-hooks` or `clock-hooks`; taskscope's server is off. Returns taskscope's
+/// Installs `variant` on `builder`: `bare`, `hooks` (`install_on`), `init`
+/// (with the feature `tracing-capture`, on by default), `noop-hooks` or
+/// `clock-hooks`; taskscope's server is off. Returns taskscope's
 /// guard, if taskscope was installed; `None` for an unknown name.
 pub fn install(
     variant: &str,
@@ -16,6 +17,7 @@ pub fn install(
     Some(match variant {
         "bare" => None,
         "hooks" => Some(quiet().install_on(builder)),
+        #[cfg(feature = "tracing-capture")]
         "init" => Some(quiet().init()),
         "noop-hooks" => {
             install_noop_hooks(builder);

@@ -2,6 +2,7 @@
 //! ([`TaskCell`]) and the snapshots handed to users ([`TaskInfo`], [`FinishedTask`]).
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64,
     Ordering::{AcqRel, Relaxed, Release},
@@ -168,7 +169,8 @@ pub(crate) struct TaskCell {
     pub(crate) id: u64,
     pub(crate) name: Option<Box<str>>,
     pub(crate) spawned_at: SpawnLocation,
-    pub(crate) parent: Option<u64>,
+    /// The spawning task's id (8 bytes: ids are never 0).
+    parent: Option<NonZeroU64>,
     pub(crate) created: u64,
     // ---- rare: wakers (tracing capture), panics, leak reports
     pub(crate) wakers: AtomicU64,
@@ -199,7 +201,7 @@ impl TaskCell {
             id,
             name,
             spawned_at,
-            parent,
+            parent: parent.and_then(NonZeroU64::new),
             is_block_on: false,
             created: clock::now(),
             state: AtomicU8::new(ST_SCHEDULED),
@@ -220,6 +222,11 @@ impl TaskCell {
             end: AtomicU8::new(TaskEnd::Completed as u8),
             span_clones: AtomicU32::new(0),
         }
+    }
+
+    /// The task that spawned this one, if it was spawned from inside a task.
+    pub(crate) fn parent(&self) -> Option<u64> {
+        self.parent.map(NonZeroU64::get)
     }
 
     /// Notes the panic of the task's poll (the first one counts).
@@ -310,7 +317,7 @@ impl TaskCell {
             name: self.name.as_deref().map(str::to_owned),
             state,
             spawned_at: self.spawned_at,
-            parent: self.parent,
+            parent: self.parent(),
             age: Duration::from_nanos(age),
             polls: self.polls.load(Relaxed),
             busy: Duration::from_nanos(busy.min(age)),

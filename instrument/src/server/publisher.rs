@@ -132,16 +132,17 @@ impl Publisher {
         }
 
         if !joining.is_empty() {
-            let tasks = self
-                .tracker
-                .live()
-                .iter()
-                .map(|c| convert::live(c, now))
-                .collect();
+            // Converted and encoded chunk by chunk: at a million tasks the
+            // snapshot costs its encoded bytes only.
+            let live = self.tracker.live();
+            let tasks = live.iter().map(|c| convert::live(c, now));
             let finished = finished.iter().map(convert::finished).collect();
             let findings = findings.iter().map(|(_, f)| convert::finding(f)).collect();
-            let batch = encoded(chunk::snapshot(&header, tasks, finished, findings));
-            hub.welcome(joining, &batch);
+            let chunks =
+                chunk::snapshot_encoded(&header, live.len(), tasks, finished, findings, |update| {
+                    codec::encode(update)
+                });
+            hub.welcome(joining, &Arc::new(chunks));
         }
     }
 }

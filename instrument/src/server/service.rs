@@ -56,7 +56,7 @@ pub(crate) fn detail(session: &Session, id: u64) -> Result<proto::TaskDetailResp
     let mut children = Vec::new();
     let mut found = None;
     session.registry.for_each_live(|_, cell| {
-        if cell.parent == Some(id) {
+        if cell.parent() == Some(id) {
             children.push(cell.id);
         }
         if cell.id == id && found.is_none() {

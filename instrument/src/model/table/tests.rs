@@ -261,7 +261,8 @@ fn a_walk_in_steps_visits_every_live_key_once() {
             seen.push(k);
         });
     }
-    assert!(steps > 10, "{steps} steps");
+    // 5 windows a step over every window of every level.
+    assert!(steps > 3, "{steps} steps");
     seen.sort_unstable();
     assert_eq!(seen, (1..=n).filter(|k| k % 3 != 0).collect::<Vec<_>>());
 }
