@@ -25,6 +25,7 @@ use crate::capture::layer::{TaskFilter, TaskLayer};
 use crate::capture::subscriber::TaskSubscriber;
 use crate::capture::{self, poll};
 use crate::detect::{events, watchdog};
+#[cfg(feature = "tracing-capture")]
 use crate::error::Error;
 use crate::model::app_runtime;
 use crate::server;

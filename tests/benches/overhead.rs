@@ -11,8 +11,9 @@
 //! capture built on the hooks). The peers: `console` (console-subscriber's
 //! `init()` with its defaults), `tokio-metrics` (a `TaskMonitor` instrumenting
 //! every task the workload spawns) and `dial9` (dial9's recorder, writing its
-//! trace to a temporary directory with the `DiskBuffer` defaults, attached to
-//! the runtime with the default options).
+//! trace to a temporary directory with the defaults of `recorder_from_env`:
+//! a 1 GiB disk budget, 60 s rotation; attached to the runtime with the
+//! default options).
 //!
 //! `--idle N,...` runs each workload once per N with N idle tasks parked on a
 //! `Notify` (spawned from a worker task and all parked before the clock
@@ -338,7 +339,12 @@ mod peers {
             std::env::temp_dir().join(format!("taskscope-bench-dial9-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dial9's trace directory");
-        let writer = dial9::DiskBuffer::builder().base_path(&dir).build();
+        // The disk budget of dial9's own environment defaults
+        // (`DIAL9_MAX_DISK_USAGE_MB` = 1024); the rest its builder's defaults.
+        let writer = dial9::DiskBuffer::builder()
+            .base_path(&dir)
+            .max_total_size(1024 * 1024 * 1024)
+            .build();
         let recorder = dial9::recorder(writer.expect("dial9's trace writer")).build();
         let runtime = recorder
             .handle()

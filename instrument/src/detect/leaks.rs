@@ -34,11 +34,13 @@ fn first_time(cell: &TaskCell, flag: u8) -> bool {
 }
 
 /// Windows of the task table (8 slots each) one step of the leak scan
-/// visits: at most 16,384 records a step, a few milliseconds, so the
-/// watchdog's look at the workers' slots is never held up for long. A scan of
-/// a million live tasks takes about a hundred steps (one per watchdog tick,
-/// about a second); with fewer than ~16,000 tasks it is one step.
-pub(crate) const SCAN_WINDOWS: usize = 2_048;
+/// visits: at most 2,048 records a step (a fraction of a millisecond), so the
+/// watchdog's look at the workers' slots is never held up, and the scan takes
+/// about 1% of a core however many tasks there are. A pass over a million
+/// live tasks takes ~600 steps (one per watchdog tick: ~6 s, which is then
+/// how late a lost waker can be reported); the table's first level (16,384
+/// slots, enough for ~14,000 tasks) takes 8 steps.
+pub(crate) const SCAN_WINDOWS: usize = 256;
 
 /// The leak scan (lost wakers, idle limits) in steps: the watchdog starts a
 /// pass every few hundred ms and takes one step per tick until it is done.

@@ -22,6 +22,7 @@ pub(crate) struct Registry {
     /// Live tasks by their key (Tokio's task id, or the span id for the layer).
     table: IdTable<TaskCell>,
     finished: History,
+    #[cfg_attr(not(feature = "tracing-capture"), allow(dead_code))]
     files: Mutex<HashSet<&'static str>>,
 }
 
@@ -39,6 +40,7 @@ impl Registry {
     }
 
     /// A `'static` copy of a source path, interned: there are only as many as source files.
+    #[cfg_attr(not(feature = "tracing-capture"), allow(dead_code))]
     pub(crate) fn intern_file(&self, file: &str) -> &'static str {
         let mut files = lock(&self.files);
         if let Some(f) = files.get(file) {
@@ -81,6 +83,7 @@ impl Registry {
     /// Runs `f` on the live record under `key` from any thread, while the
     /// task may end concurrently (its release waits for `f`).
     #[inline]
+    #[cfg_attr(not(feature = "tracing-capture"), allow(dead_code))]
     pub(crate) fn with_pinned<R>(&self, key: u64, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
         self.table.with_pinned(key, f)
     }

@@ -329,6 +329,7 @@ impl<T> IdTable<T> {
     /// until `f` returns. Keep `f` short: removes of keys in the same window
     /// wait for it.
     #[inline]
+    #[cfg_attr(not(feature = "tracing-capture"), allow(dead_code))]
     pub(crate) fn with_pinned<R>(&self, key: u64, f: impl FnOnce(&T) -> R) -> Option<R> {
         // SAFETY: `pinned` hands over a live record's pointer, valid until it returns.
         self.pinned(key, |ptr| f(unsafe { &*ptr }))
