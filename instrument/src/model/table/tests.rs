@@ -262,7 +262,7 @@ fn a_walk_in_steps_visits_every_live_key_once() {
         });
     }
     // 5 windows a step over every window of every level.
-    assert!(steps > 3, "{steps} steps");
+    assert!(steps >= 2, "{steps} steps");
     seen.sort_unstable();
     assert_eq!(seen, (1..=n).filter(|k| k % 3 != 0).collect::<Vec<_>>());
 }
