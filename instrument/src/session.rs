@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use taskscope_api::Finding;
 
+use crate::model::locations::Locations;
 use crate::model::registry::Registry;
 use crate::pipeline::report_file::ReportFile;
 use crate::pipeline::{Pipeline, Sinks};
@@ -32,6 +33,9 @@ pub(crate) struct Session {
     pub(crate) pipeline: Pipeline,
     /// A tracing capture is installed: wakes and wakers are known.
     pub(crate) wakes_known: AtomicBool,
+    /// Running totals by spawn location, kept only for the metrics endpoint
+    /// (`None` when `TASKSCOPE_METRICS_ADDR` is off: nothing is added up).
+    pub(crate) locations: Option<Locations>,
 }
 
 impl Session {
@@ -48,6 +52,15 @@ impl Session {
             registry: Registry::new(settings.finished_capacity, settings.finished_max_age),
             pipeline,
             wakes_known: AtomicBool::new(false),
+            locations: settings.metrics_addr.map(|_| {
+                Locations::new(
+                    settings.metrics_max_locations,
+                    settings
+                        .slow_poll_threshold
+                        .as_nanos()
+                        .min(u64::MAX as u128) as u64,
+                )
+            }),
             settings,
         };
         (session, sinks)

@@ -22,13 +22,31 @@
 //! queue) and `spawn-worker` (the same loop inside a spawned task: tasks go to
 //! the spawning worker's local queue, as in a server's handlers).
 //!
+//! `--variants init,init+metrics,hooks,hooks+metrics`
+//! compares taskscope with its Prometheus endpoint on (`TASKSCOPE_METRICS_ADDR`)
+//! and scraped every second by a thread of the child, to the same without.
+//!
+//! `--variants init-console,console-attached` run the app with one
+//! tokio-console client attached for the whole run: console-api's generated
+//! client in the child, on a thread of its own (outside what is measured as
+//! the app: taskscope's internal thread, or untraced for console-subscriber),
+//! reading `WatchUpdates` as tokio-console does; `init-console` is
+//! `taskscope::init()` serving console's protocol, `console-attached` is
+//! console-subscriber. The child's CPU time includes the client's; the
+//! report adds the bytes per second the client received and the CPU time of
+//! the client's thread.
+//!
+//! For every variant with a server, the report also gives the CPU time of
+//! the thread that serves (`taskscope-server`; console-subscriber's
+//! `console_subscriber`, where its aggregator runs), read from /proc.
+//!
 //! Prints per workload and variant: median wall time (or requests/s for http),
 //! min–max, the ratio to `bare`, peak RSS and CPU time of the child process.
 
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const VARIANTS: [&str; 4] = ["bare", "init", "hooks", "console"];
@@ -112,6 +130,12 @@ struct Sample {
     p99_ms: f64,
     cpu: Duration,
     max_rss_kib: i64,
+    /// Bytes per second a tokio-console client received (attached variants).
+    console_bps: f64,
+    /// CPU seconds of the thread that serves the protocol (0: none).
+    server_cpu: f64,
+    /// CPU seconds of the tokio-console client's thread (0: none).
+    client_cpu: f64,
 }
 
 fn run_child(exe: &std::path::Path, variant: &str, workload: &str, idle: usize) -> Option<Sample> {
@@ -139,12 +163,19 @@ fn run_child(exe: &std::path::Path, variant: &str, workload: &str, idle: usize) 
     let mut fields = out.split_whitespace();
     let value: f64 = fields.next()?.parse().ok()?;
     let p99_ms: f64 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0.0);
+    let mut next = || -> f64 { fields.next().and_then(|f| f.parse().ok()).unwrap_or(0.0) };
+    let console_bps = next();
+    let server_cpu = next();
+    let client_cpu = next();
     let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
     Some(Sample {
         value,
         p99_ms,
         cpu,
         max_rss_kib: usage.ru_maxrss,
+        console_bps,
+        server_cpu,
+        client_cpu,
     })
 }
 
@@ -172,7 +203,7 @@ fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sa
         .map(|s| median(s.iter().map(|x| x.value).collect()));
     println!();
     println!(
-        "{workload:<9}\n{:<9} {:<13} {:>12} {:>22} {:>7} {:>10} {:>9}{}",
+        "{workload:<9}\n{:<9} {:<16} {:>12} {:>22} {:>7} {:>10} {:>9}{}",
         "",
         "variant",
         if http { "req/s" } else { "median" },
@@ -184,7 +215,7 @@ fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sa
     );
     for variant in variants {
         let Some(samples) = results.get(variant) else {
-            println!("{:<9} {variant:<13} (no successful run)", "");
+            println!("{:<9} {variant:<16} (no successful run)", "");
             continue;
         };
         let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
@@ -208,8 +239,21 @@ fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sa
         } else {
             String::new()
         };
+        let bps = median(samples.iter().map(|s| s.console_bps).collect());
+        let server = median(samples.iter().map(|s| s.server_cpu).collect());
+        let client = median(samples.iter().map(|s| s.client_cpu).collect());
+        let mut attached = String::new();
+        if server > 0.0 {
+            attached.push_str(&format!("  server thread {server:.3}s CPU"));
+        }
+        if bps > 0.0 {
+            attached.push_str(&format!(
+                "; tokio-console client: {:.1} KB/s, {client:.3}s CPU",
+                bps / 1e3
+            ));
+        }
         println!(
-            "{:<9} {variant:<13} {med_s:>12} {range:>22} {ratio:>6.2}x {rss:>8.1}MiB {cpu:>8.2}s{p99}",
+            "{:<9} {variant:<16} {med_s:>12} {range:>22} {ratio:>6.2}x {rss:>8.1}MiB {cpu:>8.2}s{p99}{attached}",
             ""
         );
     }
@@ -221,6 +265,7 @@ fn child(variant: &str, workload: &str, idle: usize) {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.worker_threads(2).enable_all();
     let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+    let mut received = None;
     let rt = match variant {
         "bare" => builder.build(),
         "init" => {
@@ -233,8 +278,46 @@ fn child(variant: &str, workload: &str, idle: usize) {
             ));
             builder.build()
         }
+        "init+metrics" => {
+            let addr = scraped_every_second();
+            keep.push(Box::new(
+                taskscope::Builder::from_env()
+                    .metrics_addr(Some(addr))
+                    .init(),
+            ));
+            builder.build()
+        }
+        "hooks+metrics" => {
+            let addr = scraped_every_second();
+            keep.push(Box::new(
+                taskscope::Builder::from_env()
+                    .metrics_addr(Some(addr))
+                    .install_on(&mut builder),
+            ));
+            builder.build()
+        }
         "console" => {
             console_subscriber::init();
+            builder.build()
+        }
+        // taskscope serving tokio-console's protocol, one client attached.
+        "init-console" => {
+            let addr = free_addr();
+            keep.push(Box::new(
+                taskscope::Builder::from_env()
+                    .server_addr(taskscope::ServerAddr::Tcp(addr))
+                    .init(),
+            ));
+            received = Some(attach_console(addr, Reader::TaskscopeInternal));
+            builder.build()
+        }
+        // console-subscriber, one client attached.
+        "console-attached" => {
+            let addr = free_addr();
+            console_subscriber::ConsoleLayer::builder()
+                .server_addr(addr)
+                .init();
+            received = Some(attach_console(addr, Reader::Untraced));
             builder.build()
         }
         "tokio-metrics" => {
@@ -254,6 +337,7 @@ fn child(variant: &str, workload: &str, idle: usize) {
         other => panic!("unknown variant {other}"),
     }
     .expect("runtime");
+    let attached = Instant::now();
     let out = rt.block_on(async {
         let parked = park_idle(idle).await;
         let started = Instant::now();
@@ -266,11 +350,19 @@ fn child(variant: &str, workload: &str, idle: usize) {
             "http" => return http::run().await,
             other => panic!("unknown workload {other}"),
         }
-        let out = format!("{}", started.elapsed().as_secs_f64());
+        let out = format!("{} 0", started.elapsed().as_secs_f64());
         parked.notify_waiters();
         out
     });
-    println!("{out}");
+    let server = match variant {
+        "init" | "hooks" | "init-console" => thread_cpu("taskscope-server"),
+        "console" | "console-attached" => thread_cpu("console_subscriber"),
+        _ => 0.0,
+    };
+    let bps = received.map_or(0.0, |bytes| {
+        bytes.load(Ordering::Relaxed) as f64 / attached.elapsed().as_secs_f64()
+    });
+    println!("{out} {bps} {server} {}", thread_cpu("console-client"));
     drop(rt);
     drop(keep);
 }
@@ -367,6 +459,135 @@ mod peers {
             let _ = std::fs::remove_dir_all(&self.1);
         }
     }
+}
+
+/// A free loopback address for the metrics endpoint, and a thread that
+/// scrapes it every second (as Prometheus would) until the process ends.
+fn scraped_every_second() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+                continue;
+            };
+            let request = "GET /metrics HTTP/1.1\r\nHost: bench\r\n\
+                           Accept: application/openmetrics-text\r\nConnection: close\r\n\r\n";
+            let mut body = Vec::new();
+            let _ = stream.write_all(request.as_bytes());
+            let _ = stream.read_to_end(&mut body);
+            assert!(body.starts_with(b"HTTP/1.1 200"), "the endpoint answers");
+        }
+    });
+    addr
+}
+
+/// CPU seconds (user + system) of this process's threads named `name`, from /proc.
+fn thread_cpu(name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut total = 0.0;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ... : comm may hold spaces, so split after its ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        // The kernel keeps 15 bytes of a thread's name.
+        if stat[open + 1..close] != name[..name.len().min(15)] {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // Fields 14 and 15 of the line (utime, stime) are 11 and 12 after the comm.
+        let cpu: f64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+            .sum();
+        total += cpu / ticks;
+    }
+    total
+}
+
+/// A loopback address nobody listens on right now.
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
+/// How the tokio-console client's thread keeps out of what is measured.
+#[derive(Clone, Copy)]
+enum Reader {
+    /// Marked as taskscope's own: its tasks are not the app's.
+    TaskscopeInternal,
+    /// With no tracing subscriber: console-subscriber does not see it.
+    Untraced,
+}
+
+/// Starts a tokio-console client of the app at `addr` on a thread of its
+/// own, reading `WatchUpdates` for the rest of the run (as tokio-console
+/// does); returns once the first update came, with the count of bytes it
+/// receives.
+fn attach_console(addr: std::net::SocketAddr, reader: Reader) -> Arc<AtomicU64> {
+    use console_api::instrument::InstrumentRequest;
+    use console_api::instrument::instrument_client::InstrumentClient;
+    use prost::Message;
+    let bytes = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&bytes);
+    let (attached_tx, attached) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("console-client".into())
+        .spawn(move || {
+            let _untraced = match reader {
+                Reader::TaskscopeInternal => {
+                    taskscope::__private::mark_internal_thread();
+                    None
+                }
+                Reader::Untraced => Some(tracing::subscriber::set_default(
+                    tracing::subscriber::NoSubscriber::default(),
+                )),
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("client runtime");
+            rt.block_on(async move {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let mut client = loop {
+                    match InstrumentClient::connect(format!("http://{addr}")).await {
+                        Ok(c) => break c.max_decoding_message_size(64 * 1024 * 1024),
+                        Err(e) if Instant::now() > deadline => panic!("tokio-console client: {e}"),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                };
+                let mut updates = client
+                    .watch_updates(InstrumentRequest {})
+                    .await
+                    .expect("WatchUpdates")
+                    .into_inner();
+                let mut first = true;
+                while let Ok(Some(update)) = updates.message().await {
+                    counted.fetch_add(update.encoded_len() as u64, Ordering::Relaxed);
+                    if first {
+                        first = false;
+                        let _ = attached_tx.send(());
+                    }
+                }
+            });
+        })
+        .expect("the client's thread");
+    attached
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the tokio-console client attached");
+    bytes
 }
 
 async fn spawn_many() {

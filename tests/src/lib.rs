@@ -3,6 +3,8 @@
 
 #[cfg(feature = "tracing-capture")]
 pub mod app;
+pub mod metrics;
+pub mod scripted;
 pub mod variants;
 
 use std::io::Read;

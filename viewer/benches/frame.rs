@@ -47,6 +47,7 @@ fn snapshot(n: u64) -> Update {
             version: "0".into(),
             protocol: 1,
             slow_poll_threshold: Duration::from_millis(100),
+            source: Default::default(),
         },
         tasks: (1..=n).map(|id| task(id, 10)).collect(),
         finished: vec![],

@@ -9,6 +9,7 @@ pub mod client;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod dump;
+pub mod json;
 pub mod state;
 pub mod tui;
 pub mod ui;

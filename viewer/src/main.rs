@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! taskscope [attach [ADDR]]      live view (the default)
-//! taskscope dump [ADDR] [--json]  list the tasks once
-//! taskscope report FILE... [--json] [--since T] [--until T]
+//! taskscope dump [ADDR] [--json] [--stacks] [--tree]
+//!                                 list the tasks once (with where each waits,
+//!                                 as a tree by parent)
+//! taskscope report FILE... [--json] [--since T] [--until T] [--full-stacks]
 //! taskscope demo                  run a misbehaving app to look at
 //! ```
 //!
@@ -47,6 +49,14 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also show where each task waits (its async stack): the app takes a
+        /// Tokio task dump, which pauses its runtime while it traces the tasks.
+        /// Needs the app built with taskscope's `taskdump` feature.
+        #[arg(long)]
+        stacks: bool,
+        /// Show the tasks as a tree by parent, like `python -m asyncio pstree`.
+        #[arg(long)]
+        tree: bool,
     },
     /// Review report files: slow polls by spawn location, and the other findings.
     Report(ReportArgs),
@@ -76,6 +86,9 @@ struct ReportArgs {
     /// Only findings at or before this time (RFC 3339).
     #[arg(long, value_name = "T", value_parser = parse_time)]
     until: Option<SystemTime>,
+    /// Show every frame of the stacks (by default the runtime's frames are folded).
+    #[arg(long)]
+    full_stacks: bool,
 }
 
 fn parse_addr(text: &str) -> Result<ServerAddr, String> {
@@ -94,7 +107,15 @@ fn main() -> ExitCode {
     match cli.command {
         None => attach(ServerAddr::parse(taskscope_api::DEFAULT_ADDR).expect("default address")),
         Some(Command::Attach(target)) => attach(target.addr),
-        Some(Command::Dump { target, json }) => taskscope_viewer::dump::main(&target.addr, json),
+        Some(Command::Dump {
+            target,
+            json,
+            stacks,
+            tree,
+        }) => taskscope_viewer::dump::main_with(
+            &target.addr,
+            taskscope_viewer::dump::Options { json, stacks, tree },
+        ),
         Some(Command::Demo) => demo(),
         Some(Command::Report(args)) => {
             let window = report::Window {
@@ -111,6 +132,7 @@ fn main() -> ExitCode {
                 files: args.files,
                 json: args.json,
                 window,
+                full_stacks: args.full_stacks,
             })
         }
     }
@@ -121,7 +143,11 @@ fn attach(addr: ServerAddr) -> ExitCode {
     match live_view(addr) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("taskscope attach: {err:#}");
+            let text = format!("{err:#}");
+            eprintln!(
+                "taskscope attach: {}",
+                taskscope_api::format::printable(&text)
+            );
             ExitCode::FAILURE
         }
     }

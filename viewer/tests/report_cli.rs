@@ -139,12 +139,12 @@ fn report_file() -> (Vec<u8>, Vec<usize>) {
         b"{\"v\":1,\"kind\":\"never_awaited\",\"name\":\"fetch_user\",\"created_at\":\"src/users.rs:10:5\",\"time\":\"2026-11-22T10:00:06.000Z\",\"task\":null,\"later\":true}\n".to_vec(),
         b"{\"v\":1,\"kind\":\"slow_poll\",\"time\":\"2026-11-22T10:00:06.\xff\xfeZ\",\"task\":null}\n".to_vec(),
         line(&finding(
-            FindingKind::LeakedTask { reason: LeakReason::LostWaker, age_ms: 5_000, idle_ms: 4_000 },
+            FindingKind::LeakedTask { reason: LeakReason::LostWaker, age_ms: 5_000, idle_ms: 4_000, waiting_at: Vec::new(), waiting_at_note: None },
             task(7, Some("poller"), "src/poll.rs:5:5"),
             7,
         )),
         line(&finding(
-            FindingKind::LeakedTask { reason: LeakReason::AliveAtShutdown, age_ms: 9_000, idle_ms: 10 },
+            FindingKind::LeakedTask { reason: LeakReason::AliveAtShutdown, age_ms: 9_000, idle_ms: 10, waiting_at: Vec::new(), waiting_at_note: None },
             task(8, None, "src/poll.rs:5:5"),
             8,
         )),
@@ -394,4 +394,350 @@ fn a_malformed_address_is_a_usage_error_naming_it() {
     let bad = taskscope(&["attach", "no-port"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad.stderr).contains("no-port"));
+}
+
+/// The lines of `stdout` that start with `prefix`.
+fn lines_starting<'a>(stdout: &'a str, prefix: &str) -> Vec<&'a str> {
+    stdout.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+#[test]
+fn other_findings_show_one_row_per_kind_and_location_with_first_last_and_newest() {
+    let never = |second| {
+        finding(
+            FindingKind::NeverAwaited {
+                name: "fetch_user".into(),
+                created_at: "src/users.rs:10:5".into(),
+            },
+            task(1, None, "src/main.rs:4:1"),
+            second,
+        )
+    };
+    let panic = |id, second| {
+        finding(
+            FindingKind::TaskPanicked {
+                message: format!("provider returned 503 (attempt {id})"),
+                panicked_at: Some("src/pay.rs:157:5".into()),
+                joined: None,
+            },
+            task(id, Some("payment_worker"), "src/main.rs:106:18"),
+            second,
+        )
+    };
+    let mut content = Vec::new();
+    // Ten never-awaited futures from one place, out of order in time (two runs appended).
+    for second in [30, 34, 38, 42, 46, 2, 6, 10, 14, 18] {
+        content.extend(line(&never(second)));
+    }
+    for (id, second) in [(100, 5), (101, 11), (102, 59), (103, 17)] {
+        content.extend(line(&panic(id, second)));
+    }
+    content.extend(line(&finding(
+        FindingKind::LeakedTask {
+            reason: LeakReason::LostWaker,
+            age_ms: 600,
+            idle_ms: 511,
+            waiting_at: Vec::new(),
+            waiting_at_note: None,
+        },
+        task(13, Some("lost_waker"), "src/main.rs:83:5"),
+        3,
+    )));
+    let file = TempFile::new(&content);
+    let out = taskscope(&["report", &file.name()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("Other findings: 15 in 3 groups by kind and location"),
+        "{stdout}"
+    );
+
+    let never_rows = lines_starting(&stdout, "never_awaited");
+    assert_eq!(never_rows.len(), 1, "{stdout}");
+    let cells: Vec<&str> = never_rows[0].split_whitespace().collect();
+    assert_eq!(
+        cells[..5],
+        [
+            "never_awaited",
+            "src/users.rs:10:5",
+            "10",
+            "2026-11-22T10:00:02Z",
+            "2026-11-22T10:00:46Z"
+        ],
+        "{}",
+        never_rows[0]
+    );
+    let after = |row: &str| {
+        let at = stdout.find(row).unwrap() + row.len() + 1;
+        stdout[at..].lines().next().unwrap_or_default().to_string()
+    };
+    assert_eq!(
+        after(never_rows[0]),
+        "    newest: future fetch_user (created at src/users.rs:10:5) was never awaited"
+    );
+
+    let panic_rows = lines_starting(&stdout, "task_panicked");
+    assert_eq!(panic_rows.len(), 1, "{stdout}");
+    let cells: Vec<&str> = panic_rows[0].split_whitespace().collect();
+    assert_eq!(
+        cells[..5],
+        [
+            "task_panicked",
+            "src/pay.rs:157:5",
+            "4",
+            "2026-11-22T10:00:05Z",
+            "2026-11-22T10:00:59Z"
+        ]
+    );
+    // The newest is the latest in time (task 102), not the last line of the file.
+    let newest = after(panic_rows[0]);
+    assert!(
+        newest.starts_with("    newest: task 102 \"payment_worker\"")
+            && newest.ends_with("provider returned 503 (attempt 102)"),
+        "{newest}"
+    );
+    // The example (DETAIL, EXAMPLE TASK) is still the first finding's.
+    assert!(
+        panic_rows[0].contains("(attempt 100)") && panic_rows[0].contains("100 \"payment_worker\"")
+    );
+    assert_eq!(lines_starting(&stdout, "leaked_task").len(), 1);
+
+    let json = taskscope(&["report", "--json", &file.name()]);
+    let report: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let never = &report["other"][0];
+    assert_eq!(never["count"], 10);
+    assert_eq!(never["first_seen"], "2026-11-22T10:00:02.000Z");
+    assert_eq!(never["last_seen"], "2026-11-22T10:00:46.000Z");
+    assert_eq!(
+        never["newest"],
+        "future fetch_user (created at src/users.rs:10:5) was never awaited"
+    );
+    let panicked = &report["other"][2];
+    assert_eq!(panicked["kind"], "task_panicked");
+    assert_eq!(panicked["example"], "provider returned 503 (attempt 100)");
+    assert!(
+        panicked["newest"]
+            .as_str()
+            .unwrap()
+            .ends_with("(attempt 102)")
+    );
+}
+
+const REGISTRY: &str = "/home/dev/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+const RUSTC: &str = "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library";
+
+/// A blocked poll's stack as captured: the C library and std above the
+/// app's two frames, tracing, Tokio and std below; full paths.
+fn captured_stack() -> Vec<StackFrame> {
+    let tokio = |function: &str, file: &str| {
+        frame(
+            function,
+            &format!("{REGISTRY}/tokio-1.54.1/src/{file}"),
+            300,
+        )
+    };
+    vec![
+        frame(
+            "__GI___clock_nanosleep",
+            "./time/../sysdeps/unix/sysv/linux/clock_nanosleep.c",
+            48,
+        ),
+        frame(
+            "std::thread::functions::sleep",
+            &format!("{RUSTC}/std/src/thread/functions.rs"),
+            289,
+        ),
+        frame(
+            "shop::config::load_config_blocking",
+            "/srv/build/shop/server/src/config.rs",
+            132,
+        ),
+        frame(
+            "shop::config::config_reloader::{{closure}}",
+            "/srv/build/shop/server/src/main.rs",
+            96,
+        ),
+        frame(
+            "<tracing::instrument::Instrumented<T> as core::future::future::Future>::poll",
+            &format!("{REGISTRY}/tracing-0.1.44/src/instrument.rs"),
+            321,
+        ),
+        tokio(
+            "tokio::runtime::task::core::Core<T,S>::poll",
+            "runtime/task/core.rs",
+        ),
+        tokio("tokio::runtime::task::raw::poll", "runtime/task/raw.rs"),
+        frame(
+            "std::panicking::catch_unwind",
+            &format!("{RUSTC}/std/src/panicking.rs"),
+            544,
+        ),
+        frame("start_thread", "./nptl/pthread_create.c", 447),
+    ]
+}
+
+#[test]
+fn text_report_folds_the_runtimes_frames_and_full_stacks_shows_them_all() {
+    let at = "server/src/main.rs:96:13";
+    let file = TempFile::new(&line(&slow(
+        task(5, Some("config_reloader"), at),
+        1,
+        250.0,
+        false,
+        captured_stack(),
+        0,
+    )));
+    let out = taskscope(&["report", &file.name()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The top frame and the worst stack: the app's frames, relative to its root.
+    let row = lines_starting(&stdout, at)[0];
+    assert!(
+        row.ends_with("shop::config::load_config_blocking (server/src/config.rs:132)"),
+        "{row}"
+    );
+    let expected = "      … 2 runtime frames (libc, std)\n\
+                    \x20     shop::config::load_config_blocking (server/src/config.rs:132)\n\
+                    \x20     shop::config::config_reloader::{{closure}} (server/src/main.rs:96)\n\
+                    \x20     … 5 runtime frames (tracing, tokio, std, libc)\n";
+    assert!(stdout.contains(expected), "{stdout}");
+    assert!(
+        !stdout.contains("registry") && !stdout.contains("/rustc/"),
+        "{stdout}"
+    );
+
+    let full = taskscope(&["report", "--full-stacks", &file.name()]);
+    let stdout = text(&full.stdout);
+    assert!(!stdout.contains("runtime frames"), "{stdout}");
+    for frame in [
+        "      __GI___clock_nanosleep (./time/../sysdeps/unix/sysv/linux/clock_nanosleep.c:48)\n",
+        "      std::thread::functions::sleep (std/src/thread/functions.rs:289)\n",
+        "      tokio::runtime::task::core::Core<T,S>::poll (tokio-1.54.1/src/runtime/task/core.rs:300)\n",
+        "      <tracing::instrument::Instrumented<T> as core::future::future::Future>::poll (tracing-0.1.44/src/instrument.rs:321)\n",
+        "      start_thread (./nptl/pthread_create.c:447)\n",
+    ] {
+        assert!(stdout.contains(frame), "{frame} in:\n{stdout}");
+    }
+
+    // The JSON keeps every frame with its full path.
+    let json = taskscope(&["report", "--json", &file.name()]);
+    let report: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let stack = report["slow_polls"][0]["worst_stack"].as_array().unwrap();
+    assert_eq!(stack.len(), captured_stack().len());
+    assert_eq!(
+        stack[5]["file"],
+        format!("{REGISTRY}/tokio-1.54.1/src/runtime/task/core.rs")
+    );
+    assert_eq!(stack[2]["file"], "/srv/build/shop/server/src/config.rs");
+}
+
+/// Whether `bytes` hold a control character other than a line break.
+fn has_control(bytes: &[u8]) -> bool {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .any(|c| c.is_control() && c != '\n')
+}
+
+#[test]
+fn escape_sequences_anywhere_in_a_report_file_never_reach_the_terminal() {
+    // OSC 52 (write the clipboard), BEL, CSI (clear the screen), C1 CSI, CR, DEL.
+    const EVIL: &str = "evil\u{1b}]52;c;aGVsbG8=\u{7}\u{1b}[2J\u{9b}31m\r\u{7f}end";
+    const SHOWN: &str = "evil\\x1b]52;c;aGVsbG8=\\x07\\x1b[2J\\u{9b}31m\\x0d\\x7fend";
+    let at = format!("src/{EVIL}.rs:1:1");
+    let victim = task(7, Some(EVIL), &at);
+    let blocked = slow(
+        victim.clone(),
+        1,
+        300.0,
+        false,
+        vec![frame(&format!("app::{EVIL}"), &format!("src/{EVIL}.rs"), 3)],
+        0,
+    );
+    // The worst poll of the group: no stack, and why (from the file).
+    let mut unavailable = slow(victim.clone(), 2, 400.0, false, vec![], 1);
+    if let FindingKind::SlowPoll {
+        stack_unavailable,
+        thread,
+        ..
+    } = &mut unavailable.kind
+    {
+        *stack_unavailable = Some(EVIL.into());
+        *thread = EVIL.into();
+    }
+    let content = [
+        line(&blocked),
+        line(&unavailable),
+        line(&finding(
+            FindingKind::TaskPanicked {
+                message: EVIL.into(),
+                panicked_at: Some(at.clone()),
+                joined: Some(false),
+            },
+            victim.clone(),
+            2,
+        )),
+        line(&finding(
+            FindingKind::NeverAwaited {
+                name: EVIL.into(),
+                created_at: at.clone(),
+            },
+            None,
+            3,
+        )),
+        // Corrupt lines whose reasons quote them: an unknown kind, a bad
+        // enum value, a line that is not JSON.
+        format!("{{\"v\":1,\"kind\":{},\"time\":\"x\",\"task\":null}}\n", serde_json::to_string(EVIL).unwrap()).into_bytes(),
+        format!(
+            "{{\"v\":1,\"kind\":\"leaked_task\",\"reason\":{},\"idle_ms\":1,\"time\":\"2026-11-22T10:00:04.000Z\",\"task\":null}}\n",
+            serde_json::to_string(EVIL).unwrap()
+        )
+        .into_bytes(),
+        format!("{EVIL}\n").into_bytes(),
+    ]
+    .concat();
+    let file = TempFile::new(&content);
+
+    let out = taskscope(&["report", &file.name()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(!has_control(&out.stdout), "{stdout:?}");
+    assert!(!has_control(&out.stderr), "{stderr:?}");
+    // Each of them, made visible: the task name, the spawn location, the
+    // frame, the thread, the panic message, the never-awaited name.
+    for (what, shown) in [
+        (
+            "task name",
+            format!(
+                "7 \"{}\"",
+                "evil\\u{1b}]52;c;aGVsbG8=\\u{7}\\u{1b}[2J\\u{9b}31m\\r\\u{7f}end"
+            ),
+        ),
+        ("spawn location", format!("src/{SHOWN}.rs:1:1")),
+        ("frame", format!("app::{SHOWN} (src/{SHOWN}.rs:3)")),
+        ("thread", format!("thread {SHOWN}")),
+        ("stack unavailable", format!("(no stack: {SHOWN})")),
+        ("never-awaited name", SHOWN.to_string()),
+    ] {
+        assert!(stdout.contains(&shown), "{what}: {shown}\n{stdout}");
+    }
+    // The malformed lines are named, their quotes made visible.
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains(".jsonl:")).count(),
+        3,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("unknown variant `{SHOWN}`")),
+        "serde quotes the value as it is: {stderr}"
+    );
+
+    // JSON: escaped, and the same strings when read back.
+    let out = taskscope(&["report", &file.name(), "--json"]);
+    assert!(!has_control(&out.stdout), "{:?}", text(&out.stdout));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["slow_polls"][0]["worst_task"]["name"], EVIL,
+        "{report}"
+    );
+    assert_eq!(report["slow_polls"][0]["spawned_at"], at.as_str());
 }

@@ -85,6 +85,7 @@ fn app() -> AppInfo {
         version: "0.1.0".into(),
         protocol: 1,
         slow_poll_threshold: Duration::from_millis(100),
+        source: Default::default(),
     }
 }
 
@@ -223,6 +224,8 @@ fn tasks_view_marks_panicked_and_lost_waker_tasks() {
             reason: LeakReason::LostWaker,
             age_ms: 600,
             idle_ms: 559,
+            waiting_at: Vec::new(),
+            waiting_at_note: None,
         },
         Some(task_ref(&lost)),
     );
@@ -388,6 +391,62 @@ fn paused_holds_updates_until_resumed() {
     line_of(&lines, "late");
 }
 
+#[test]
+fn live_tasks_come_first_and_l_shows_only_them() {
+    let now = Instant::now();
+    let mut model = Model::new("x", now);
+    // Finished requests with lower ids than the live tasks: by id alone they
+    // would fill the screen and push the live ones away.
+    let mut tasks = vec![
+        task(50, Some("server"), "src/main.rs:10:5"),
+        task(60, Some("poller"), "src/main.rs:20:5"),
+    ];
+    for id in 1..=30 {
+        let mut t = task(id, Some(&format!("req-{id}")), "src/req.rs:9:9");
+        t.ended = Some(TaskEnd::Completed);
+        tasks.push(t);
+    }
+    model.apply(snapshot(tasks, vec![]), now);
+    let lines = screen(&mut model);
+    line_of(&lines, "Tasks (2 live, 30 finished)");
+    line_of(&lines, "live first (l: live only)");
+    let (server, poller, first_req) = (
+        line_of(&lines, " server "),
+        line_of(&lines, " poller "),
+        line_of(&lines, " req-1 "),
+    );
+    assert!(server < poller && poller < first_req, "{}", dump(&lines));
+    assert_eq!(first_req, poller + 1, "finished right below the live ones");
+
+    // A live task ends: it moves down among the finished ones, by id.
+    let mut ended = task(50, Some("server"), "src/main.rs:10:5");
+    ended.ended = Some(TaskEnd::Completed);
+    model.apply(delta(vec![], vec![ended], vec![]), now);
+    let lines = screen(&mut model);
+    let (server, poller, last_req) = (
+        line_of(&lines, " server "),
+        line_of(&lines, " poller "),
+        line_of(&lines, " req-30 "),
+    );
+    assert!(poller < last_req && last_req < server, "{}", dump(&lines));
+
+    // l: live tasks only; again: all.
+    model.handle_key(press(KeyCode::Char('l')), now);
+    let lines = screen(&mut model);
+    line_of(&lines, "Tasks (1 live, 31 finished hidden)");
+    line_of(&lines, "live only (l: finished too)");
+    line_of(&lines, " poller ");
+    let text = dump(&lines);
+    assert!(
+        !text.contains("req-") && !text.contains(" server "),
+        "{text}"
+    );
+    model.handle_key(press(KeyCode::Char('l')), now);
+    let lines = screen(&mut model);
+    line_of(&lines, "Tasks (1 live, 31 finished)");
+    line_of(&lines, " req-7 ");
+}
+
 // ---------------------------------------------------------------- slow polls
 
 #[test]
@@ -446,7 +505,7 @@ fn slow_polls_group_by_location_and_show_the_worst_stack() {
     // Worst first: db (1.5 s) above handlers (0.9 s); the first row is selected.
     assert!(line_of(&lines, "│src/db.rs:7:9 ") < line_of(&lines, "│src/handlers.rs:42:5 "));
     line_of(&lines, "Worst stack: src/db.rs:7:9");
-    line_of(&lines, "std::thread::sleep");
+    line_of(&lines, "0  std::thread::sleep");
 
     // Select the handlers group: its worst poll's stack, top frame first.
     model.handle_key(press(KeyCode::Down), now);
@@ -456,8 +515,13 @@ fn slow_polls_group_by_location_and_show_the_worst_stack() {
     let next = line_of(&lines, "app::handlers::handle");
     assert!(top < next);
     assert!(
-        !dump(&lines).contains("app::handlers::parse"),
+        !dump(&lines).contains("0  app::handlers::parse"),
         "not the worst poll's stack"
+    );
+    // Its two polls blocked in different places: the first seen is named.
+    line_of(
+        &lines,
+        "most often blocked in app::handlers::parse (src/handlers.rs:60) (1 of 2 polls)",
     );
 
     // Enter opens the worst poll's task.
@@ -466,6 +530,147 @@ fn slow_polls_group_by_location_and_show_the_worst_stack() {
         Some(Action::RequestDetail(23))
     );
     assert_eq!(model.ui.view, View::Detail);
+}
+
+const REGISTRY: &str = "/home/dev/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+const RUSTC: &str = "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library";
+
+/// A slow poll's stack as the demo's shows it: the C library and std above
+/// the app's two frames, tracing, Tokio, core and std below; full paths.
+fn demo_stack() -> Vec<StackFrame> {
+    let tokio = |f: &str, file: &str| frame(f, &format!("{REGISTRY}/tokio-1.54.1/src/{file}"), 300);
+    vec![
+        frame(
+            "__GI___clock_nanosleep",
+            "./time/../sysdeps/unix/sysv/linux/clock_nanosleep.c",
+            48,
+        ),
+        frame(
+            "std::sys::thread::unix::sleep",
+            &format!("{RUSTC}/std/src/sys/thread/unix.rs"),
+            579,
+        ),
+        frame(
+            "std::thread::functions::sleep",
+            &format!("{RUSTC}/std/src/thread/functions.rs"),
+            289,
+        ),
+        frame(
+            "shop::config::load_config_blocking",
+            "/work/shop/server/src/config.rs",
+            132,
+        ),
+        frame(
+            "shop::config::config_reloader::{{closure}}",
+            "/work/shop/server/src/config.rs",
+            126,
+        ),
+        frame(
+            "<tracing::instrument::Instrumented<T> as core::future::future::Future>::poll",
+            &format!("{REGISTRY}/tracing-0.1.44/src/instrument.rs"),
+            321,
+        ),
+        tokio(
+            "tokio::runtime::task::core::Core<T,S>::poll",
+            "runtime/task/core.rs",
+        ),
+        tokio("tokio::runtime::task::raw::poll", "runtime/task/raw.rs"),
+        frame(
+            "std::panicking::catch_unwind",
+            &format!("{RUSTC}/std/src/panicking.rs"),
+            544,
+        ),
+        frame("start_thread", "./nptl/pthread_create.c", 447),
+    ]
+}
+
+#[test]
+fn slow_poll_stacks_fold_the_runtimes_frames_and_f_shows_them_all() {
+    let now = Instant::now();
+    let mut model = Model::new("x", now);
+    let reloader = task(40, Some("config_reloader"), "server/src/main.rs:96:13");
+    let finding = slow_poll(&task_ref(&reloader), 1, 250.0, false, demo_stack());
+    model.apply(snapshot(vec![reloader], vec![finding.clone()]), now);
+    model.handle_key(press(KeyCode::Char('3')), now);
+    let buffer = draw(&mut model);
+    let lines = lines(&buffer);
+    line_of(&lines, "Worst stack: server/src/main.rs:96:13");
+    line_of(&lines, "f: whole stack");
+    line_of(
+        &lines,
+        "most often blocked in shop::config::load_config_blocking (server/src/config.rs:132) (1 of 1 poll)",
+    );
+    let above = line_of(&lines, "… 3 runtime frames (libc, std)");
+    // The app's frames, with paths relative to the app's root.
+    let blocking = line_of(
+        &lines,
+        "3  shop::config::load_config_blocking (server/src/config.rs:132)",
+    );
+    let reloader = line_of(
+        &lines,
+        "4  shop::config::config_reloader::{{closure}} (server/src/config.rs:126)",
+    );
+    let below = line_of(&lines, "… 5 runtime frames (tracing, tokio, std, libc)");
+    assert_eq!(
+        (blocking, reloader, below),
+        (above + 1, above + 2, above + 3),
+        "{}",
+        dump(&lines)
+    );
+    let text = dump(&lines);
+    assert!(
+        !text.contains("tokio::runtime") && !text.contains(".cargo") && !text.contains("/rustc/"),
+        "{text}"
+    );
+    // The app's frame stands out; the folded lines are dim.
+    let x = lines[blocking][..lines[blocking].find("shop::").unwrap()]
+        .chars()
+        .count() as u16;
+    assert!(
+        buffer[(x, blocking as u16)]
+            .modifier
+            .contains(Modifier::BOLD)
+    );
+    let x = lines[below][..lines[below].find('…').unwrap()]
+        .chars()
+        .count() as u16;
+    assert!(buffer[(x, below as u16)].modifier.contains(Modifier::DIM));
+
+    // f: every frame, paths shortened.
+    model.handle_key(press(KeyCode::Char('f')), now);
+    let lines = screen(&mut model);
+    line_of(&lines, "f: fold the runtime's frames");
+    line_of(
+        &lines,
+        "6  tokio::runtime::task::core::Core<T,S>::poll (tokio-1.54.1/src/runtime/task/core.rs:300)",
+    );
+    line_of(
+        &lines,
+        "2  std::thread::functions::sleep (std/src/thread/functions.rs:289)",
+    );
+    line_of(&lines, "9  start_thread (./nptl/pthread_create.c:447)");
+    assert!(!dump(&lines).contains("runtime frames"));
+
+    // The detail view folds its slow polls' stacks the same way, and `f` there too.
+    model.handle_key(press(KeyCode::Char('f')), now);
+    model.handle_key(press(KeyCode::Enter), now);
+    model.apply(
+        Update::Detail(TaskDetail {
+            id: 40,
+            slow_polls: vec![finding],
+            ..TaskDetail::default()
+        }),
+        now,
+    );
+    let lines = screen(&mut model);
+    line_of(&lines, "Slow polls (1)  f: whole stack");
+    line_of(&lines, "… 3 runtime frames (libc, std)");
+    line_of(
+        &lines,
+        "shop::config::load_config_blocking (server/src/config.rs:132)",
+    );
+    model.handle_key(press(KeyCode::Char('f')), now);
+    line_of(&screen(&mut model), "tokio::runtime::task::raw::poll");
 }
 
 // ---------------------------------------------------------------- problems
@@ -502,6 +707,8 @@ fn problems_view_lists_never_awaited_lost_wakers_panics_and_drops() {
                 reason: LeakReason::LostWaker,
                 age_ms: 560,
                 idle_ms: 559,
+                waiting_at: Vec::new(),
+                waiting_at_note: None,
             },
             Some(lost),
         ),
@@ -518,13 +725,16 @@ fn problems_view_lists_never_awaited_lost_wakers_panics_and_drops() {
     model.apply(snapshot(vec![], findings), now);
     model.handle_key(press(KeyCode::Char('4')), now);
     let lines = screen(&mut model);
-    line_of(&lines, "Never awaited (1)");
+    line_of(&lines, "Never awaited (1 at 1 location)");
     let never = &lines[line_of(&lines, "future fetch_user")];
     assert!(never.contains("created at src/main.rs:10:5"), "{never}");
-    line_of(&lines, "Leaked and lost tasks (1)");
-    let lost = &lines[line_of(&lines, "lost waker")];
-    assert!(lost.contains("task 12 (spawned at src/main.rs:44:5) can never be woken again"));
-    line_of(&lines, "Panics (1)");
+    line_of(&lines, "Leaked and lost tasks (1 at 1 location)");
+    let lost = line_of(&lines, "lost waker");
+    assert!(lines[lost].contains("src/main.rs:44:5"), "{}", lines[lost]);
+    assert!(
+        lines[lost + 1].contains("task 12 (spawned at src/main.rs:44:5) can never be woken again")
+    );
+    line_of(&lines, "Panics (1 at 1 location)");
     let panic = &lines[line_of(&lines, "config file missing")];
     assert!(panic.contains("panicked at src/main.rs:53:9"), "{panic}");
     let dropped = &lines[line_of(&lines, "findings dropped by the app")];
@@ -533,6 +743,168 @@ fn problems_view_lists_never_awaited_lost_wakers_panics_and_drops() {
         "{dropped}"
     );
     line_of(&lines, "3 Slow polls │ 4 Problems (3)");
+}
+
+/// `HH:MM:SS` of `t` in UTC, as the problems view shows times.
+fn hms(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()[11..19].to_string()
+}
+
+#[test]
+fn problems_group_by_kind_and_location_and_enter_shows_the_occurrences() {
+    let now = Instant::now();
+    let mut model = Model::new("x", now);
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let at = |secs: u64| start + Duration::from_secs(secs);
+    let main = TaskRef {
+        id: 9,
+        name: None,
+        spawned_at: "src/main.rs:49:32".into(),
+    };
+    let mut findings = Vec::new();
+    // The demo's ten identical never-awaited futures and seven panics, and one lost waker.
+    for i in 0..10 {
+        findings.push(Finding::at(
+            FindingKind::NeverAwaited {
+                name: "fetch_user".into(),
+                created_at: "src/main.rs:102:43".into(),
+            },
+            Some(main.clone()),
+            at(4 * i),
+        ));
+    }
+    for i in 0..7 {
+        findings.push(Finding::at(
+            FindingKind::TaskPanicked {
+                message: "payment provider returned 503".into(),
+                panicked_at: Some("src/pay.rs:157:5".into()),
+                joined: None,
+            },
+            Some(TaskRef {
+                id: 100 + i,
+                name: Some("payment_worker".into()),
+                spawned_at: "src/main.rs:106:18".into(),
+            }),
+            at(6 * i + 1),
+        ));
+    }
+    findings.push(Finding::at(
+        FindingKind::LeakedTask {
+            reason: LeakReason::LostWaker,
+            age_ms: 600,
+            idle_ms: 511,
+            waiting_at: Vec::new(),
+            waiting_at_note: None,
+        },
+        Some(TaskRef {
+            id: 13,
+            name: Some("lost_waker".into()),
+            spawned_at: "src/main.rs:83:5".into(),
+        }),
+        at(2),
+    ));
+    model.apply(snapshot(vec![], findings), now);
+    model.handle_key(press(KeyCode::Char('4')), now);
+    let buffer = draw(&mut model);
+    let lines = lines(&buffer);
+    line_of(&lines, "Never awaited (10 at 1 location)");
+    line_of(&lines, "Leaked and lost tasks (1 at 1 location)");
+    line_of(&lines, "Panics (7 at 1 location)");
+    // One row each: count, first and last seen, location; under it the newest message.
+    let newest = line_of(&lines, "future fetch_user (created at src/main.rs:102:43)");
+    let never = newest - 1;
+    assert_eq!(
+        words(&lines[never]),
+        [
+            "▸",
+            "never",
+            "awaited",
+            "10",
+            &hms(at(0)),
+            &hms(at(36)),
+            "src/main.rs:102:43"
+        ],
+        "{}",
+        lines[never]
+    );
+    assert_eq!(
+        words(&lines[newest])[..3],
+        ["newest:", "future", "fetch_user"],
+        "{}",
+        lines[newest]
+    );
+    let panics = line_of(&lines, "payment provider returned 503") - 1;
+    assert_eq!(
+        words(&lines[panics]),
+        [
+            "▸",
+            "panicked",
+            "7",
+            &hms(at(1)),
+            &hms(at(37)),
+            "src/pay.rs:157:5"
+        ]
+    );
+    assert!(
+        lines[panics + 1].contains("task 106 \"payment_worker\""),
+        "the newest"
+    );
+    let lost = line_of(&lines, "can never be woken again");
+    assert!(
+        lost < 14,
+        "the lost waker is near the top:\n{}",
+        dump(&lines)
+    );
+    // The first row is selected.
+    let x = lines[never]
+        .find('▸')
+        .map(|b| lines[never][..b].chars().count())
+        .unwrap();
+    assert!(
+        buffer[(x as u16, never as u16)]
+            .modifier
+            .contains(Modifier::REVERSED)
+    );
+
+    // Enter: its ten occurrences, the newest first, under the row.
+    model.handle_key(press(KeyCode::Enter), now);
+    let lines = screen(&mut model);
+    let occurrences: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("future fetch_user"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(occurrences.len(), 11, "{}", dump(&lines));
+    assert!(lines[occurrences[0] - 1].contains('▾'));
+    assert!(lines[occurrences[0]].contains("newest:"));
+    assert!(lines[occurrences[1]].contains(&hms(at(36))));
+    assert!(lines[occurrences[10]].contains(&hms(at(0))));
+
+    // Down: the lost waker's row; Enter shows its one occurrence; Enter again hides it.
+    model.handle_key(press(KeyCode::Down), now);
+    model.handle_key(press(KeyCode::Enter), now);
+    let buffer = draw(&mut model);
+    let lines = crate::lines(&buffer);
+    let rows: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("can never be woken again"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", dump(&lines));
+    let row = rows[0] - 1;
+    let x = lines[row]
+        .find('▾')
+        .map(|b| lines[row][..b].chars().count())
+        .unwrap();
+    assert!(
+        buffer[(x as u16, row as u16)]
+            .modifier
+            .contains(Modifier::REVERSED)
+    );
+    model.handle_key(press(KeyCode::Enter), now);
+    line_of(&screen(&mut model), "can never be woken again");
 }
 
 // ---------------------------------------------------------------- runtime
@@ -553,6 +925,7 @@ fn runtime_view_shows_workers_and_queue_depths() {
                 local_queue_depths: vec![3, 0, 9, 1],
                 blocking_threads: 2,
                 blocking_queue_depth: 5,
+                ..RuntimeMetrics::default()
             },
             dropped: Dropped::default(),
             at: SystemTime::now(),
@@ -560,7 +933,11 @@ fn runtime_view_shows_workers_and_queue_depths() {
         now,
     );
     model.handle_key(press(KeyCode::Char('5')), now);
-    let lines = screen(&mut model);
+    // The numbers now are the left column: cut the plots off.
+    let lines: Vec<String> = screen(&mut model)
+        .iter()
+        .map(|l| l.chars().take(46).collect())
+        .collect();
     assert_eq!(words(&lines[line_of(&lines, "workers")]), ["workers", "4"]);
     assert_eq!(
         words(&lines[line_of(&lines, "alive tasks")]),
@@ -581,6 +958,132 @@ fn runtime_view_shows_workers_and_queue_depths() {
         words(&lines[line_of(&lines, "waiting for a thread")]),
         ["waiting", "for", "a", "thread", "5"]
     );
+}
+
+/// The characters of the plot of the row holding `label` (a worker's row or
+/// the row under a plot's heading), in the runtime view at [`WIDTH`].
+fn plot_cells(lines: &[String], row: usize, label_at: usize) -> Vec<char> {
+    // The plots start 12 cells after the row's label column; 26 cells of figures end them.
+    let chars: Vec<char> = lines[row].chars().collect();
+    chars[label_at + 12..chars.len() - 1 - 26].to_vec()
+}
+
+#[test]
+fn runtime_view_plots_busy_workers_polls_slow_polls_tasks_and_queue_over_time() {
+    let now = Instant::now();
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let mut model = Model::new("x", now);
+    let slow_task = TaskRef {
+        id: 3,
+        name: None,
+        spawned_at: "src/main.rs:1:1".into(),
+    };
+    let step = Duration::from_millis(500);
+    let mut busy = [Duration::ZERO; 2];
+    let mut polls = [0u64; 2];
+    let metrics_at = |i: u32, busy: &[Duration; 2], polls: &[u64; 2]| RuntimeMetrics {
+        workers: 2,
+        alive_tasks: 10 + u64::from(i),
+        global_queue_depth: if i == 100 { 40 } else { 0 },
+        worker_busy: busy.to_vec(),
+        worker_polls: polls.to_vec(),
+        ..RuntimeMetrics::default()
+    };
+    // 60 s of updates: worker 0 idle, then blocked the last 20 s; worker 1
+    // busy 10 %; 300 polls a second; a slow poll every 10 s.
+    for i in 0..=120u32 {
+        if i > 80 {
+            busy[0] += step;
+        }
+        busy[1] += step / 10;
+        polls[0] += 100;
+        polls[1] += 50;
+        let findings = if i % 20 == 10 {
+            vec![slow_poll(&slow_task, u64::from(i), 150.0, false, vec![])]
+        } else {
+            vec![]
+        };
+        model.apply(
+            Update::Delta {
+                changed: vec![],
+                finished: vec![],
+                findings,
+                metrics: metrics_at(i, &busy, &polls),
+                dropped: Dropped::default(),
+                at: start + step * i,
+            },
+            now + step * i,
+        );
+    }
+    model.handle_key(press(KeyCode::Char('5')), now);
+    let lines = screen(&mut model);
+    line_of(&lines, "Last 5 minutes");
+    let w0 = line_of(&lines, "worker 0 ");
+    let w0_text = &lines[w0];
+    assert!(w0_text.contains("now    100%  max    100%"), "{w0_text}");
+    let label_at = w0_text.chars().position(|c| c == 'w').unwrap() - 2;
+    let cells = plot_cells(&lines, w0, label_at);
+    // Five minutes wide: the minute of data is at the right end, the blocked
+    // last 20 s full, the idle time before a dim baseline.
+    assert_eq!(cells.first(), Some(&' '), "{w0_text}");
+    assert_eq!(cells.last(), Some(&'█'), "{w0_text}");
+    let full = cells.iter().filter(|c| **c == '█').count();
+    let baseline = cells.iter().filter(|c| **c == '▁').count();
+    assert!(
+        (4..=6).contains(&full),
+        "20 s of {} columns of ~4 s: {w0_text}",
+        cells.len()
+    );
+    assert!((9..=11).contains(&baseline), "40 s idle: {w0_text}");
+    let w1 = &lines[line_of(&lines, "worker 1 ")];
+    assert!(w1.contains("now     10%  max     10%"), "{w1}");
+    assert!(!w1.contains('█'), "{w1}");
+
+    let heading = |needle: &str| lines[line_of(&lines, needle)].clone();
+    assert!(heading("Polls per second").contains("now   300/s  max   300/s"));
+    // One slow poll every 10 s, none in the last step; a column (about 4 s,
+    // eight or nine updates) with one reads 0.22 or 0.25 a second.
+    let slow = heading("Slow polls per second");
+    assert!(slow.contains("now     0/s  max  0.2"), "{slow}");
+    assert!(heading("Tasks alive").contains("now     130  max     130"));
+    assert!(heading("Global queue depth").contains("now       0  max      40"));
+    // The queue's spike, 10 s before the end, is a full bar a few columns from the right.
+    let queue = line_of(&lines, "Global queue depth");
+    let spike = plot_cells(&lines, queue + 1, label_at);
+    let at = spike.iter().rposition(|c| *c != ' ' && *c != '▁').unwrap();
+    assert!(
+        (spike.len() - 4..spike.len() - 1).contains(&at),
+        "{spike:?}"
+    );
+    let axis = line_of(&lines, "-2m30s");
+    assert!(lines[axis].contains("-5m") && lines[axis].contains("now"));
+
+    // Paused: the plots stay as they are while updates come.
+    model.handle_key(press(KeyCode::Char('p')), now);
+    for i in 121..=130u32 {
+        polls[0] += 1000;
+        model.apply(
+            Update::Delta {
+                changed: vec![],
+                finished: vec![],
+                findings: vec![],
+                metrics: metrics_at(i, &busy, &polls),
+                dropped: Dropped::default(),
+                at: start + step * i,
+            },
+            now + step * i,
+        );
+    }
+    let paused = screen(&mut model);
+    assert!(paused[line_of(&paused, "worker 0 ")].contains("now    100%"));
+    assert!(paused[line_of(&paused, "Polls per second")].contains("now   300/s"));
+    // Resumed: the samples taken meanwhile are there.
+    model.handle_key(press(KeyCode::Char('p')), now);
+    let lines = screen(&mut model);
+    let w0 = &lines[line_of(&lines, "worker 0 ")];
+    assert!(w0.contains("now      0%  max    100%"), "{w0}");
+    let polls = &lines[line_of(&lines, "Polls per second")];
+    assert!(polls.contains("now  2000/s  max  2000/s"), "{polls}");
 }
 
 // ---------------------------------------------------------------- detail
@@ -651,6 +1154,52 @@ fn detail_view_shows_histogram_bars_slow_poll_stack_and_relations() {
     assert_eq!(model.ui.view, View::Tasks);
 }
 
+#[test]
+fn detail_histogram_marks_the_slow_poll_threshold() {
+    let now = Instant::now();
+    let mut model = model_with_slow_handler(now);
+    model.handle_key(press(KeyCode::Enter), now);
+    let histogram = vec![
+        (Some(Duration::from_millis(50)), 10),
+        (Some(Duration::from_millis(200)), 3),
+        (Some(Duration::from_millis(400)), 2),
+        (None, 1),
+    ];
+    model.apply(
+        Update::Detail(TaskDetail {
+            id: 17,
+            histogram,
+            ..TaskDetail::default()
+        }),
+        now,
+    );
+    let buffer = draw(&mut model);
+    let lines = lines(&buffer);
+    // 100 ms falls inside (50 ms, 200 ms]: the line above that bucket.
+    let marker = line_of(
+        &lines,
+        "slow-poll threshold 100.0ms (inside the next bucket; slower ones below)",
+    );
+    assert_eq!(marker + 1, line_of(&lines, "≤ 200.0ms"));
+    assert_eq!(marker - 1, line_of(&lines, "≤ 50.0ms"));
+    let bar_color = |needle: &str| {
+        let y = line_of(&lines, needle);
+        let x = lines[y][..lines[y].find('█').unwrap()].chars().count();
+        buffer[(x as u16, y as u16)].fg
+    };
+    use ratatui::style::Color;
+    assert_eq!(bar_color("≤ 50.0ms"), Color::Cyan);
+    assert_eq!(bar_color("≤ 200.0ms"), Color::Yellow, "partly slow");
+    assert_eq!(bar_color("≤ 400.0ms"), Color::Red);
+    assert_eq!(bar_color("> 400.0ms"), Color::Red);
+
+    // A threshold on a bucket's bound: the line between the buckets.
+    model.app.as_mut().unwrap().slow_poll_threshold = Duration::from_millis(200);
+    let lines = screen(&mut model);
+    let marker = line_of(&lines, "slow-poll threshold 200.0ms (slower polls below)");
+    assert_eq!(marker + 1, line_of(&lines, "≤ 400.0ms"));
+}
+
 // ---------------------------------------------------------------- help, status
 
 #[test]
@@ -667,6 +1216,9 @@ fn help_lists_the_keys() {
         "choose the sort column",
         "1 2 3 4 5",
         "↯  lost waker",
+        "tasks: live tasks only / finished ones too (below the live ones)",
+        "slow polls, detail: whole stacks / the runtime's frames folded",
+        "problems: show / hide the selected group's occurrences",
     ] {
         line_of(&lines, needle);
     }
@@ -848,5 +1400,113 @@ fn the_selected_slow_poll_group_stays_selected_when_newer_polls_reorder_the_grou
     );
     let lines = screen(&mut model);
     line_of(&lines, "Worst stack: src/a.rs:1:1");
-    line_of(&lines, "in_a");
+    line_of(&lines, "0  in_a");
+}
+
+#[test]
+fn control_characters_from_the_app_never_reach_the_screen() {
+    // OSC 52 (write the clipboard), BEL, CSI (clear the screen), C1 CSI, CR, DEL.
+    const EVIL: &str = "evil\u{1b}]52;c;aGVsbG8=\u{7}\u{1b}[2J\u{9b}31m\r\u{7f}end";
+    let now = Instant::now();
+    let mut model = Model::new("127.0.0.1:6670", now);
+    connected(&mut model, now);
+    let mut victim = task(17, Some(EVIL), &format!("src/{EVIL}.rs:1:1"));
+    victim.max_poll = Duration::from_millis(300);
+    let victim_ref = task_ref(&victim);
+    let mut slow = slow_poll(
+        &victim_ref,
+        1,
+        300.0,
+        false,
+        vec![frame(&format!("app::{EVIL}"), &format!("src/{EVIL}.rs"), 3)],
+    );
+    if let FindingKind::SlowPoll { thread, .. } = &mut slow.kind {
+        *thread = EVIL.into();
+    }
+    let panicked = Finding::new(
+        FindingKind::TaskPanicked {
+            message: EVIL.into(),
+            panicked_at: Some(format!("src/{EVIL}.rs:9:9")),
+            joined: Some(false),
+        },
+        Some(victim_ref.clone()),
+    );
+    let never = Finding::new(
+        FindingKind::NeverAwaited {
+            name: EVIL.into(),
+            created_at: format!("src/{EVIL}.rs:2:2"),
+        },
+        Some(victim_ref),
+    );
+    model.apply(snapshot(vec![victim], vec![slow, panicked, never]), now);
+    model.handle_key(press(KeyCode::Enter), now);
+    model.apply(
+        Update::Detail(TaskDetail {
+            id: 17,
+            ..TaskDetail::default()
+        }),
+        now,
+    );
+    let mut seen = String::new();
+    for key in ['1', '2', '3', '4', '5'] {
+        model.handle_key(press(KeyCode::Char(key)), now);
+        let text = dump(&screen(&mut model));
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "view {key}:\n{text:?}"
+        );
+        seen.push_str(&text);
+    }
+    // What is left of the name is shown, without its control characters.
+    assert!(seen.contains("evil]52;c;aGVsbG8=[2J31mend"), "{seen}");
+    // A server's message in the status line: the same.
+    model.apply(
+        Update::Connection(Connection::Disconnected {
+            addr: "127.0.0.1:6670".into(),
+            reason: EVIL.into(),
+            retry_in: Duration::from_secs(1),
+        }),
+        now,
+    );
+    let text = dump(&screen(&mut model));
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn a_server_sending_endless_new_tasks_cannot_make_the_model_grow() {
+    let now = Instant::now();
+    let mut model = Model::new("127.0.0.1:6670", now);
+    connected(&mut model, now);
+    model.max_tasks = 1_000;
+    model.apply(
+        snapshot(vec![task(1, Some("first"), "src/a.rs:1:1")], vec![]),
+        now,
+    );
+    // Deltas of new tasks, live and finished, again and again.
+    for round in 0..20u64 {
+        let changed = (0..100).map(|i| task(10_000 + round * 200 + i, None, "src/x.rs:1:1"));
+        let mut finished: Vec<Task> = (100..200)
+            .map(|i| task(10_000 + round * 200 + i, None, "src/x.rs:1:1"))
+            .collect();
+        for t in &mut finished {
+            t.ended = Some(TaskEnd::Completed);
+        }
+        model.apply(delta(changed.collect(), finished, vec![]), now);
+    }
+    assert_eq!(model.tasks.len(), 1_000);
+    assert_eq!(model.tasks_refused, 20 * 200 + 1 - 1_000);
+    let text = dump(&screen(&mut model));
+    assert!(
+        text.contains("3001 tasks not shown: the app sent more than 1000"),
+        "{text}"
+    );
+    // A snapshot starts afresh.
+    model.apply(
+        snapshot(vec![task(1, Some("first"), "src/a.rs:1:1")], vec![]),
+        now,
+    );
+    assert_eq!((model.tasks.len(), model.tasks_refused), (1, 0));
 }

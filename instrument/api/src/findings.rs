@@ -118,6 +118,18 @@ pub enum FindingKind {
         age_ms: u64,
         /// Time since it last ran, in milliseconds.
         idle_ms: u64,
+        /// Where the task waits: its async stack from a Tokio task dump,
+        /// innermost frame first, trimmed to the app's frames plus the Tokio
+        /// (or `futures`) primitive the app called (see [`crate::waiting`]).
+        /// Empty when unknown: then `waiting_at_note` says why.
+        #[serde(default)]
+        waiting_at: Vec<StackFrame>,
+        /// Why `waiting_at` is empty, or what it lacks (taskscope built
+        /// without its `taskdump` feature, the dump refused or timed out, no
+        /// Tokio primitive on the task's stack, the app's frames lost in an
+        /// optimized build, ...). Left out when there is nothing to say.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        waiting_at_note: Option<String>,
     },
     /// A task panicked.
     TaskPanicked {
@@ -219,20 +231,27 @@ impl Finding {
                 format!("future {name} (created at {created_at}) was never awaited")
             }
             FindingKind::LeakedTask {
-                reason, idle_ms, ..
-            } => match reason {
-                LeakReason::AliveAtShutdown => {
-                    format!("{task} was destroyed but it is pending!")
-                }
-                LeakReason::LostWaker => format!(
-                    "{task} can never be woken again: no waker is left (idle for {:.3} seconds)",
-                    *idle_ms as f64 / 1000.0
-                ),
-                LeakReason::IdleTooLong => format!(
-                    "{task} has been idle for {:.3} seconds",
-                    *idle_ms as f64 / 1000.0
-                ),
-            },
+                reason,
+                idle_ms,
+                waiting_at,
+                waiting_at_note,
+                ..
+            } => {
+                let text = match reason {
+                    LeakReason::AliveAtShutdown => {
+                        format!("{task} was destroyed but it is pending!")
+                    }
+                    LeakReason::LostWaker => format!(
+                        "{task} can never be woken again: no waker is left (idle for {:.3} seconds)",
+                        *idle_ms as f64 / 1000.0
+                    ),
+                    LeakReason::IdleTooLong => format!(
+                        "{task} has been idle for {:.3} seconds",
+                        *idle_ms as f64 / 1000.0
+                    ),
+                };
+                text + &crate::waiting::warning_suffix(waiting_at, waiting_at_note.as_deref())
+            }
             FindingKind::TaskPanicked {
                 message,
                 panicked_at,
@@ -253,28 +272,128 @@ impl Finding {
 }
 
 impl StackFrame {
-    /// True for frames of the standard library, the C library, Tokio and
-    /// other runtime plumbing: not where the app's own code blocked.
+    /// True for frames of the runtime under the app's code rather than the
+    /// app's own: the standard library (`std`, `core`, `alloc`), the C
+    /// library, Tokio, `tracing`, `futures` and taskscope itself
+    /// ([`StackFrame::runtime_crate`] says which). Not where the app's own
+    /// code blocked; the frames a folded stack hides.
+    ///
+    /// ```
+    /// use taskscope_api::StackFrame;
+    /// let frame = |f: &str, file: Option<&str>| StackFrame { function: f.into(), file: file.map(Into::into), line: None };
+    /// assert!(frame("<tracing::instrument::Instrumented<T> as core::future::future::Future>::poll", None).is_runtime_plumbing());
+    /// assert!(frame("__GI___clock_nanosleep", Some("./time/../sysdeps/unix/sysv/linux/clock_nanosleep.c")).is_runtime_plumbing());
+    /// assert!(!frame("app::load_config", Some("/src/app/src/config.rs")).is_runtime_plumbing());
+    /// ```
     pub fn is_runtime_plumbing(&self) -> bool {
-        const PREFIXES: [&str; 10] = [
-            "std::",
-            "core::",
-            "alloc::",
-            "tokio::",
-            "__",
-            "<std::",
-            "<core::",
-            "<alloc::",
-            "<tokio::",
-            "tracing::",
-        ];
-        let f = self.function.as_str();
-        PREFIXES.iter().any(|p| f.starts_with(p))
-            || self
-                .file
-                .as_deref()
-                .is_some_and(|file| file.starts_with("/rustc/") || file.starts_with("./"))
+        self.runtime_crate().is_some()
     }
+
+    /// The part of the runtime a frame belongs to: `"std"` (also `core`,
+    /// `alloc` and the standard library's own sources), `"libc"` (C frames),
+    /// `"tokio"`, `"tracing"`, `"futures"` or `"taskscope"`, or `"unknown"`
+    /// for a bare address that could not be named (it is not the app's code
+    /// that can be shown either); `None` for the app's frames and those of the
+    /// other crates it uses.
+    ///
+    /// Told by the crate that owns the function (the self type's, or for a
+    /// generic `<F as core::future::Future>::poll` the trait's), else by the
+    /// source file (`/rustc/…` is the standard library's, `./…` the C
+    /// library's build tree, `…/registry/src/*/tokio-1.54.1/…` Tokio's), else,
+    /// for a name without a path and no source file, the C library.
+    ///
+    /// ```
+    /// use taskscope_api::StackFrame;
+    /// let frame = |f: &str| StackFrame { function: f.into(), file: None, line: None };
+    /// assert_eq!(frame("std::thread::sleep").runtime_crate(), Some("std"));
+    /// assert_eq!(frame("<alloc::boxed::Box<F,A> as core::future::future::Future>::poll").runtime_crate(), Some("std"));
+    /// assert_eq!(frame("futures_util::future::join_all::JoinAll<F>::poll").runtime_crate(), Some("futures"));
+    /// assert_eq!(frame("start_thread").runtime_crate(), Some("libc"));
+    /// assert_eq!(frame("0x7f58e94c3b46").runtime_crate(), Some("unknown"));
+    /// assert_eq!(frame("app::handler::{{closure}}").runtime_crate(), None);
+    /// ```
+    pub fn runtime_crate(&self) -> Option<&'static str> {
+        let function = self.function.as_str();
+        if function
+            .strip_prefix("0x")
+            .is_some_and(|hex| !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            return Some("unknown");
+        }
+        match function_crate(function) {
+            Some(name) => {
+                if let Some(part) = runtime_part(name) {
+                    return Some(part);
+                }
+            }
+            None if function.starts_with("__rust") => return Some("std"),
+            None if function.starts_with("__") => return Some("libc"),
+            None => {}
+        }
+        match self.file.as_deref() {
+            Some(file) => file_runtime_part(file),
+            None if !function.contains("::") => Some("libc"),
+            None => None,
+        }
+    }
+}
+
+/// The runtime part a crate belongs to, if it is one of the runtime's.
+fn runtime_part(krate: &str) -> Option<&'static str> {
+    Some(match krate {
+        "std" | "core" | "alloc" | "panic_unwind" | "panic_abort" | "std_detect" => "std",
+        "libc" => "libc",
+        "tokio" | "tokio_util" | "tokio_stream" => "tokio",
+        "tracing" | "tracing_core" | "tracing_subscriber" | "tracing_futures" => "tracing",
+        "futures" | "futures_util" | "futures_core" | "futures_executor" | "futures_task"
+        | "futures_channel" | "futures_io" | "futures_sink" => "futures",
+        "taskscope" | "taskscope_api" => "taskscope",
+        _ => return None,
+    })
+}
+
+/// The crate a demangled function name belongs to: the first path segment
+/// (`tokio` in `tokio::spawn`), for a trait method the self type's
+/// (`<tokio::task::JoinHandle<T> as core::future::Future>::poll`), or the
+/// trait's when the self type is a bare generic parameter (`<F as
+/// core::future::Future>::poll`, `<&mut F as …>`). `None` for a name that is
+/// not a path (a C function).
+fn function_crate(function: &str) -> Option<&str> {
+    let mut rest = function.trim_start_matches('<');
+    for prefix in ["&mut ", "&", "*const ", "*mut ", "dyn "] {
+        if let Some(r) = rest.strip_prefix(prefix) {
+            rest = r;
+        }
+    }
+    let end = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    let (head, after) = rest.split_at(end);
+    if after.starts_with("::") {
+        return Some(head);
+    }
+    // `<F as core::future::future::Future>::poll`: a blanket impl, the trait's.
+    let trait_path = after.strip_prefix(" as ")?;
+    let end = trait_path.find("::")?;
+    Some(&trait_path[..end])
+}
+
+/// The runtime part a source file belongs to, if it is one of the runtime's.
+fn file_runtime_part(file: &str) -> Option<&'static str> {
+    if file.starts_with("/rustc/") {
+        return Some("std");
+    }
+    if file.starts_with("./") {
+        return Some("libc");
+    }
+    let (_, in_registry) = file.split_once("/registry/src/")?;
+    // `index.crates.io-…/tokio-1.54.1/src/…`: the crate's directory, less its version.
+    let dir = in_registry.split('/').nth(1)?;
+    let name = match dir.rfind('-') {
+        Some(dash) if dir[dash + 1..].starts_with(|c: char| c.is_ascii_digit()) => &dir[..dash],
+        _ => dir,
+    };
+    runtime_part(&name.replace('-', "_"))
 }
 
 impl fmt::Display for StackFrame {

@@ -9,11 +9,13 @@
 //!   cheaper but without task names or wakes.
 //!
 //! All call [`poll::begin`] and [`poll::end`] around every poll: the hot path.
-//! The first two come with the default cargo feature `tracing-capture`.
+//! The first two come with the default cargo feature `tracing-capture`. One
+//! of them per process ([`mode`]).
 
 pub(crate) mod hooks;
 #[cfg(feature = "tracing-capture")]
 pub(crate) mod layer;
+pub(crate) mod mode;
 pub(crate) mod panics;
 pub(crate) mod poll;
 #[cfg(feature = "tracing-capture")]

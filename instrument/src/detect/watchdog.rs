@@ -16,6 +16,7 @@ use crate::clock;
 use crate::detect::leaks;
 use crate::detect::stack_capture;
 use crate::detect::symbolize::symbolize;
+use crate::detect::taskdump;
 use crate::detect::watch_slot::{self, PollStack, TakenStack, WatchSlot};
 use crate::session::Session;
 use crate::sync::lock;
@@ -35,10 +36,16 @@ struct Watched {
     stack: PollStack,
 }
 
-/// Installs the stack-capture signal before the first capture, so a conflict
-/// is reported at start rather than at the first slow poll. Called by the
-/// builder before it starts [`run`] on the watchdog's thread.
-pub(crate) fn prepare() {
+/// Turns stack capture on or off as `session`'s settings say and, when on,
+/// installs the stack-capture signal and warms the capturer up before the
+/// first capture, so a conflict is reported at start rather than at the first
+/// slow poll. Called by the builder before it starts [`run`] on the
+/// watchdog's thread, and before the app's workers first poll.
+pub(crate) fn prepare(session: &Session) {
+    stack_capture::set_enabled(session.settings.capture_stacks);
+    if !session.settings.capture_stacks {
+        return;
+    }
     if let Err(err) = stack_capture::install() {
         eprintln!("taskscope: stacks of blocked polls are unavailable: {err}");
     }
@@ -54,6 +61,7 @@ pub(crate) fn run(session: Weak<Session>) {
         let Some(session) = session.upgrade() else {
             return;
         };
+        taskdump::dump::tick();
         let slots = watch_slot::all();
         watched.retain(|addr, _| slots.iter().any(|s| Arc::as_ptr(s) as usize == *addr));
         for slot in &slots {
@@ -95,6 +103,8 @@ fn check_slot(session: &Session, slot: &Arc<WatchSlot>, watched: &mut HashMap<us
                 ready: None,
                 pending_final: None,
             });
+            // Turned off (TASKSCOPE_STACKS=off), the thread is not looked at:
+            // the error says "disabled".
             match stack_capture::capture(&slot.thread, CAPTURE_TIMEOUT) {
                 Ok(raw) => PollStack {
                     frames: symbolize(&raw),

@@ -153,6 +153,12 @@ impl Registry {
         tasks
     }
 
+    /// The records of the finished history (younger than its age limit),
+    /// oldest end first.
+    pub(crate) fn finished_cells(&self) -> Vec<Arc<TaskCell>> {
+        self.finished.read(clock::now())
+    }
+
     pub(crate) fn finished(&self) -> Vec<FinishedTask> {
         self.finished
             .read(clock::now())

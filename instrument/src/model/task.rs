@@ -5,7 +5,7 @@ use std::fmt;
 use std::num::NonZeroU64;
 use std::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64,
-    Ordering::{AcqRel, Relaxed, Release},
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 use std::time::{Duration, SystemTime};
 
@@ -97,19 +97,31 @@ pub(crate) const ST_RUNNING: u8 = 2;
 /// Running, and woken while running: scheduled again when the poll ends.
 pub(crate) const ST_RUNNING_WOKEN: u8 = 3;
 
-/// Buckets of the per-task poll-duration histogram: bucket 0 counts polls
-/// under 1.024 µs, bucket `k` those in `[2^(k-1), 2^k) × 1.024 µs`, the last one
-/// everything from 268 ms up.
-pub const POLL_HISTOGRAM_BUCKETS: usize = 20;
+pub(crate) use taskscope_api::histogram::poll_histogram_bucket;
+pub use taskscope_api::histogram::{POLL_HISTOGRAM_BUCKETS, poll_histogram_bucket_limit};
 
-/// The upper bound of histogram bucket `k`, in nanoseconds (`None` for the last one).
-pub fn poll_histogram_bucket_limit(k: usize) -> Option<u64> {
-    (k + 1 < POLL_HISTOGRAM_BUCKETS).then(|| 1024u64 << k)
-}
-
-#[inline]
-pub(crate) fn poll_histogram_bucket(took_ns: u64) -> usize {
-    ((64 - (took_ns >> 10).leading_zeros()) as usize).min(POLL_HISTOGRAM_BUCKETS - 1)
+/// Tokio's task id as a number, without formatting it: `Id` hashes as its
+/// `u64` (the registry's key, and what `Display` prints).
+pub(crate) fn tokio_task_id(id: tokio::task::Id) -> u64 {
+    use std::hash::{Hash, Hasher};
+    struct Capture(u64);
+    impl Hasher for Capture {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            // Not reached for `Id` (it hashes one `u64`); keep a stable fallback.
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+    let mut h = Capture(0);
+    id.hash(&mut h);
+    h.0
 }
 
 /// Bits of [`TaskCell::reported`]: which leak reports were made for the task.
@@ -134,7 +146,7 @@ pub(crate) struct PanicRecord {
 /// Layout: everything a poll writes comes first (`repr(C)` keeps the order):
 /// the six per-poll counters share the first cache line with the `Arc`'s two
 /// reference counts, wakes, state and the end the second, which also holds
-/// the histogram's counters for polls under ~16 µs, so a poll and the task's
+/// the histogram's counters for polls under ~256 µs, so a poll and the task's
 /// end dirty two cache lines of the record. (Aligning the record to 64 bytes measured slower: the
 /// aligned allocation costs more at spawn than the line saves per poll.)
 #[derive(Debug)]
@@ -162,6 +174,9 @@ pub(crate) struct TaskCell {
     pub(crate) reported: AtomicU8,
     /// Clones of the task's span beyond the one Tokio holds (taskscope's subscriber).
     pub(crate) span_clones: AtomicU32,
+    /// Wakes made from inside the task's own poll (tracing capture; only
+    /// the polling thread writes it; saturates). In what was padding.
+    pub(crate) self_wakes: AtomicU32,
     // ---- one counter written by every poll
     /// Poll durations, see [`POLL_HISTOGRAM_BUCKETS`].
     pub(crate) histogram: [AtomicU32; POLL_HISTOGRAM_BUCKETS],
@@ -173,7 +188,10 @@ pub(crate) struct TaskCell {
     parent: Option<NonZeroU64>,
     pub(crate) created: u64,
     // ---- rare: wakers (tracing capture), panics, leak reports
-    pub(crate) wakers: AtomicU64,
+    /// Waker clones (Tokio's `waker.clone` events).
+    pub(crate) waker_clones: AtomicU64,
+    /// Waker drops (`waker.drop`, and `waker.wake`, which consumes its waker).
+    pub(crate) waker_drops: AtomicU64,
     /// The panic of the task's poll, once (a `Box<PanicRecord>`, null until then).
     panic: AtomicPtr<PanicRecord>,
     /// `last_poll_end` of the idle period last reported as too long.
@@ -213,7 +231,9 @@ impl TaskCell {
             last_poll_end: AtomicU64::new(0),
             prev_poll_end: AtomicU64::new(0),
             wakes: AtomicU64::new(0),
-            wakers: AtomicU64::new(0),
+            waker_clones: AtomicU64::new(0),
+            waker_drops: AtomicU64::new(0),
+            self_wakes: AtomicU32::new(0),
             panic: AtomicPtr::new(std::ptr::null_mut()),
             histogram: [const { AtomicU32::new(0) }; POLL_HISTOGRAM_BUCKETS],
             reported: AtomicU8::new(0),
@@ -278,6 +298,14 @@ impl TaskCell {
         counter.store(counter.load(Relaxed).wrapping_add(delta), Relaxed);
     }
 
+    /// Wakers alive for the task: clones less drops. Drops are read first,
+    /// so a clone and drop made between the two reads can only make it
+    /// higher, never a false 0.
+    pub(crate) fn wakers(&self) -> u64 {
+        let drops = self.waker_drops.load(Acquire);
+        self.waker_clones.load(Acquire).saturating_sub(drops)
+    }
+
     /// The poll-duration histogram, see [`POLL_HISTOGRAM_BUCKETS`].
     pub(crate) fn histogram(&self) -> [u32; POLL_HISTOGRAM_BUCKETS] {
         std::array::from_fn(|k| self.histogram[k].load(Relaxed))
@@ -326,7 +354,7 @@ impl TaskCell {
                 .then(|| Duration::from_nanos(clock::since(last_end, now))),
             max_poll: Duration::from_nanos(self.max_poll_ns.load(Relaxed)),
             wakes: self.wakes.load(Relaxed),
-            wakers: self.wakers.load(Relaxed) as i64,
+            wakers: self.wakers() as i64,
         }
     }
 }

@@ -45,7 +45,7 @@ impl Sig {
             state,
             busy_ns: cell.busy_ns.load(Relaxed),
             wakes: cell.wakes.load(Relaxed),
-            wakers: cell.wakers.load(Relaxed),
+            wakers: cell.wakers(),
         }
     }
 
@@ -347,7 +347,7 @@ mod tests {
         TaskCell::bump(&cells[1].polls, 1);
         TaskCell::bump(&cells[1].busy_ns, 1_000);
         cells[2].state.store(ST_SCHEDULED, Relaxed);
-        cells[3].wakers.store(1, Relaxed);
+        cells[3].waker_clones.store(1, Relaxed);
         let d = delta(&mut tracker, &cells, &[], now, SystemTime::now());
         assert_eq!(ids(&d.changed), [2, 3, 4]);
         assert_eq!(d.changed[0].polls, 1);

@@ -48,10 +48,13 @@ pub(crate) async fn run(session: Arc<Session>, hub: Arc<Hub>, budget: Arc<Budget
         if woken.is_ok() {
             tokio::time::sleep_until(last + MIN_GAP).await;
         }
-        budget.wait().await;
-        last = Instant::now();
-        hub.close_stuck(last);
-        budget.spend(|| publisher.publish(&hub));
+        budget
+            .run(|| {
+                last = Instant::now();
+                hub.close_stuck(last);
+                publisher.publish(&hub);
+            })
+            .await;
     }
 }
 
@@ -101,6 +104,14 @@ impl Publisher {
         {
             self.findings_skipped += first - self.findings_seq - 1;
         }
+        // Findings too big for a chunk are never sent: counted once, as they come.
+        let (new_findings_json, too_big) = chunk::fitting(
+            new_findings
+                .iter()
+                .map(|(_, f)| convert::finding(f))
+                .collect(),
+        );
+        self.findings_skipped += too_big;
         let header = SnapshotHeader {
             app: convert::app_info(session),
             metrics: runtime::metrics(),
@@ -113,15 +124,11 @@ impl Publisher {
 
         if watching {
             let changes = self.tracker.delta(pass, &finished, now, at);
-            let findings = new_findings
-                .iter()
-                .map(|(_, f)| convert::finding(f))
-                .collect();
             let batch = encoded(chunk::delta(
                 &header,
                 changes.changed,
                 changes.finished,
-                findings,
+                new_findings_json,
             ));
             hub.broadcast(&batch);
         } else {

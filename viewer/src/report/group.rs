@@ -4,15 +4,17 @@
 //! Slow polls go to [`taskscope_api::slow_polls::SlowPolls`], the model the
 //! live view uses too, with the file's index as the source: it pairs the
 //! reports of one poll (also across runs appended to one file) and computes
-//! the figures. Findings are added one at a time as they are read
-//! ([`Aggregator`]); the model keeps per poll a few numbers, with tasks,
-//! threads and stacks stored once however many reports share them, so a
-//! report of a few hundred MB fits in a small fraction of its size.
+//! the figures. The other findings go to [`taskscope_api::problems`], the
+//! model of the live view's Problems view. Findings are added one at a time
+//! as they are read ([`Aggregator`]); the models keep per poll a few numbers
+//! and per group of other findings one finding, with tasks, threads and
+//! stacks stored once however many reports share them, so a report of a few
+//! hundred MB fits in a small fraction of its size.
 
-use std::collections::HashMap;
-
+use taskscope_api::FindingKind;
+use taskscope_api::problems::{ProblemGroup, ProblemGroups};
 use taskscope_api::slow_polls::{SlowPollGroup, SlowPolls};
-use taskscope_api::{Finding, FindingKind, LeakReason, TaskRef};
+use taskscope_api::stack::SourceRoots;
 
 use super::parse::Entry;
 
@@ -21,36 +23,20 @@ use super::parse::Entry;
 pub struct Summary {
     /// Slow polls by spawn location, longest total first.
     pub slow_polls: Vec<SlowPollGroup>,
-    /// The other findings by kind and location.
-    pub other: Vec<OtherGroup>,
-}
-
-/// The findings of one kind at one location.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OtherGroup {
-    /// The finding kind, one of [`FindingKind::NAMES`].
-    pub kind: &'static str,
-    /// `created_at` (never awaited), the task's `spawned_at` (leaked), the panic's
-    /// location or else the task's `spawned_at` (panicked); `None` when unknown and
-    /// for dropped findings.
-    pub location: Option<String>,
-    /// Why the tasks leaked (leaked tasks only).
-    pub reason: Option<LeakReason>,
-    /// How many findings; for dropped findings, how many findings were dropped.
-    pub count: u64,
-    /// The task of the first finding that names one.
-    pub example_task: Option<TaskRef>,
-    /// A detail of the first finding: the future's name (never awaited) or the
-    /// panic message (panicked).
-    pub example: Option<String>,
+    /// The other findings by kind and location: by kind, then most findings
+    /// first, then by location (ties in the order first seen).
+    pub other: Vec<ProblemGroup>,
+    /// The app's source roots, learnt from the slow polls' stacks (to show
+    /// paths relative to them).
+    pub roots: SourceRoots,
 }
 
 /// Takes findings one at a time, then gives the [`Summary`].
 #[derive(Default)]
 pub struct Aggregator {
     slow: SlowPolls,
-    other: Vec<OtherGroup>,
-    other_index: HashMap<(&'static str, Option<String>, Option<LeakReason>), usize>,
+    other: ProblemGroups,
+    roots: SourceRoots,
 }
 
 impl Aggregator {
@@ -64,48 +50,15 @@ impl Aggregator {
         // File indexes past u32::MAX (never: one file a command-line argument)
         // would share the last source.
         let source = u32::try_from(entry.file).unwrap_or(u32::MAX);
-        if !self.slow.ingest(source, &entry.finding) {
-            let Finding { kind, task, .. } = entry.finding;
-            self.add_other(kind, task);
-        }
-    }
-
-    fn add_other(&mut self, kind: FindingKind, task: Option<TaskRef>) {
-        let name = kind.name();
-        let spawned_at = || task.as_ref().map(|t| t.spawned_at.clone());
-        let (location, reason, example, count) = match kind {
-            FindingKind::NeverAwaited { name, created_at } => {
-                (Some(created_at), None, Some(name), 1)
+        let finding = &entry.finding;
+        if self.slow.ingest(source, finding) {
+            if let (FindingKind::SlowPoll { stack, .. }, Some(task)) =
+                (&finding.kind, &finding.task)
+            {
+                self.roots.learn(stack, &task.spawned_at);
             }
-            FindingKind::LeakedTask { reason, .. } => (spawned_at(), Some(reason), None, 1),
-            FindingKind::TaskPanicked {
-                message,
-                panicked_at,
-                ..
-            } => (panicked_at.or_else(spawned_at), None, Some(message), 1),
-            FindingKind::FindingsDropped { count } => (None, None, None, count),
-            FindingKind::SlowPoll { .. } => return,
-        };
-        let key = (name, location, reason);
-        let index = match self.other_index.get(&key) {
-            Some(&index) => index,
-            None => {
-                self.other.push(OtherGroup {
-                    kind: name,
-                    location: key.1.clone(),
-                    reason,
-                    count: 0,
-                    example_task: None,
-                    example,
-                });
-                self.other_index.insert(key, self.other.len() - 1);
-                self.other.len() - 1
-            }
-        };
-        let group = &mut self.other[index];
-        group.count = group.count.saturating_add(count);
-        if group.example_task.is_none() {
-            group.example_task = task;
+        } else {
+            self.other.ingest(finding);
         }
     }
 
@@ -118,7 +71,7 @@ impl Aggregator {
                 .then_with(|| a.spawned_at.cmp(&b.spawned_at))
         });
 
-        let mut other = self.other;
+        let mut other = self.other.into_groups();
         let rank = |kind: &str| FindingKind::NAMES.iter().position(|k| *k == kind);
         other.sort_by(|a, b| {
             rank(a.kind)
@@ -126,7 +79,11 @@ impl Aggregator {
                 .then(b.count.cmp(&a.count))
                 .then_with(|| a.location.cmp(&b.location))
         });
-        Summary { slow_polls, other }
+        Summary {
+            slow_polls,
+            other,
+            roots: self.roots,
+        }
     }
 }
 
@@ -143,7 +100,7 @@ pub fn summarize(entries: impl IntoIterator<Item = Entry>) -> Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use taskscope_api::StackFrame;
+    use taskscope_api::{Finding, LeakReason, StackFrame, TaskRef};
 
     fn task(id: u64, name: &str, at: &str) -> Option<TaskRef> {
         Some(TaskRef {
@@ -270,6 +227,8 @@ mod tests {
                 reason,
                 age_ms: 1,
                 idle_ms: 1,
+                waiting_at: Vec::new(),
+                waiting_at_note: None,
             },
             time: "t".into(),
             task: task(id, "l", at),

@@ -3,7 +3,14 @@
 //! Reads the JSON-lines report files the instrumented app wrote
 //! ([`taskscope_api::Finding`], one a line), and shows which spawn locations block
 //! the runtime (slow polls: how often, how long, where they blocked) and the
-//! other findings by kind and location.
+//! other findings by kind and location (how many, first and last seen, the
+//! newest message), with the models of the live view
+//! ([`taskscope_api::slow_polls`], [`taskscope_api::problems`]).
+//!
+//! In text, the worst stacks show the app's frames, each run of the
+//! runtime's frames folded into one line and paths shortened
+//! ([`taskscope_api::stack`]); `--full-stacks` shows every frame. The JSON
+//! has every frame with its full path.
 //!
 //! Malformed lines are named on stderr as `FILE:LINE: reason` and skipped; a
 //! file that can't be read is named on stderr and the others are still read.
@@ -14,10 +21,13 @@
 //! `{"slow_polls": [{"spawned_at", "count", "unfinished", "total_ms", "max_ms",
 //! "p50_ms", "p99_ms", "top_frame", "top_frame_polls", "worst_stack",
 //! "worst_task", "task_names"}], "other": [{"kind", "location", "count",
-//! "reason"?, "example_task"?, "example"?}], "lines": {"valid", "malformed",
+//! "reason"?, "example_task"?, "example"?, "first_seen", "last_seen",
+//! "newest"}], "lines": {"valid", "malformed",
 //! "outside_window"}, "files": [..], "unreadable": [..]}`.
 //! `spawned_at` and `location` are null when unknown (and `location` for
-//! `findings_dropped`); `example_task` is a [`taskscope_api::TaskRef`].
+//! `findings_dropped`); `example_task` is a [`taskscope_api::TaskRef`];
+//! `first_seen` and `last_seen` are the group's earliest and latest `time` as
+//! written, `newest` the message of its newest finding.
 
 mod group;
 mod parse;
@@ -27,6 +37,8 @@ mod window;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use taskscope_api::format::printable;
 
 pub use window::{Window, parse_time};
 
@@ -39,6 +51,9 @@ pub struct Options {
     pub json: bool,
     /// Keep only the findings in this time window.
     pub window: Window,
+    /// Show every frame of the worst stacks in text (by default the
+    /// runtime's frames are folded).
+    pub full_stacks: bool,
 }
 
 /// Findings to the aggregator, problems to stderr (buffered: a file of garbage
@@ -58,7 +73,8 @@ impl<W: Write> parse::Sink for Collect<W> {
     }
 
     fn unreadable(&mut self, error: &anyhow::Error) {
-        let _ = writeln!(self.stderr, "taskscope report: {error:#}");
+        let text = format!("{error:#}");
+        let _ = writeln!(self.stderr, "taskscope report: {}", printable(&text));
     }
 }
 
@@ -87,7 +103,7 @@ pub fn run(options: &Options) -> ExitCode {
     let mut output = if options.json {
         render::json(&summary, &reading)
     } else {
-        render::text(&summary, &reading)
+        render::text(&summary, &reading, options.full_stacks)
     };
     if !output.ends_with('\n') {
         output.push('\n');

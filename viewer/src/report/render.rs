@@ -3,23 +3,28 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use taskscope_api::format::{duration, table};
+use taskscope_api::format::{duration, printable, table};
+use taskscope_api::problems::ProblemGroup;
 use taskscope_api::slow_polls::{SlowPollGroup, WorstPoll};
+use taskscope_api::stack::{self, SourceRoots};
+use taskscope_api::time::parse_time;
 use taskscope_api::{LeakReason, StackFrame, TaskRef};
 
-use super::group::{OtherGroup, Summary};
+use super::group::Summary;
 use super::parse::Reading;
 
-/// Frames of a worst stack shown in text; `--json` has them all.
+/// Lines of a worst stack shown in text, the runtime's frames folded;
+/// `--full-stacks` shows every frame, `--json` has them all.
 pub const STACK_FRAMES_SHOWN: usize = 16;
 /// Task names shown in text per group.
 const NAMES_SHOWN: usize = 5;
 
-/// The report as text: a section of slow polls (each with its worst stack), one
-/// of other findings, and a line about what was read.
-pub fn text(summary: &Summary, reading: &Reading) -> String {
+/// The report as text: a section of slow polls (each with its worst stack, the
+/// runtime's frames folded unless `full_stacks`), one of other findings, and a
+/// line about what was read.
+pub fn text(summary: &Summary, reading: &Reading, full_stacks: bool) -> String {
     let mut out = String::new();
-    slow_polls_text(&summary.slow_polls, &mut out);
+    slow_polls_text(&summary.slow_polls, &summary.roots, full_stacks, &mut out);
     out.push('\n');
     other_text(&summary.other, &mut out);
     out.push('\n');
@@ -28,11 +33,12 @@ pub fn text(summary: &Summary, reading: &Reading) -> String {
     out
 }
 
-fn slow_polls_text(groups: &[SlowPollGroup], out: &mut String) {
+fn slow_polls_text(groups: &[SlowPollGroup], roots: &SourceRoots, full: bool, out: &mut String) {
     if groups.is_empty() {
         out.push_str("Slow polls: none\n");
         return;
     }
+    let roots = roots.as_slice();
     let polls: u64 = groups.iter().map(|g| g.count).sum();
     out.push_str(&format!(
         "Slow polls: {polls} {} at {} spawn {}, longest total first\n",
@@ -52,7 +58,7 @@ fn slow_polls_text(groups: &[SlowPollGroup], out: &mut String) {
                 ms(g.p99_ms),
                 g.top_frame
                     .as_ref()
-                    .map_or_else(|| "-".into(), StackFrame::to_string),
+                    .map_or_else(|| "-".into(), |f| stack::frame_text(f, roots)),
             ]
         })
         .collect();
@@ -85,17 +91,22 @@ fn slow_polls_text(groups: &[SlowPollGroup], out: &mut String) {
             ));
         }
         if !group.task_names.is_empty() {
-            let mut names = group.task_names[..group.task_names.len().min(NAMES_SHOWN)].join(", ");
+            let shown = &group.task_names[..group.task_names.len().min(NAMES_SHOWN)];
+            let mut names = shown
+                .iter()
+                .map(|n| printable(n))
+                .collect::<Vec<_>>()
+                .join(", ");
             if group.task_names.len() > NAMES_SHOWN {
                 names.push_str(&format!(", … ({} names)", group.task_names.len()));
             }
             out.push_str(&format!("    tasks: {names}\n"));
         }
-        worst_text(&group.worst, out);
+        worst_text(&group.worst, roots, full, out);
     }
 }
 
-fn worst_text(worst: &WorstPoll, out: &mut String) {
+fn worst_text(worst: &WorstPoll, roots: &[String], full: bool, out: &mut String) {
     let mut head = format!("    worst poll: {}", ms(worst.duration_ms));
     if worst.unfinished {
         head.push_str(" so far");
@@ -104,7 +115,7 @@ fn worst_text(worst: &WorstPoll, out: &mut String) {
         head.push_str(&format!(", task {}", task_text(task)));
     }
     if !worst.thread.is_empty() {
-        head.push_str(&format!(", thread {}", worst.thread));
+        head.push_str(&format!(", thread {}", printable(&worst.thread)));
     }
     out.push_str(&head);
     out.push('\n');
@@ -113,25 +124,61 @@ fn worst_text(worst: &WorstPoll, out: &mut String) {
             .stack_unavailable
             .as_deref()
             .unwrap_or("none was captured");
-        out.push_str(&format!("      (no stack: {why})\n"));
+        out.push_str(&format!("      (no stack: {})\n", printable(why)));
     }
-    for frame in worst.stack.iter().take(STACK_FRAMES_SHOWN) {
-        out.push_str(&format!("      {frame}\n"));
+    let lines = stack::fold(&worst.stack, full);
+    let shown = if full {
+        lines.len()
+    } else {
+        STACK_FRAMES_SHOWN
+    };
+    for line in lines.iter().take(shown) {
+        match line {
+            stack::StackLine::Frame { frame, .. } => {
+                let text = stack::frame_text(frame, roots);
+                out.push_str(&format!("      {}\n", printable(&text)));
+            }
+            folded @ stack::StackLine::Folded { .. } => {
+                out.push_str(&format!("      {}\n", printable(&folded.to_string())));
+            }
+        }
     }
-    if worst.stack.len() > STACK_FRAMES_SHOWN {
+    if let Some(next) = lines.get(shown) {
+        let first = match next {
+            stack::StackLine::Frame { index, .. } => *index,
+            stack::StackLine::Folded { first, .. } => *first,
+        };
         out.push_str(&format!(
-            "      … {} more frames (--json has them all)\n",
-            worst.stack.len() - STACK_FRAMES_SHOWN
+            "      … {} more frames (--full-stacks or --json has them all)\n",
+            worst.stack.len() - first
         ));
     }
 }
 
-fn other_text(groups: &[OtherGroup], out: &mut String) {
+/// A finding's time, to the second in UTC (`2026-11-22T10:00:05Z`), or as
+/// written when it cannot be read.
+fn seen(time: &str) -> String {
+    match parse_time(time) {
+        Ok(t) => humantime::format_rfc3339_seconds(t).to_string(),
+        Err(_) => time.to_string(),
+    }
+}
+
+fn other_text(groups: &[ProblemGroup], out: &mut String) {
     if groups.is_empty() {
         out.push_str("Other findings: none\n");
         return;
     }
-    out.push_str("Other findings by kind and location\n");
+    let findings: u64 = groups
+        .iter()
+        .filter(|g| g.kind != "findings_dropped")
+        .map(|g| g.count)
+        .sum();
+    out.push_str(&format!(
+        "Other findings: {findings} in {} {} by kind and location, each with its newest message\n",
+        groups.len(),
+        plural(groups.len() as u64, "group", "groups"),
+    ));
     let rows: Vec<Vec<String>> = groups
         .iter()
         .map(|g| {
@@ -145,6 +192,8 @@ fn other_text(groups: &[OtherGroup], out: &mut String) {
                 g.kind.to_string(),
                 location(g.location.as_deref(), "-"),
                 g.count.to_string(),
+                seen(&g.first_seen),
+                seen(&g.last_seen),
                 detail,
                 g.example_task
                     .as_ref()
@@ -152,11 +201,30 @@ fn other_text(groups: &[OtherGroup], out: &mut String) {
             ]
         })
         .collect();
-    out.push_str(&table(
-        &["KIND", "LOCATION", "COUNT", "DETAIL", "EXAMPLE TASK"],
+    let laid_out = table(
+        &[
+            "KIND",
+            "LOCATION",
+            "COUNT",
+            "FIRST SEEN",
+            "LAST SEEN",
+            "DETAIL",
+            "EXAMPLE TASK",
+        ],
         &rows,
         &[2],
-    ));
+    );
+    let mut lines = laid_out.lines();
+    if let Some(head) = lines.next() {
+        out.push_str(head);
+        out.push('\n');
+    }
+    for (group, line) in groups.iter().zip(lines) {
+        out.push_str(line);
+        out.push('\n');
+        let newest = group.newest.message();
+        out.push_str(&format!("    newest: {}\n", printable(&newest)));
+    }
 }
 
 fn lines_text(reading: &Reading) -> String {
@@ -177,10 +245,10 @@ fn lines_text(reading: &Reading) -> String {
         text.push_str(&format!("; {}", malformed_text(reading.malformed)));
     }
     if !reading.unreadable.is_empty() {
-        let names: Vec<&str> = reading
+        let names: Vec<_> = reading
             .unreadable
             .iter()
-            .map(|&i| reading.files[i].as_str())
+            .map(|&i| printable(&reading.files[i]))
             .collect();
         text.push_str(&format!("; could not read {}", names.join(", ")));
     }
@@ -215,9 +283,7 @@ pub fn json(summary: &Summary, reading: &Reading) -> String {
             .map(|&i| reading.files[i].as_str())
             .collect(),
     };
-    // Serializing plain structs of strings and numbers can't fail; say so if it does.
-    serde_json::to_string_pretty(&report)
-        .unwrap_or_else(|err| format!("{{\"error\":{:?}}}", err.to_string()))
+    taskscope_viewer::json::pretty(&report)
 }
 
 #[derive(Serialize)]
@@ -277,10 +343,13 @@ struct JsonOther<'a> {
     example_task: Option<&'a TaskRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     example: Option<&'a str>,
+    first_seen: &'a str,
+    last_seen: &'a str,
+    newest: String,
 }
 
-impl<'a> From<&'a OtherGroup> for JsonOther<'a> {
-    fn from(g: &'a OtherGroup) -> Self {
+impl<'a> From<&'a ProblemGroup> for JsonOther<'a> {
+    fn from(g: &'a ProblemGroup) -> Self {
         JsonOther {
             kind: g.kind,
             location: g.location.as_deref(),
@@ -288,6 +357,9 @@ impl<'a> From<&'a OtherGroup> for JsonOther<'a> {
             reason: g.reason,
             example_task: g.example_task.as_ref(),
             example: g.example.as_deref(),
+            first_seen: &g.first_seen,
+            last_seen: &g.last_seen,
+            newest: g.newest.message(),
         }
     }
 }
@@ -311,10 +383,11 @@ fn location(at: Option<&str>, none: &str) -> String {
     at.unwrap_or(none).to_string()
 }
 
-/// `17 "handler"`, or `17` for an unnamed task.
+/// `17 "handler"`, or `17` for an unnamed task (the name as a quoted
+/// string: its control characters escaped).
 fn task_text(task: &TaskRef) -> String {
     match &task.name {
-        Some(name) => format!("{} {name:?}", task.id),
+        Some(name) => format!("{} {}", task.id, printable(&format!("{name:?}"))),
         None => task.id.to_string(),
     }
 }

@@ -7,16 +7,29 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::state::entry::{Marks, TaskCounts, TaskEntry, marks_for};
 use crate::state::held::Held;
+use crate::state::history::RuntimeHistory;
 use crate::state::model::{AppInfo, Connection, Dropped, Finding, RuntimeMetrics, TaskDetail};
 use crate::state::slow_polls::{SlowPollGroup, SlowPolls};
 use crate::state::sort::{self, Column, TaskOrder};
 use crate::state::ui_state::UiState;
+use taskscope_api::problems::ProblemGroups;
+use taskscope_api::stack::SourceRoots;
 
 /// How long a finished task stays in the table after the viewer learnt it ended.
 pub const KEEP_FINISHED: Duration = Duration::from_secs(10);
 
 /// The most findings other than slow polls kept for the problems view (the oldest go first).
 pub const MAX_PROBLEMS: usize = 5_000;
+
+/// The most tasks (live and recently finished) the model holds by default
+/// ([`Model::max_tasks`]): a server that sends more (a million tasks is far
+/// past what one app runs) cannot make the viewer grow; the tasks past it are
+/// counted ([`Model::tasks_refused`]) and the status line says so.
+pub const MAX_TASKS: usize = 1_000_000;
+
+/// The most (kind, location) groups of problems kept; findings at further
+/// locations are counted, not grouped.
+pub const MAX_PROBLEM_GROUPS: usize = 1_000;
 
 /// Up to this many tasks, the table is re-sorted whenever a value changes.
 pub const RESORT_AT_ONCE_UP_TO: usize = 10_000;
@@ -37,6 +50,11 @@ pub struct Model {
     pub app: Option<AppInfo>,
     /// Live and recently finished tasks, by id.
     pub tasks: HashMap<u64, TaskEntry>,
+    /// The most tasks held ([`MAX_TASKS`] unless set otherwise).
+    pub max_tasks: usize,
+    /// New tasks left out because the model held [`Model::max_tasks`]
+    /// already (since the last snapshot).
+    pub tasks_refused: u64,
     /// Finished tasks in the order they ended, to expire them.
     pub(super) finish_queue: VecDeque<(Instant, u64)>,
     /// How many of `tasks` have ended.
@@ -49,10 +67,18 @@ pub struct Model {
     pub problems: VecDeque<Finding>,
     /// Problems dropped from [`Model::problems`] because it was full.
     pub problems_overflow: u64,
+    /// Every problem received, grouped by kind and location (the model
+    /// `taskscope report` groups them with), at most [`MAX_PROBLEM_GROUPS`].
+    pub problem_groups: ProblemGroups,
+    /// The app's source roots, learnt from slow polls' stacks, to show
+    /// paths relative to them.
+    pub source_roots: SourceRoots,
     /// Sum of the counts of `findings_dropped` findings received.
     pub findings_dropped_reported: u64,
     /// Runtime metrics, as last sent.
     pub metrics: RuntimeMetrics,
+    /// The runtime's recent past, for the runtime view's plots.
+    pub history: RuntimeHistory,
     /// Drop counters, as last sent.
     pub dropped: Dropped,
     /// The app's time of the last update applied.
@@ -88,14 +114,19 @@ impl Model {
             connection_since: now,
             app: None,
             tasks: HashMap::new(),
+            max_tasks: MAX_TASKS,
+            tasks_refused: 0,
             finish_queue: VecDeque::new(),
             finished_count: 0,
             marks: HashMap::new(),
             slow: SlowPolls::default(),
             problems: VecDeque::new(),
             problems_overflow: 0,
+            problem_groups: ProblemGroups::with_max_groups(MAX_PROBLEM_GROUPS),
+            source_roots: SourceRoots::default(),
             findings_dropped_reported: 0,
             metrics: RuntimeMetrics::default(),
+            history: RuntimeHistory::default(),
             dropped: Dropped::default(),
             last_update_at: None,
             now,
@@ -151,7 +182,8 @@ impl Model {
         if !paused {
             let held = std::mem::take(&mut self.held);
             for update in held.into_updates() {
-                self.apply(update, now);
+                // Its runtime samples were taken as it came.
+                self.fold(update, now);
             }
             self.tick(now);
         }
@@ -213,6 +245,7 @@ impl Model {
                     .unwrap_or_default(),
                 spec: self.ui.tasks_sort,
                 filter_text: &self.ui.filter,
+                live_only: self.ui.live_only,
                 now: self.now,
             };
             if values_due || !self.order.update_incrementally(&ctx, counts) {
@@ -390,6 +423,7 @@ mod tests {
                     version: "0".into(),
                     protocol: 1,
                     slow_poll_threshold: Duration::from_millis(100),
+                    source: Default::default(),
                 },
                 tasks: (1..=50).map(|id| task(id, false)).collect(),
                 finished: vec![],
@@ -455,6 +489,7 @@ mod tests {
                 slow_threshold: Duration::from_millis(100),
                 spec: model.ui.tasks_sort,
                 filter_text: filter,
+                live_only: false,
                 now,
             });
             assert_eq!(got, want.ids, "{column:?} {filter:?} step {step}");

@@ -5,9 +5,11 @@
 use std::time::Instant;
 
 use taskscope_api::LeakReason;
+use taskscope_api::problems::ProblemGroups;
 
-use crate::state::app_model::{MAX_PROBLEMS, Model};
+use crate::state::app_model::{MAX_PROBLEM_GROUPS, MAX_PROBLEMS, Model};
 use crate::state::entry::{Marks, TaskEntry};
+use crate::state::history;
 use crate::state::model::{Finding, FindingKind, Task, Update};
 
 impl Model {
@@ -21,8 +23,47 @@ impl Model {
     ///
     /// While paused, snapshots and deltas are held (coalesced) and applied on
     /// resume; details and connection changes are applied at once.
+    ///
+    /// Snapshots and deltas also add a sample to the runtime's history
+    /// ([`Model::history`]), paused or not: the runtime view shows the samples
+    /// up to the update on screen.
     pub fn apply(&mut self, update: Update, now: Instant) {
         self.clock = self.clock.max(now);
+        self.record_sample(&update);
+        self.fold(update, now);
+    }
+
+    /// Adds the runtime sample of a snapshot or delta to the history.
+    fn record_sample(&mut self, update: &Update) {
+        let at = match update {
+            Update::Snapshot { metrics, at, .. } => {
+                // Its findings are the app's recent past, not news.
+                self.history.record(*at, metrics, 0);
+                *at
+            }
+            Update::Delta {
+                metrics,
+                findings,
+                at,
+                ..
+            } => {
+                self.history
+                    .record(*at, metrics, history::slow_polls_ended(findings));
+                *at
+            }
+            Update::Detail(_) | Update::Connection(_) => return,
+        };
+        // The window on screen ends at the update on screen.
+        let end = if self.paused {
+            self.last_update_at
+        } else {
+            None
+        };
+        self.history.prune(end.unwrap_or(at));
+    }
+
+    /// [`Model::apply`] without the history: folds `update` in, or holds it while paused.
+    pub(super) fn fold(&mut self, update: Update, now: Instant) {
         match update {
             Update::Connection(connection) => {
                 self.connection = connection;
@@ -42,12 +83,14 @@ impl Model {
                 self.now = self.now.max(now);
                 self.app = Some(app);
                 self.tasks.clear();
+                self.tasks_refused = 0;
                 self.finished_count = 0;
                 self.tasks.reserve(tasks.len() + finished.len());
                 self.finish_queue.clear();
                 self.marks.clear();
                 self.slow.clear();
                 self.problems.clear();
+                self.problem_groups = ProblemGroups::with_max_groups(MAX_PROBLEM_GROUPS);
                 self.problems_overflow = 0;
                 self.findings_dropped_reported = 0;
                 for task in tasks {
@@ -109,12 +152,17 @@ impl Model {
             self.insert_finished(task, now);
             return true;
         }
+        let full = self.tasks.len() >= self.max_tasks;
         match self.tasks.get_mut(&task.id) {
             // A late change of a task already known to have ended: its end wins.
             Some(entry) if entry.is_finished() => false,
             Some(entry) => {
                 entry.task = task;
                 entry.updated_at = now;
+                false
+            }
+            None if full => {
+                self.tasks_refused += 1;
                 false
             }
             None => {
@@ -135,8 +183,19 @@ impl Model {
     fn insert_finished(&mut self, task: Task, now: Instant) {
         let id = task.id;
         let known = self.tasks.get(&id);
-        if known.is_none() {
-            self.order.row_added(id);
+        match known {
+            None if self.tasks.len() >= self.max_tasks => {
+                self.tasks_refused += 1;
+                return;
+            }
+            None => self.order.row_added(id),
+            // It moves from the live rows to the finished ones (or, live
+            // only, out of the table): taken out and placed again.
+            Some(entry) if entry.ended_at.is_none() => {
+                self.order.row_removed(id);
+                self.order.row_added(id);
+            }
+            Some(_) => {}
         }
         let ended_at = match known.and_then(|e| e.ended_at) {
             Some(earlier) => earlier,
@@ -164,7 +223,10 @@ impl Model {
 
     fn ingest(&mut self, finding: Finding) {
         match &finding.kind {
-            FindingKind::SlowPoll { .. } => {
+            FindingKind::SlowPoll { stack, .. } => {
+                if let Some(task) = &finding.task {
+                    self.source_roots.learn(stack, &task.spawned_at);
+                }
                 self.slow.ingest(&finding);
                 self.mark(&finding, Marks::SLOW);
                 return;
@@ -183,6 +245,7 @@ impl Model {
             }
             FindingKind::TaskPanicked { .. } => self.mark(&finding, Marks::PANICKED),
         }
+        self.problem_groups.ingest(&finding);
         if self.problems.len() == MAX_PROBLEMS {
             self.problems.pop_front();
             self.problems_overflow += 1;

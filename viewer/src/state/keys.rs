@@ -15,6 +15,9 @@
 //! | Enter | tasks, slow polls | open the task's detail (slow polls: the worst poll's task) |
 //! | Esc, Backspace | detail | back to the tasks |
 //! | `o`, `<` `>`, ← → | slow polls | newest first / worst first |
+//! | `l` | tasks | live tasks only / finished ones too (below the live ones) |
+//! | `f` | slow polls, detail | whole stacks / the runtime's frames folded |
+//! | Enter | problems | show / hide the selected group's occurrences |
 
 use std::time::Instant;
 
@@ -63,6 +66,18 @@ pub const BINDINGS: &[(&str, &str)] = &[
         "open the detail of the selected task (slow polls: its worst poll's task)",
     ),
     ("o", "slow polls: newest first / worst first"),
+    (
+        "l",
+        "tasks: live tasks only / finished ones too (below the live ones)",
+    ),
+    (
+        "f",
+        "slow polls, detail: whole stacks / the runtime's frames folded",
+    ),
+    (
+        "Enter",
+        "problems: show / hide the selected group's occurrences",
+    ),
 ];
 
 impl Model {
@@ -103,10 +118,7 @@ impl Model {
                     View::Tasks => self.tasks_key(key),
                     View::Detail => self.detail_key(key),
                     View::SlowPolls => self.slow_polls_key(key),
-                    View::Problems => {
-                        scroll(&mut self.ui.problems_scroll, key, self.ui.page);
-                        None
-                    }
+                    View::Problems => self.problems_key(key),
                     View::Runtime => None,
                 };
             }
@@ -183,6 +195,10 @@ impl Model {
                 let id = self.selected_task()?;
                 return self.open_detail(id);
             }
+            KeyCode::Char('l') => {
+                self.ui.live_only = !self.ui.live_only;
+                self.invalidate_order();
+            }
             _ => {
                 let len = self.task_order().len();
                 if len == 0 {
@@ -210,6 +226,7 @@ impl Model {
         match key.code {
             KeyCode::Esc | KeyCode::Backspace => self.ui.view = View::Tasks,
             KeyCode::Enter => return self.ui.detail_id.map(Action::RequestDetail),
+            KeyCode::Char('f') => self.ui.full_stacks = !self.ui.full_stacks,
             _ => scroll(&mut self.ui.detail_scroll, key, self.ui.page),
         }
         None
@@ -228,6 +245,7 @@ impl Model {
                 let id = group.worst.task.as_ref()?.id;
                 return self.open_detail(id);
             }
+            KeyCode::Char('f') => self.ui.full_stacks = !self.ui.full_stacks,
             _ => {
                 let groups = self.slow.sorted(self.ui.slow_order);
                 let mut row = self.ui.slow_selected_row(&groups);
@@ -240,6 +258,40 @@ impl Model {
                 }
             }
         }
+        None
+    }
+}
+
+impl Model {
+    /// Problems: ↑ ↓ Home End move the selection over the groups, PgUp PgDn
+    /// scroll, Enter shows or hides the selected group's occurrences.
+    fn problems_key(&mut self, key: KeyEvent) -> Option<Action> {
+        let rows = self.problem_rows();
+        let selected = self.problem_selected_row(&rows);
+        let row = match key.code {
+            KeyCode::Enter => {
+                let group = rows.get(selected)?.key();
+                if !self.ui.problems_expanded.remove(&group) {
+                    self.ui.problems_expanded.insert(group.clone());
+                }
+                self.ui.problems_selected = Some(group);
+                self.ui.problems_follow = true;
+                return None;
+            }
+            KeyCode::PageUp | KeyCode::PageDown => {
+                scroll(&mut self.ui.problems_scroll, key, self.ui.page);
+                self.ui.problems_follow = false;
+                return None;
+            }
+            KeyCode::Down | KeyCode::Char('j') => selected + 1,
+            KeyCode::Up | KeyCode::Char('k') => selected.saturating_sub(1),
+            KeyCode::Home | KeyCode::Char('g') => 0,
+            KeyCode::End | KeyCode::Char('G') => rows.len().saturating_sub(1),
+            _ => return None,
+        };
+        let group = rows.get(row.min(rows.len().saturating_sub(1)))?.key();
+        self.ui.problems_selected = Some(group);
+        self.ui.problems_follow = true;
         None
     }
 }

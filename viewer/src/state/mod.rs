@@ -17,8 +17,10 @@
 //! - slow polls, grouped by the spawn location of their task
 //!   ([`slow_polls::SlowPolls`]);
 //! - the other findings (never awaited, leaked, panicked), the newest
-//!   [`MAX_PROBLEMS`];
-//! - runtime metrics, drop counters, the connection state.
+//!   [`MAX_PROBLEMS`], and all of them grouped by kind and location
+//!   ([`taskscope_api::problems`], the model `taskscope report` uses);
+//! - runtime metrics, and their last five minutes ([`history`]);
+//! - drop counters, the connection state.
 //!
 //! # Pause
 //!
@@ -36,16 +38,22 @@ mod apply;
 mod entry;
 pub mod filter;
 mod held;
+pub mod history;
 pub mod keys;
 pub mod model;
+pub mod problems;
 pub mod slow_polls;
 pub mod sort;
 mod ui_state;
 mod view;
 
-pub use app_model::{KEEP_FINISHED, MAX_PROBLEMS, Model, RESORT_AT_ONCE_UP_TO, RESORT_EVERY};
+pub use app_model::{
+    KEEP_FINISHED, MAX_PROBLEM_GROUPS, MAX_PROBLEMS, MAX_TASKS, Model, RESORT_AT_ONCE_UP_TO,
+    RESORT_EVERY,
+};
 pub use entry::{Marks, TaskCounts, TaskEntry};
 pub use held::MAX_HELD_FINDINGS;
+pub use history::{HISTORY_WINDOW, RuntimeHistory, Sample};
 pub use keys::Action;
 pub use model::*;
 pub use slow_polls::{SlowOrder, SlowPollGroup, SlowPolls};

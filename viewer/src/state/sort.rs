@@ -1,5 +1,9 @@
 //! Sorting the tasks table, and the cached order of its rows.
 //!
+//! Live tasks come first, in the chosen order; the finished ones (kept a
+//! while, dimmed) below them, in the same order; with "live only" (`l`) the
+//! finished ones are left out.
+//!
 //! The order is a list of task ids, rebuilt only when something changed (an
 //! update, the sort, the filter, an expiry), not every frame. A rebuild walks
 //! the tasks once, takes each row's sort key (numbers, or borrowed strings),
@@ -214,7 +218,7 @@ impl TaskOrder {
             let mut placed: Vec<(usize, &TaskEntry)> = added
                 .iter()
                 .filter_map(|id| ctx.tasks.get(id))
-                .filter(|entry| filter::matches(&entry.task, ctx.filter_text))
+                .filter(|entry| ctx.shows(entry))
                 .map(|entry| {
                     let at = self.ids.partition_point(|old| {
                         ctx.tasks
@@ -252,25 +256,33 @@ impl TaskOrder {
             } else {
                 counts.live += 1;
             }
-            if filter::matches(&entry.task, ctx.filter_text) {
+            if ctx.shows(entry) {
                 rows.push(entry);
             }
         }
         counts.shown = rows.len();
         self.ids = if ctx.spec.column == Column::Id {
             // Plain numbers: the fastest sort there is (and the default view).
-            let mut ids: Vec<u64> = rows.iter().map(|e| e.task.id).collect();
+            let mut ids: Vec<(bool, u64)> =
+                rows.iter().map(|e| (e.is_finished(), e.task.id)).collect();
             ids.sort_unstable();
             if ctx.spec.descending {
-                ids.reverse();
+                // Live first still: each part reversed on its own.
+                let live = ids.partition_point(|(finished, _)| !finished);
+                ids[..live].reverse();
+                ids[live..].reverse();
             }
-            ids
+            ids.into_iter().map(|(_, id)| id).collect()
         } else {
             // Each row's key taken once: no lookups while sorting.
-            let mut keyed: Vec<(SortKey<'_>, u64)> =
-                rows.iter().map(|e| (ctx.key(e), e.task.id)).collect();
-            keyed.sort_unstable_by(|a, b| ctx.order(&a.0, a.1, &b.0, b.1));
-            keyed.into_iter().map(|(_, id)| id).collect()
+            let mut keyed: Vec<(bool, SortKey<'_>, u64)> = rows
+                .iter()
+                .map(|e| (e.is_finished(), ctx.key(e), e.task.id))
+                .collect();
+            keyed.sort_unstable_by(|a, b| {
+                a.0.cmp(&b.0).then_with(|| ctx.order(&a.1, a.2, &b.1, b.2))
+            });
+            keyed.into_iter().map(|(_, _, id)| id).collect()
         };
         self.counts = counts;
         self.full_rebuilds += 1;
@@ -307,6 +319,8 @@ pub struct SortContext<'a> {
     pub spec: SortSpec,
     /// The filter text.
     pub filter_text: &'a str,
+    /// Leave finished tasks out.
+    pub live_only: bool,
     /// The model's time.
     pub now: Instant,
 }
@@ -351,9 +365,18 @@ impl SortContext<'_> {
         by_key.then(a_id.cmp(&b_id))
     }
 
-    /// The order of two rows, as [`TaskOrder::rebuild`] sorts them.
+    /// The order of two rows, as [`TaskOrder::rebuild`] sorts them: live
+    /// before finished, then by key.
     pub fn compare(&self, a: &TaskEntry, b: &TaskEntry) -> std::cmp::Ordering {
-        self.order(&self.key(a), a.task.id, &self.key(b), b.task.id)
+        a.is_finished()
+            .cmp(&b.is_finished())
+            .then_with(|| self.order(&self.key(a), a.task.id, &self.key(b), b.task.id))
+    }
+
+    /// Whether `entry` is a row: it passes the filter, and is alive when
+    /// only live tasks are shown.
+    pub fn shows(&self, entry: &TaskEntry) -> bool {
+        !(self.live_only && entry.is_finished()) && filter::matches(&entry.task, self.filter_text)
     }
 }
 

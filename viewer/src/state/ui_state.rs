@@ -1,6 +1,10 @@
 //! The interface state: what is shown and how, kept apart from the model of
 //! the app so keys can be tested without a terminal.
 
+use std::collections::HashSet;
+
+use taskscope_api::problems::ProblemKey;
+
 use crate::state::slow_polls::{SlowOrder, SlowPollGroup};
 use crate::state::sort::SortSpec;
 use crate::state::view::View;
@@ -39,6 +43,19 @@ pub struct UiState {
     pub detail_scroll: usize,
     /// Scroll of the problems view, in lines.
     pub problems_scroll: usize,
+    /// Show only live tasks in the tasks view (`l`); finished ones are
+    /// otherwise shown below the live ones.
+    pub live_only: bool,
+    /// Show stacks whole (`f`) instead of with the runtime's frames folded.
+    pub full_stacks: bool,
+    /// The selected group of the problems view, by key (so that it stays
+    /// selected when newer problems reorder the groups).
+    pub problems_selected: Option<ProblemKey>,
+    /// The problem groups whose occurrences are shown (Enter).
+    pub problems_expanded: HashSet<ProblemKey>,
+    /// Whether the problems view scrolls to show the selected group (after
+    /// the selection moved; PgUp and PgDn scroll freely).
+    pub problems_follow: bool,
 }
 
 impl UiState {
@@ -69,6 +86,11 @@ impl Default for UiState {
             detail_id: None,
             detail_scroll: 0,
             problems_scroll: 0,
+            live_only: false,
+            full_stacks: false,
+            problems_selected: None,
+            problems_expanded: HashSet::new(),
+            problems_follow: true,
         }
     }
 }

@@ -10,8 +10,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
-use crate::state::{FindingKind, Marks, Model, TaskDetail};
-use crate::ui::text::{clamp_scroll, dur, frame_line, heading, ms};
+use crate::state::{AppSource, FindingKind, Marks, Model, TaskDetail};
+use crate::ui::text::{clamp_scroll, dur, heading, ms, stack_hint, stack_lines};
 
 /// Width of the longest histogram bar, in cells.
 const BAR_WIDTH: usize = 50;
@@ -131,11 +131,25 @@ fn lines(model: &Model, id: u64) -> Vec<Line<'static>> {
 
     out.push(Line::raw(""));
     out.push(heading("Poll durations"));
-    histogram(detail, &mut out);
+    let threshold = model.app.as_ref().map(|a| a.slow_poll_threshold);
+    histogram(detail, threshold, &mut out);
 
     out.push(Line::raw(""));
-    out.push(heading(format!("Slow polls ({})", detail.slow_polls.len())));
-    if detail.slow_polls.is_empty() {
+    let mut slow_heading = heading(format!("Slow polls ({})", detail.slow_polls.len()));
+    if !detail.slow_polls.is_empty() {
+        slow_heading.push_span(Span::styled(
+            format!("  {}", stack_hint(model.ui.full_stacks)),
+            dim,
+        ));
+    }
+    out.push(slow_heading);
+    if console_app(model) {
+        out.push(Line::styled(
+            "  not reported by console-subscriber (no stacks): the longest poll above says \
+             whether one was slow",
+            dim,
+        ));
+    } else if detail.slow_polls.is_empty() {
         out.push(Line::styled("  none", dim));
     }
     // Newest first.
@@ -169,21 +183,33 @@ fn lines(model: &Model, id: u64) -> Vec<Line<'static>> {
                 dim,
             ));
         }
-        for (i, f) in stack.iter().enumerate() {
-            out.push(frame_line(i, f));
-        }
+        out.extend(stack_lines(
+            stack,
+            model.ui.full_stacks,
+            model.source_roots.as_slice(),
+        ));
     }
 
     out.push(Line::raw(""));
     out.push(heading("Async stack"));
     match &detail.async_stack {
         Some(stack) => out.extend(stack.lines().map(|l| Line::raw(format!("  {l}")))),
+        None if console_app(model) => {
+            out.push(Line::styled("  not available from console-subscriber", dim))
+        }
         None => out.push(Line::styled(
             "  not available (the app was not built with --cfg tokio_taskdump)",
             dim,
         )),
     }
     out
+}
+
+fn console_app(model: &Model) -> bool {
+    model
+        .app
+        .as_ref()
+        .is_some_and(|a| a.source == AppSource::ConsoleSubscriber)
 }
 
 fn bound_text(bound: Option<Duration>, previous: Option<Duration>) -> String {
@@ -194,7 +220,11 @@ fn bound_text(bound: Option<Duration>, previous: Option<Duration>) -> String {
     }
 }
 
-fn histogram(detail: &TaskDetail, out: &mut Vec<Line<'static>>) {
+/// The poll-duration histogram, one bar a bucket, with the slow-poll
+/// `threshold` marked: a line where it falls between buckets, and the bars of
+/// the buckets of slow polls in red (yellow for the bucket it falls inside:
+/// part of it is slow).
+fn histogram(detail: &TaskDetail, threshold: Option<Duration>, out: &mut Vec<Line<'static>>) {
     if detail.histogram.iter().all(|(_, n)| *n == 0) {
         out.push(Line::styled(
             "  no polls yet",
@@ -220,16 +250,52 @@ fn histogram(detail: &TaskDetail, out: &mut Vec<Line<'static>>) {
         })
         .collect();
     let label_width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
-    for ((_, count), label) in detail.histogram.iter().zip(labels) {
+    let threshold = threshold.filter(|t| !t.is_zero());
+    let mut marked = threshold.is_none();
+    let mut lower: Option<Duration> = None;
+    for ((bound, count), label) in detail.histogram.iter().zip(labels) {
+        // Where the bucket's polls stand against the threshold.
+        let (slow, straddles) = match threshold {
+            Some(t) => {
+                let above = lower.is_some_and(|l| l >= t);
+                let inside = !above && bound.is_none_or(|b| b > t);
+                (above, inside)
+            }
+            None => (false, false),
+        };
+        if !marked && (slow || straddles) {
+            marked = true;
+            let t = threshold.unwrap_or_default();
+            let text = if straddles {
+                format!(
+                    "slow-poll threshold {} (inside the next bucket; slower ones below)",
+                    dur(t)
+                )
+            } else {
+                format!("slow-poll threshold {} (slower polls below)", dur(t))
+            };
+            out.push(Line::from(vec![
+                Span::raw(format!("  {:>label_width$} ", "")),
+                Span::styled(format!("╌╌╌ {text} ╌╌╌"), Style::new().fg(Color::Red)),
+            ]));
+        }
+        lower = bound.or(lower);
         // At least one cell for any non-zero count, so a rare bucket is seen.
         let cells = if *count == 0 {
             0
         } else {
             ((*count as u128 * BAR_WIDTH as u128).div_ceil(max as u128) as usize).max(1)
         };
+        let color = if slow {
+            Color::Red
+        } else if straddles {
+            Color::Yellow
+        } else {
+            Color::Cyan
+        };
         out.push(Line::from(vec![
             Span::raw(format!("  {label:>label_width$} ")),
-            Span::styled("█".repeat(cells), Style::new().fg(Color::Cyan)),
+            Span::styled("█".repeat(cells), Style::new().fg(color)),
             Span::raw(format!(
                 "{} {count}",
                 " ".repeat(BAR_WIDTH - cells.min(BAR_WIDTH))

@@ -1,6 +1,7 @@
 //! The slow-polls view: slow polls grouped by the spawn location of their
 //! task (count, longest, 99th percentile, polls still blocked), and below, the
-//! selected group's worst poll with its stack. The figures are those of
+//! selected group's worst poll with its stack (the runtime's frames folded;
+//! `f` shows them all). The figures are those of
 //! `taskscope report` ([`taskscope_api::slow_polls`]).
 
 use ratatui::Frame;
@@ -9,8 +10,10 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table};
 
+use taskscope_api::stack;
+
 use crate::state::Model;
-use crate::ui::text::{cut_left, cut_right, frame_line, ms, plural};
+use crate::ui::text::{cut_left, cut_right, ms, plural, stack_hint, stack_lines};
 
 /// Draws the slow-polls view into `area`.
 pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
@@ -132,15 +135,34 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
     } else {
         ""
     };
+    // Where the group's polls blocked most often (the report's TOP FRAME):
+    // said even when the worst poll has no stack.
+    if let Some(top) = &group.top_frame {
+        lines.push(Line::from(vec![
+            Span::raw("most often blocked in "),
+            Span::styled(
+                stack::frame_text(top, model.source_roots.as_slice()),
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(format!(
+                " ({} of {})",
+                group.top_frame_polls,
+                plural(group.count as usize, "poll")
+            )),
+        ]));
+    }
     lines.push(Line::from(format!(
-        "{task}, poll {}: {}{so_far} on {}",
+        "worst: {task}, poll {}: {}{so_far} on {}",
         worst.poll,
         ms(worst.duration_ms),
         worst.thread
     )));
-    for (i, f) in worst.stack.iter().enumerate() {
-        lines.push(frame_line(i, f));
-    }
+    let full = model.ui.full_stacks;
+    lines.extend(stack_lines(
+        &worst.stack,
+        full,
+        model.source_roots.as_slice(),
+    ));
     if worst.stack.is_empty() {
         let why = worst
             .stack_unavailable
@@ -148,9 +170,12 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
             .unwrap_or("none was captured for this poll");
         lines.push(Line::styled(format!("Stack not available: {why}"), dim));
     }
-    let block = Block::bordered().title(Line::from(vec![Span::styled(
-        format!(" Worst stack: {} ", group.location()),
-        Style::new().add_modifier(Modifier::BOLD),
-    )]));
+    let block = Block::bordered().title(Line::from(vec![
+        Span::styled(
+            format!(" Worst stack: {} ", group.location()),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(format!(" {} ", stack_hint(full)), dim),
+    ]));
     frame.render_widget(Paragraph::new(lines).block(block), bottom);
 }

@@ -1,5 +1,6 @@
-//! The tasks view: every live task (and, dimmed, the recently finished ones)
-//! as a table, sorted by the chosen column, filtered by the typed text.
+//! The tasks view: every live task and, below them and dimmed, the recently
+//! finished ones (`l`: live ones only) as a table, sorted by the chosen
+//! column, filtered by the typed text.
 //!
 //! Only the rows on screen are laid out; the order comes from the model's
 //! cache, which is re-sorted only when something changed.
@@ -37,10 +38,15 @@ fn right_aligned(column: Column) -> bool {
     )
 }
 
-/// The table's title: `Tasks (412 live, 37 finished, 3 shown by filter)`.
+/// The table's title: `Tasks (412 live, 37 finished, 3 shown by filter)`;
+/// with live tasks only, `Tasks (412 live, 37 finished hidden)`.
 pub fn title(model: &mut Model) -> String {
     let counts = model.task_counts();
-    let mut title = format!("Tasks ({} live, {} finished", counts.live, counts.finished);
+    let hidden = if model.ui.live_only { " hidden" } else { "" };
+    let mut title = format!(
+        "Tasks ({} live, {} finished{hidden}",
+        counts.live, counts.finished
+    );
     if !model.ui.filter.trim().is_empty() {
         title.push_str(&format!(", {} shown by filter", counts.shown));
     }
@@ -56,9 +62,14 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
         Style::new().add_modifier(Modifier::BOLD),
     )];
     title_spans.push(Span::raw(format!(
-        " sorted by {} {} ",
+        " sorted by {} {}, {} ",
         sort.column.title(),
-        if sort.descending { "▼" } else { "▲" }
+        if sort.descending { "▼" } else { "▲" },
+        if model.ui.live_only {
+            "live only (l: finished too)"
+        } else {
+            "live first (l: live only)"
+        }
     )));
     if model.ui.filter_typing || !model.ui.filter.is_empty() {
         let cursor = if model.ui.filter_typing { "▏" } else { "" };
@@ -117,6 +128,8 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
     if len == 0 {
         let text = if model.tasks.is_empty() {
             "No tasks yet.".to_string()
+        } else if model.ui.filter.trim().is_empty() {
+            "No live task (l shows the finished ones too).".to_string()
         } else {
             format!("No task matches the filter \"{}\".", model.ui.filter)
         };

@@ -1,11 +1,12 @@
 //! Text helpers the views share: short durations, cut strings, headings,
-//! stack frame lines, scroll clamping.
+//! stacks (folded to the app's frames), scroll clamping.
 
 use std::time::Duration;
 
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use taskscope_api::StackFrame;
+use taskscope_api::stack::{self, FrameKind, StackLine};
 
 /// A duration, short: `850µs`, `12.3ms`, `1.53s`.
 pub fn dur(d: Duration) -> String {
@@ -66,21 +67,55 @@ pub(crate) fn heading(text: impl Into<String>) -> Line<'static> {
     ))
 }
 
-/// One frame of a stack: `  0  app::load (src/config.rs:12)`.
-pub(crate) fn frame_line(index: usize, frame: &StackFrame) -> Line<'static> {
-    let place = match (&frame.file, frame.line) {
-        (Some(file), Some(line)) => format!(" ({file}:{line})"),
-        (Some(file), None) => format!(" ({file})"),
-        _ => String::new(),
-    };
-    Line::from(vec![
-        Span::styled(
-            format!("  {index:>3}  "),
-            Style::new().add_modifier(Modifier::DIM),
-        ),
-        Span::raw(frame.function.clone()),
-        Span::styled(place, Style::new().fg(Color::DarkGray)),
-    ])
+/// A stack as lines (`  4  app::load (src/config.rs:12)`): the app's frames
+/// bold, each run of the runtime's frames folded into one dim line unless
+/// `full`, paths shortened (relative to one of `roots`, the app's source
+/// roots, where they are inside one). See [`taskscope_api::stack`].
+pub(crate) fn stack_lines<R: AsRef<str>>(
+    stack: &[StackFrame],
+    full: bool,
+    roots: &[R],
+) -> Vec<Line<'static>> {
+    let dim = Style::new().add_modifier(Modifier::DIM);
+    stack::fold(stack, full)
+        .into_iter()
+        .map(|line| match line {
+            StackLine::Frame { index, frame, kind } => {
+                let place = match (&frame.file, frame.line) {
+                    (Some(file), Some(line)) => {
+                        format!(" ({}:{line})", stack::short_path(file, roots))
+                    }
+                    (Some(file), None) => format!(" ({})", stack::short_path(file, roots)),
+                    _ => String::new(),
+                };
+                let (function, place_style) = match kind {
+                    FrameKind::App => (
+                        Style::new().add_modifier(Modifier::BOLD),
+                        Style::new().fg(Color::Cyan),
+                    ),
+                    FrameKind::Library => (Style::new(), Style::new().fg(Color::DarkGray)),
+                    FrameKind::Runtime => (dim, dim),
+                };
+                Line::from(vec![
+                    Span::styled(format!("  {index:>3}  "), dim),
+                    Span::styled(frame.function.clone(), function),
+                    Span::styled(place, place_style),
+                ])
+            }
+            folded @ StackLine::Folded { .. } => {
+                Line::from(Span::styled(format!("       {folded}"), dim))
+            }
+        })
+        .collect()
+}
+
+/// What `f` does, for a stack's title: ` f: whole stack ` or ` f: fold `.
+pub(crate) fn stack_hint(full: bool) -> &'static str {
+    if full {
+        "f: fold the runtime's frames"
+    } else {
+        "f: whole stack"
+    }
 }
 
 /// Keeps a scroll position within `lines` for an area `height` high.
