@@ -188,10 +188,14 @@ pub(crate) struct TaskCell {
     parent: Option<NonZeroU64>,
     pub(crate) created: u64,
     // ---- rare: wakers (tracing capture), panics, leak reports
-    /// Waker clones (Tokio's `waker.clone` events).
-    pub(crate) waker_clones: AtomicU64,
-    /// Waker drops (`waker.drop`, and `waker.wake`, which consumes its waker).
-    pub(crate) waker_drops: AtomicU64,
+    /// Waker clones (Tokio's `waker.clone` events). 32 bits, wrapping
+    /// (the record stays in its allocator's 272-byte chunk): the live count,
+    /// `clones - drops`, stays exact; the totals tokio-console shows wrap
+    /// after 4,294,967,295 clones of one task's waker.
+    pub(crate) waker_clones: AtomicU32,
+    /// Waker drops (`waker.drop`, and `waker.wake`, which consumes its
+    /// waker); 32 bits, wrapping, as `waker_clones`.
+    pub(crate) waker_drops: AtomicU32,
     /// The panic of the task's poll, once (a `Box<PanicRecord>`, null until then).
     panic: AtomicPtr<PanicRecord>,
     /// `last_poll_end` of the idle period last reported as too long.
@@ -231,8 +235,8 @@ impl TaskCell {
             last_poll_end: AtomicU64::new(0),
             prev_poll_end: AtomicU64::new(0),
             wakes: AtomicU64::new(0),
-            waker_clones: AtomicU64::new(0),
-            waker_drops: AtomicU64::new(0),
+            waker_clones: AtomicU32::new(0),
+            waker_drops: AtomicU32::new(0),
             self_wakes: AtomicU32::new(0),
             panic: AtomicPtr::new(std::ptr::null_mut()),
             histogram: [const { AtomicU32::new(0) }; POLL_HISTOGRAM_BUCKETS],
@@ -302,8 +306,18 @@ impl TaskCell {
     /// so a clone and drop made between the two reads can only make it
     /// higher, never a false 0.
     pub(crate) fn wakers(&self) -> u64 {
+        u64::from(self.waker_counts().1)
+    }
+
+    /// Waker drops and live wakers. Drops are read first: every drop read has
+    /// its clone counted by the time the clones are read, so the wrapping
+    /// difference is the live count, unless drops whose clones were never
+    /// seen (wakers made before the capture started) outnumber the clones:
+    /// then a "negative" count, which is 0.
+    pub(crate) fn waker_counts(&self) -> (u32, u32) {
         let drops = self.waker_drops.load(Acquire);
-        self.waker_clones.load(Acquire).saturating_sub(drops)
+        let live = self.waker_clones.load(Acquire).wrapping_sub(drops);
+        (drops, if live > u32::MAX / 2 { 0 } else { live })
     }
 
     /// The poll-duration histogram, see [`POLL_HISTOGRAM_BUCKETS`].

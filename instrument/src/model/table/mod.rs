@@ -243,6 +243,9 @@ impl<T> IdTable<T> {
             if level.try_insert(range, key, raw, true) {
                 return Ok(());
             }
+            if self.insert_in_older(top, key, raw) {
+                return Ok(());
+            }
             if !self.grow(top) {
                 // Every level exists and the last is full past 7/8: take any room left.
                 if level.try_insert(range, key, raw, false) {
@@ -252,6 +255,27 @@ impl<T> IdTable<T> {
                 return Err(unsafe { Arc::from_raw(raw) });
             }
         }
+    }
+
+    /// Puts `key` in a level older than `top` that is less than half full,
+    /// newest first: the tasks that filled it have ended since. Without this,
+    /// an app whose live tasks come and go in waves (a burst of connections,
+    /// then another) would add a level at each wave and run out of levels;
+    /// with it, the table holds at most the most tasks ever alive at once.
+    /// The key widens that level's range: lookups find it there (see
+    /// `find_anywhere`).
+    #[cold]
+    #[inline(never)]
+    fn insert_in_older(&self, top: usize, key: u64, raw: *mut T) -> bool {
+        for l in (0..top).rev() {
+            if let Some(level) = self.level(l)
+                && level.live() * 2 < level.capacity()
+                && level.try_insert(&self.ranges[l], key, raw, false)
+            {
+                return true;
+            }
+        }
+        false
     }
 
     /// Makes level `top + 1` the newest (unless another insert did). False

@@ -179,9 +179,10 @@ fn concurrent_inserts_removes_and_pinned_readers() {
     let threads = 4u64;
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
+        let mut writers = Vec::new();
         for th in 0..threads {
             let (t, drops) = (&t, &drops);
-            s.spawn(move || {
+            writers.push(s.spawn(move || {
                 // Interleaved keys, like tasks spawned on several workers.
                 let keys: Vec<u64> = (0..per).map(|i| 1 + i * threads + th).collect();
                 for chunk in keys.chunks(64) {
@@ -197,7 +198,7 @@ fn concurrent_inserts_removes_and_pinned_readers() {
                         assert_eq!(t.remove(k).map(|c| c.key), Some(k));
                     }
                 }
-            });
+            }));
         }
         for _ in 0..2 {
             let (t, done) = (&t, &done);
@@ -219,15 +220,14 @@ fn concurrent_inserts_removes_and_pinned_readers() {
                 seen
             });
         }
-        // The writers are the first four spawned; wait for them by polling the count.
-        loop {
+        // The readers run until every writer is done (or failed: then the
+        // scope's end reports the writer's panic instead of waiting forever).
+        while !writers.iter().all(|w| w.is_finished()) {
             std::thread::sleep(std::time::Duration::from_millis(1));
-            let removed = drops.load(SeqCst) as u64;
-            if removed >= threads * per - (threads * per) / 8 {
-                break;
-            }
         }
         done.store(true, Relaxed);
+        let removed = drops.load(SeqCst) as u64;
+        assert_eq!(removed, threads * per - (threads * per) / 8);
     });
     let kept = (1..=per * threads).filter(|k| k % 8 == 0).count();
     assert_eq!(t.len(), kept);
@@ -284,4 +284,39 @@ fn memory_stays_under_28_bytes_per_live_key_as_the_table_grows() {
         }
     }
     assert!(t.levels() > 1);
+}
+
+/// Live tasks that come and go in waves (a burst of connections, all
+/// closed, then the next burst, each time with later ids) reuse the levels
+/// the earlier waves emptied: every insert succeeds, and the table stops
+/// adding levels once it holds the largest wave.
+#[test]
+fn waves_of_tasks_reuse_emptied_levels() {
+    let drops = Arc::new(StdUsize::new(0));
+    let t = IdTable::with_first_level_bits(6);
+    let wave = scale(5_000);
+    let mut next = 1u64;
+    let mut levels_after_first_waves = 0;
+    for w in 0..40 {
+        let keys: Vec<u64> = (next..next + wave).collect();
+        next += wave;
+        for &k in &keys {
+            assert!(t.insert(k, rec(k, &drops)).is_ok(), "wave {w}: key {k}");
+        }
+        assert_eq!(t.len(), wave as usize);
+        for &k in &keys {
+            assert_eq!(unsafe { t.with(k, |r| r.key) }, Some(k));
+            assert_eq!(t.remove(k).map(|r| r.key), Some(k));
+        }
+        assert_eq!(t.len(), 0);
+        if w == 3 {
+            levels_after_first_waves = t.top.load(SeqCst);
+        }
+    }
+    assert_eq!(
+        t.top.load(SeqCst),
+        levels_after_first_waves,
+        "no new level after the first waves"
+    );
+    assert_eq!(drops.load(SeqCst), 40 * wave as usize);
 }
