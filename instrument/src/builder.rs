@@ -5,21 +5,28 @@
 //! findings pipeline's sinks, the watchdog, the viewer server), each given
 //! the session it reads.
 
+#[cfg(feature = "tracing-capture")]
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "tracing-capture")]
 use tracing::Subscriber;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+#[cfg(feature = "tracing-capture")]
 use tracing_subscriber::layer::{Layer, SubscriberExt};
+#[cfg(feature = "tracing-capture")]
 use tracing_subscriber::registry::LookupSpan;
 
+#[cfg(feature = "tracing-capture")]
 use crate::capture::layer::{TaskFilter, TaskLayer};
 use crate::capture::mode::Mode;
+#[cfg(feature = "tracing-capture")]
 use crate::capture::subscriber::TaskSubscriber;
 use crate::capture::{self, poll};
 use crate::detect::{events, watchdog};
+#[cfg(feature = "tracing-capture")]
 use crate::error::Error;
 use crate::metrics;
 use crate::model::app_runtime;
@@ -53,6 +60,8 @@ const SHUTDOWN_STACKS: Duration = Duration::from_millis(1500);
 ///     // ... the app
 /// }
 /// ```
+#[cfg(feature = "tracing-capture")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
 pub fn init() -> Guard {
     Builder::from_env().init()
 }
@@ -67,6 +76,8 @@ pub fn init() -> Guard {
 /// let _guard = taskscope::try_init()?;
 /// # Ok(()) }
 /// ```
+#[cfg(feature = "tracing-capture")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
 pub fn try_init() -> Result<Guard, Error> {
     Builder::from_env().try_init()
 }
@@ -325,6 +336,8 @@ impl Builder {
     ///
     /// Refused with [`Error::CaptureConflict`] when another of taskscope's
     /// captures (or another layer) is already installed in the process.
+    #[cfg(feature = "tracing-capture")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
     pub fn layer<S>(mut self) -> Result<(impl Layer<S> + Send + Sync + 'static, Guard), Error>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -376,6 +389,8 @@ impl Builder {
     }
 
     /// Like [`init`], with these settings.
+    #[cfg(feature = "tracing-capture")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
     pub fn init(mut self) -> Guard {
         self.report_problems();
         match self.install_global(true) {
@@ -392,6 +407,8 @@ impl Builder {
     }
 
     /// Like [`try_init`], with these settings.
+    #[cfg(feature = "tracing-capture")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
     pub fn try_init(mut self) -> Result<Guard, Error> {
         if let Some(problem) = self.problems.drain(..).next() {
             return Err(Error::Setting(problem));
@@ -399,6 +416,7 @@ impl Builder {
         self.install_global(false)
     }
 
+    #[cfg(feature = "tracing-capture")]
     fn install_global(self, report: bool) -> Result<Guard, Error> {
         let claim = capture::mode::claim(Mode::Init)?;
         let fmt_filter = match fmt_filter(std::env::var("RUST_LOG").ok()) {

@@ -37,11 +37,30 @@
 //! second layer) is refused with [`Error::CaptureConflict`], and the first
 //! one keeps running.
 //!
+//! ## Cargo features
+//!
+//! `tracing-capture` (on by default) brings the capture through Tokio's
+//! tracing instrumentation: [`init`], [`try_init`], [`Builder::init`],
+//! [`Builder::try_init`], [`Builder::layer`], [`TaskLayer`] and [`TaskFilter`],
+//! and turns on Tokio's `tracing` feature, which they need. An app that sees
+//! its tasks through the task hooks only (`#[taskscope::main]` or
+//! [`Builder::install_on`]) can leave it out:
+//!
+//! ```toml
+//! taskscope = { version = "0.1", default-features = false }
+//! ```
+//!
+//! Its Tokio is then built without `tracing`, whose spans cost every spawn and
+//! poll even when nothing listens to them (measured in `BENCHMARKS.md`); those
+//! items are then absent, everything else is the same.
+//!
 //! ## The hot path
 //!
 //! Per poll: two clock reads (the CPU's time-stamp counter, read inline, where
 //! it is invariant; the monotonic clock otherwise), a lock-free lookup of the
-//! task's record in a fixed table, and relaxed atomic loads and stores on that
+//! task's record in a table that grows with the number of live tasks (no lock
+//! at any size: a million live tasks cost a poll what ten do), and relaxed
+//! atomic loads and stores on that
 //! record, which only the polling thread writes. No lock, no allocation, no
 //! syscall. A spawn is a compare-and-swap in the table and a record taken from
 //! a per-thread cache of reused records; an end is a swap in the table and one
@@ -51,13 +70,19 @@
 //!
 //! ## Memory
 //!
-//! Measured with a counting allocator (`cargo run --release -p taskscope-tests
-//! --bin mem_per_task -- hooks|init|bare`, 10,000 pending tasks): one live task
-//! costs **280 bytes** more with either capture (the runtime hooks of
-//! `#[taskscope::main]` and [`Builder::install_on`], or [`init`]'s subscriber),
-//! over the 576 bytes the task, its `oneshot` and its `JoinHandle` take without
-//! taskscope. That is the task's record (`size_of::<TaskCell>()` = 264 bytes on
-//! x86_64) and its reference counts. The
+//! Measured with `cargo run --release -p taskscope-tests --bin mem_per_task --
+//! hooks|init|bare [N]` (N pending tasks, 10,000 unless told): one live task
+//! costs about **264 bytes** more with either capture, as the allocator counts
+//! it (the runtime hooks of `#[taskscope::main]` and [`Builder::install_on`], or
+//! [`init`]'s subscriber), over the 576 bytes the task, its `oneshot` and its
+//! `JoinHandle` take without taskscope. That is the task's record
+//! (`size_of::<TaskCell>()` = 248 bytes on x86_64) and its reference counts:
+//! glibc gives it a 272-byte chunk. The task table adds about 18 bytes a live
+//! task (16-byte slots, about 1.1 of them a task, at most 1.6 right after it
+//! grows): at a million pending tasks, +282 bytes counted and +261 resident
+//! with the hooks (more with `init()` when Tokio's sync primitives carry
+//! tracing spans). The table's levels are kept once allocated: its memory is
+//! that of the most tasks ever alive at once. The
 //! finished history keeps at most 1,000 records for at most 60 s by default
 //! (`TASKSCOPE_FINISHED_MAX`, `TASKSCOPE_FINISHED_TTL_S`), and records kept
 //! for reuse are at most 1,024 shared plus 65 per thread, so memory does not
@@ -155,6 +180,7 @@
 //! is counted at the next one: no counter ever goes down.
 
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 // Top: the ways in (the builder, the one place that starts threads; the
@@ -185,9 +211,12 @@ mod internal;
 mod settings;
 mod sync;
 
-pub use builder::{__private, Builder, FLUSH_TIMEOUT, Guard, init, try_init};
+pub use builder::{__private, Builder, FLUSH_TIMEOUT, Guard};
+#[cfg(feature = "tracing-capture")]
+pub use builder::{init, try_init};
 
 pub use async_stacks::task_stacks;
+#[cfg(feature = "tracing-capture")]
 pub use capture::layer::{TaskFilter, TaskLayer};
 pub use detect::taskdump::error::{BusyWorker, TaskDumpError};
 pub use detect::taskdump::stack::{AsyncStack, TaskStack};
@@ -235,6 +264,6 @@ pub use tracked::{TrackExt, Tracked, track, track_named};
 mod size_tests {
     #[test]
     fn task_record_size_is_what_the_docs_say() {
-        assert_eq!(std::mem::size_of::<crate::model::task::TaskCell>(), 264);
+        assert_eq!(std::mem::size_of::<crate::model::task::TaskCell>(), 248);
     }
 }

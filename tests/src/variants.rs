@@ -5,9 +5,10 @@
 
 use std::cell::Cell;
 
-/// Installs `variant` on `builder`: `bare`, `hooks` (`install_on`), `init`,
-/// `hooks+metrics`, `init+metrics` (the same with the metrics endpoint on),
-/// `noop-hooks` or `clock-hooks`; taskscope's server is off. Returns taskscope's
+/// Installs `variant` on `builder`: `bare`, `hooks` (`install_on`), `init`
+/// (with the feature `tracing-capture`, on by default), `hooks+metrics`,
+/// `init+metrics` (the same with the metrics endpoint on), `noop-hooks` or
+/// `clock-hooks`; taskscope's server is off. Returns taskscope's
 /// guard, if taskscope was installed; `None` for an unknown name.
 pub fn install(
     variant: &str,
@@ -17,6 +18,7 @@ pub fn install(
     Some(match variant {
         "bare" => None,
         "hooks" => Some(quiet().install_on(builder)),
+        #[cfg(feature = "tracing-capture")]
         "init" => Some(quiet().init()),
         // The same with the metrics endpoint on (an ephemeral loopback port,
         // no scraper): what keeping the running totals by location costs.

@@ -1075,3 +1075,53 @@ async fn measure_throughput_with_twenty_viewers() {
         rss.iter().max().unwrap()
     );
 }
+
+/// The figures for BENCHMARKS.md (issue 15): a viewer attaching to an app
+/// with a million live idle tasks (`MEASURE_IDLE`, default 1,000,000): how
+/// long its snapshot takes to arrive, the viewer's peak memory, the app's
+/// memory before and after, and its throughput while the viewer watches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run with --release -- --ignored --nocapture"]
+async fn measure_a_viewer_attaching_to_a_million_tasks() {
+    let _turn = serial().await;
+    let idle: usize = std::env::var("MEASURE_IDLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut app = LoadApp::start(idle);
+    // The idle tasks are spawned before `ready`; give them their first poll.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let quiet = app.measure().await;
+    let rss_before = app.rss_kib();
+    let attached = Instant::now();
+    let mut viewer = ViewerProc::start(&app.addr);
+    let before = viewer.line_starting("snapshot").await;
+    let took = attached.elapsed();
+    let busy = app.measure().await;
+    viewer.line_starting("delta").await;
+    let peak = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    println!(
+        "{idle} idle tasks: snapshot after {:.2} s (lines before: {before:?}); viewer peak RSS \
+         {} MiB; app RSS {} MiB before, {} MiB after, peak {} MiB; app {:.0} req/s quiet, \
+         {:.0} req/s watched (ratio {:.3}), server thread {:.0}% of a core",
+        took.as_secs_f64(),
+        peak(viewer.child.id()) / 1024,
+        rss_before / 1024,
+        app.rss_kib() / 1024,
+        peak(app.child.id()) / 1024,
+        quiet.rate,
+        busy.rate,
+        busy.rate / quiet.rate,
+        busy.server_share * 100.0,
+    );
+    let _ = viewer.child.kill();
+}

@@ -176,6 +176,8 @@ pub(crate) fn mark_ended_in_poll(key: u64) -> bool {
 }
 
 /// A wake of a task: scheduled, or woken while running.
+/// (The tracing capture's: the hooks see no wakes.)
+#[cfg_attr(not(feature = "tracing-capture"), allow(dead_code))]
 #[inline]
 pub(crate) fn woken(cell: &TaskCell) {
     cell.wakes.fetch_add(1, Relaxed);

@@ -10,6 +10,7 @@ use crate::clock;
 use crate::detect::taskdump::collect::Waiting;
 use crate::detect::taskdump::stack::AsyncStack;
 use crate::detect::taskdump::{on_leak, shutdown};
+use crate::model::table::Cursor;
 use crate::model::task::{REPORTED_LOST, REPORTED_SHUTDOWN, TaskCell, TaskState};
 use crate::session::Session;
 
@@ -75,48 +76,92 @@ fn first_time(cell: &TaskCell, flag: u8) -> bool {
     cell.reported.fetch_or(flag, Relaxed) & flag == 0
 }
 
-/// Lost wakers and idle limits: run by the watchdog every few hundred ms.
-/// New findings are completed with where their tasks wait (one bounded task
-/// dump, at most once a minute: [`on_leak`]) before they are submitted.
-pub(crate) fn scan(session: &Session) {
-    let lost_waker = session.wakes_known.load(Relaxed);
-    let idle_limit = session
-        .settings
-        .idle_limit
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    if !lost_waker && idle_limit.is_none() {
+/// Windows of the task table (8 slots each) one step of the leak scan
+/// visits: at most 2,048 records a step (a fraction of a millisecond), so the
+/// watchdog's look at the workers' slots is never held up, and the scan takes
+/// about 1% of a core however many tasks there are. A pass over a million
+/// live tasks takes ~600 steps (one per watchdog tick: ~6 s, which is then
+/// how late a lost waker can be reported); the table's first level (16,384
+/// slots, enough for ~14,000 tasks) takes 8 steps.
+pub(crate) const SCAN_WINDOWS: usize = 256;
+
+/// The leak scan (lost wakers, idle limits) in steps: the watchdog starts a
+/// pass every few hundred ms and takes one step per tick until it is done.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Where the pass under way goes on; `None` between passes.
+    at: Option<Cursor>,
+}
+
+impl Scan {
+    /// Starts a pass, unless one is under way.
+    pub(crate) fn start(&mut self) {
+        self.at.get_or_insert(Cursor::START);
+    }
+
+    /// Whether a pass is under way.
+    pub(crate) fn running(&self) -> bool {
+        self.at.is_some()
+    }
+
+    /// One step of the pass under way: checks the next tasks of the table
+    /// and submits what it finds after the walk (the walk itself only
+    /// looks), completed with where their tasks wait (one bounded task dump,
+    /// at most once a minute: [`on_leak`]).
+    pub(crate) fn step(&mut self, session: &Session) {
+        let Some(from) = self.at else {
+            return;
+        };
+        let lost_waker = session.wakes_known.load(Relaxed);
+        let idle_limit = session
+            .settings
+            .idle_limit
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        if !lost_waker && idle_limit.is_none() {
+            self.at = None;
+            return;
+        }
+        let now = clock::now();
+        let mut found: Vec<(Arc<TaskCell>, Finding)> = Vec::new();
+        self.at = session
+            .registry
+            .for_each_live_from(from, SCAN_WINDOWS, |_, cell| {
+                check(cell, lost_waker, idle_limit, now, &mut found)
+            });
+        submit_with_stacks(session, found, |cells| on_leak::waiting(session, cells));
+    }
+}
+
+/// Lost wakers and idle limits of one live task: its findings, noted in
+/// `found` (made before any dump: see [`submit_with_stacks`]).
+fn check(
+    cell: &Arc<TaskCell>,
+    lost_waker: bool,
+    idle_limit: Option<u64>,
+    now: u64,
+    found: &mut Vec<(Arc<TaskCell>, Finding)>,
+) {
+    if cell.is_block_on || cell.state() != TaskState::Idle {
         return;
     }
-    let now = clock::now();
-    let mut found: Vec<(Arc<TaskCell>, Finding)> = Vec::new();
-    for cell in session.registry.live_cells() {
-        if cell.is_block_on || cell.state() != TaskState::Idle {
-            continue;
-        }
-        let last_end = cell.last_poll_end.load(Relaxed);
-        if last_end == 0 {
-            continue;
-        }
-        let idle = clock::since(last_end, now);
-        if lost_waker
-            && idle >= LOST_AFTER_NS
-            && cell.wakers() == 0
-            && first_time(&cell, REPORTED_LOST)
-        {
-            found.push((
-                Arc::clone(&cell),
-                finding(&cell, LeakReason::LostWaker, now),
-            ));
-        }
-        if let Some(limit) = idle_limit
-            && idle >= limit
-            && cell.idle_reported_at.swap(last_end, Relaxed) != last_end
-        {
-            let finding = finding(&cell, LeakReason::IdleTooLong, now);
-            found.push((cell, finding));
-        }
+    let last_end = cell.last_poll_end.load(Relaxed);
+    if last_end == 0 {
+        return;
     }
-    submit_with_stacks(session, found, |cells| on_leak::waiting(session, cells));
+    let idle = clock::since(last_end, now);
+    if lost_waker && idle >= LOST_AFTER_NS && cell.wakers() == 0 && first_time(cell, REPORTED_LOST)
+    {
+        found.push((Arc::clone(cell), finding(cell, LeakReason::LostWaker, now)));
+    }
+    if let Some(limit) = idle_limit
+        && idle >= limit
+        && cell.idle_reported_at.swap(last_end, Relaxed) != last_end
+    {
+        found.push((
+            Arc::clone(cell),
+            finding(cell, LeakReason::IdleTooLong, now),
+        ));
+    }
 }
 
 /// Every task still alive as the app shuts down (the guard is dropped), but

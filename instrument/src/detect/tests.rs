@@ -139,9 +139,22 @@ fn captures_a_spinning_thread() {
         .collect();
     stop.store(true, Ordering::Relaxed);
     let lines = spinner.join().unwrap();
+    // A thread stopped at any instruction: now and then at one the line
+    // table gives no line (DWARF's line 0); never at a wrong one, and most
+    // captures name the line.
+    let mut with_line = 0;
     for raw in &raws {
-        assert_marker(&symbolize(raw), "spinning_marker", lines);
+        let frames = symbolize(raw);
+        let marker = frames
+            .iter()
+            .find(|f| f.function.contains("spinning_marker"));
+        if marker.is_some_and(|f| f.line.is_none()) {
+            continue;
+        }
+        assert_marker(&frames, "spinning_marker", lines);
+        with_line += 1;
     }
+    assert!(with_line >= 3, "{with_line} of 5 captures named the line");
 }
 
 /// 200 captures in a row of one sleeping thread: all succeed, none cuts

@@ -2,7 +2,8 @@
 //! progress since T" slot. A poll past the threshold has its thread's stack
 //! captured while it is still blocked (then symbolized here, off that thread)
 //! and is reported as an `in_progress` slow poll, again every [`REPEAT`] while
-//! it stays blocked. Every [`SCAN_EVERY`] it also runs the leak scans.
+//! it stays blocked. Every [`SCAN_EVERY`] it also starts a leak scan, which
+//! it runs in steps, one per tick ([`leaks::Scan`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -24,7 +25,7 @@ use crate::sync::lock;
 pub(crate) const TICK: Duration = Duration::from_millis(10);
 /// How often a poll that stays blocked is reported again.
 pub(crate) const REPEAT: Duration = Duration::from_secs(1);
-/// How often the leak scans run.
+/// How often a leak scan starts (a scan of many tasks takes several ticks).
 pub(crate) const SCAN_EVERY: Duration = Duration::from_millis(250);
 /// How long a capture may wait for the blocked thread to answer.
 const CAPTURE_TIMEOUT: Duration = Duration::from_millis(100);
@@ -54,6 +55,7 @@ pub(crate) fn prepare(session: &Session) {
 pub(crate) fn run(session: Weak<Session>) {
     let mut watched: HashMap<usize, Watched> = HashMap::new();
     let mut last_scan = Instant::now();
+    let mut scan = leaks::Scan::default();
     loop {
         std::thread::sleep(TICK);
         let Some(session) = session.upgrade() else {
@@ -65,11 +67,12 @@ pub(crate) fn run(session: Weak<Session>) {
         for slot in &slots {
             check_slot(&session, slot, &mut watched);
         }
-        if last_scan.elapsed() >= SCAN_EVERY {
+        if !scan.running() && last_scan.elapsed() >= SCAN_EVERY {
             last_scan = Instant::now();
-            leaks::scan(&session);
+            scan.start();
             session.registry.prune();
         }
+        scan.step(&session);
     }
 }
 

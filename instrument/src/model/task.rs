@@ -2,6 +2,7 @@
 //! ([`TaskCell`]) and the snapshots handed to users ([`TaskInfo`], [`FinishedTask`]).
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64,
     Ordering::{AcqRel, Acquire, Relaxed, Release},
@@ -183,13 +184,18 @@ pub(crate) struct TaskCell {
     pub(crate) id: u64,
     pub(crate) name: Option<Box<str>>,
     pub(crate) spawned_at: SpawnLocation,
-    pub(crate) parent: Option<u64>,
+    /// The spawning task's id (8 bytes: ids are never 0).
+    parent: Option<NonZeroU64>,
     pub(crate) created: u64,
     // ---- rare: wakers (tracing capture), panics, leak reports
-    /// Waker clones (Tokio's `waker.clone` events).
-    pub(crate) waker_clones: AtomicU64,
-    /// Waker drops (`waker.drop`, and `waker.wake`, which consumes its waker).
-    pub(crate) waker_drops: AtomicU64,
+    /// Waker clones (Tokio's `waker.clone` events). 32 bits, wrapping
+    /// (the record stays in its allocator's 272-byte chunk): the live count,
+    /// `clones - drops`, stays exact; the totals tokio-console shows wrap
+    /// after 4,294,967,295 clones of one task's waker.
+    pub(crate) waker_clones: AtomicU32,
+    /// Waker drops (`waker.drop`, and `waker.wake`, which consumes its
+    /// waker); 32 bits, wrapping, as `waker_clones`.
+    pub(crate) waker_drops: AtomicU32,
     /// The panic of the task's poll, once (a `Box<PanicRecord>`, null until then).
     panic: AtomicPtr<PanicRecord>,
     /// `last_poll_end` of the idle period last reported as too long.
@@ -217,7 +223,7 @@ impl TaskCell {
             id,
             name,
             spawned_at,
-            parent,
+            parent: parent.and_then(NonZeroU64::new),
             is_block_on: false,
             created: clock::now(),
             state: AtomicU8::new(ST_SCHEDULED),
@@ -229,8 +235,8 @@ impl TaskCell {
             last_poll_end: AtomicU64::new(0),
             prev_poll_end: AtomicU64::new(0),
             wakes: AtomicU64::new(0),
-            waker_clones: AtomicU64::new(0),
-            waker_drops: AtomicU64::new(0),
+            waker_clones: AtomicU32::new(0),
+            waker_drops: AtomicU32::new(0),
             self_wakes: AtomicU32::new(0),
             panic: AtomicPtr::new(std::ptr::null_mut()),
             histogram: [const { AtomicU32::new(0) }; POLL_HISTOGRAM_BUCKETS],
@@ -240,6 +246,11 @@ impl TaskCell {
             end: AtomicU8::new(TaskEnd::Completed as u8),
             span_clones: AtomicU32::new(0),
         }
+    }
+
+    /// The task that spawned this one, if it was spawned from inside a task.
+    pub(crate) fn parent(&self) -> Option<u64> {
+        self.parent.map(NonZeroU64::get)
     }
 
     /// Notes the panic of the task's poll (the first one counts).
@@ -295,8 +306,18 @@ impl TaskCell {
     /// so a clone and drop made between the two reads can only make it
     /// higher, never a false 0.
     pub(crate) fn wakers(&self) -> u64 {
+        u64::from(self.waker_counts().1)
+    }
+
+    /// Waker drops and live wakers. Drops are read first: every drop read has
+    /// its clone counted by the time the clones are read, so the wrapping
+    /// difference is the live count, unless drops whose clones were never
+    /// seen (wakers made before the capture started) outnumber the clones:
+    /// then a "negative" count, which is 0.
+    pub(crate) fn waker_counts(&self) -> (u32, u32) {
         let drops = self.waker_drops.load(Acquire);
-        self.waker_clones.load(Acquire).saturating_sub(drops)
+        let live = self.waker_clones.load(Acquire).wrapping_sub(drops);
+        (drops, if live > u32::MAX / 2 { 0 } else { live })
     }
 
     /// The poll-duration histogram, see [`POLL_HISTOGRAM_BUCKETS`].
@@ -338,7 +359,7 @@ impl TaskCell {
             name: self.name.as_deref().map(str::to_owned),
             state,
             spawned_at: self.spawned_at,
-            parent: self.parent,
+            parent: self.parent(),
             age: Duration::from_nanos(age),
             polls: self.polls.load(Relaxed),
             busy: Duration::from_nanos(busy.min(age)),

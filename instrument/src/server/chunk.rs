@@ -119,7 +119,9 @@ pub(crate) struct SnapshotHeader {
     pub(crate) at_unix_ns: u64,
 }
 
-/// A full picture as a sequence of `Update`s, each under [`MAX_MESSAGE`].
+/// A full picture as a sequence of `Update`s, each under [`MAX_MESSAGE`]
+/// (the publisher uses [`snapshot_encoded`], which makes the same chunks).
+#[cfg(test)]
 pub(crate) fn snapshot(
     header: &SnapshotHeader,
     tasks: Vec<proto::Task>,
@@ -152,6 +154,65 @@ pub(crate) fn snapshot(
             })),
         })
         .collect()
+}
+
+/// A snapshot made and encoded chunk by chunk from an iterator of live
+/// tasks (`total_tasks` of them): only one chunk's tasks exist as protocol
+/// messages at a time, so a snapshot of a million tasks costs its encoded
+/// bytes, not those plus every task converted first. The same chunks as
+/// [`snapshot`] gives.
+pub(crate) fn snapshot_encoded<E>(
+    header: &SnapshotHeader,
+    total_tasks: usize,
+    tasks: impl Iterator<Item = proto::Task>,
+    finished: Vec<proto::Task>,
+    findings: Vec<String>,
+    encode: impl Fn(&proto::Update) -> E,
+) -> Vec<E> {
+    let (total_finished, total_findings) = (finished.len(), findings.len());
+    let mut encoded = Vec::new();
+    let mut part = Part::default();
+    let mut used = 0usize;
+    let mut chunk = 0u32;
+    let make = |part: Part, chunk: u32, last: bool| proto::Update {
+        kind: Some(proto::update::Kind::Snapshot(proto::Snapshot {
+            chunk,
+            last,
+            app: Some(header.app.clone()),
+            tasks: part.tasks,
+            finished: part.finished,
+            findings: part.findings,
+            metrics: Some(header.metrics.clone()),
+            dropped: Some(header.dropped),
+            at_unix_ns: header.at_unix_ns,
+            total_tasks: total_tasks as u64,
+            total_finished: total_finished as u64,
+            total_findings: total_findings as u64,
+        })),
+    };
+    // Starts a new part when `cost` does not fit: the full one is encoded.
+    let mut room = |part: &mut Part, cost: usize, encoded: &mut Vec<E>| {
+        if used > 0 && used + cost > CHUNK_BUDGET {
+            encoded.push(encode(&make(std::mem::take(part), chunk, false)));
+            chunk += 1;
+            used = 0;
+        }
+        used += cost;
+    };
+    for t in tasks {
+        room(&mut part, field_cost(t.encoded_len()), &mut encoded);
+        part.tasks.push(t);
+    }
+    for t in finished {
+        room(&mut part, field_cost(t.encoded_len()), &mut encoded);
+        part.finished.push(t);
+    }
+    for f in findings {
+        room(&mut part, field_cost(f.len()), &mut encoded);
+        part.findings.push(f);
+    }
+    encoded.push(encode(&make(part, chunk, true)));
+    encoded
 }
 
 /// The changes since the previous update, as a sequence of `Update`s.
@@ -228,6 +289,24 @@ mod tests {
             dropped: proto::Dropped::default(),
             at_unix_ns: 1,
         }
+    }
+
+    #[test]
+    fn a_snapshot_made_chunk_by_chunk_is_the_same_as_one_made_at_once() {
+        let tasks: Vec<_> = (0..20_000).map(sample_task).collect();
+        let finished = vec![sample_task(30_000)];
+        let findings = vec!["{}".to_string(); 3];
+        let at_once = snapshot(&header(), tasks.clone(), finished.clone(), findings.clone());
+        let streamed = snapshot_encoded(
+            &header(),
+            tasks.len(),
+            tasks.into_iter(),
+            finished,
+            findings,
+            Clone::clone,
+        );
+        assert!(at_once.len() > 3, "{} chunks", at_once.len());
+        assert_eq!(streamed, at_once);
     }
 
     #[test]

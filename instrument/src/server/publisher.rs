@@ -17,7 +17,7 @@ use crate::server::budget::Budget;
 use crate::server::chunk::{self, SnapshotHeader};
 use crate::server::codec;
 use crate::server::convert;
-use crate::server::delta::{self, Tracker};
+use crate::server::delta::Tracker;
 use crate::server::fanout::{Batch, Hub};
 use crate::server::runtime;
 use crate::session::Session;
@@ -78,9 +78,17 @@ impl Publisher {
         let session = &*self.session;
         let now = clock::now();
         let at = clock::to_system_time(now);
-        let cells = session.registry.live_cells();
-        let finished = session.registry.finished();
-        let live = delta::alive(cells, &finished);
+        // One walk of the live tasks, without a lock and without a reference
+        // taken to each (only to the new and changed records), then the
+        // history: a task that ends between the two reads counts as finished.
+        if !watching {
+            self.tracker.clear();
+        }
+        let registry = &session.registry;
+        let pass = self
+            .tracker
+            .walk(|f| registry.for_each_live(|_, cell| f(cell)));
+        let finished = registry.finished();
         let findings = session.pipeline.recent_since(if joining.is_empty() {
             self.findings_seq
         } else {
@@ -115,7 +123,7 @@ impl Publisher {
         };
 
         if watching {
-            let changes = self.tracker.delta(&live, &finished, now, at);
+            let changes = self.tracker.delta(pass, &finished, now, at);
             let batch = encoded(chunk::delta(
                 &header,
                 changes.changed,
@@ -124,18 +132,24 @@ impl Publisher {
             ));
             hub.broadcast(&batch);
         } else {
-            self.tracker.rebase(&live, &finished);
+            self.tracker.rebase(pass, &finished);
         }
         if let Some((seq, _)) = findings.last() {
             self.findings_seq = self.findings_seq.max(*seq);
         }
 
         if !joining.is_empty() {
-            let tasks = live.iter().map(|c| convert::live(c, now)).collect();
+            // Converted and encoded chunk by chunk: at a million tasks the
+            // snapshot costs its encoded bytes only.
+            let live = self.tracker.live();
+            let tasks = live.iter().map(|c| convert::live(c, now));
             let finished = finished.iter().map(convert::finished).collect();
             let findings = findings.iter().map(|(_, f)| convert::finding(f)).collect();
-            let batch = encoded(chunk::snapshot(&header, tasks, finished, findings));
-            hub.welcome(joining, &batch);
+            let chunks =
+                chunk::snapshot_encoded(&header, live.len(), tasks, finished, findings, |update| {
+                    codec::encode(update)
+                });
+            hub.welcome(joining, &Arc::new(chunks));
         }
     }
 }

@@ -36,17 +36,19 @@ pub(crate) fn check_version(viewer: u32) -> Result<(), Status> {
 /// Everything about task `id`, live or in the finished history.
 pub(crate) fn detail(session: &Session, id: u64) -> Result<proto::TaskDetailResponse, Status> {
     let now = clock::now();
-    let cells = session.registry.live_cells();
-    let children = {
-        let mut c: Vec<u64> = cells
-            .iter()
-            .filter(|c| c.parent == Some(id))
-            .map(|c| c.id)
-            .collect();
-        c.sort_unstable();
-        c
-    };
-    let (task, histogram) = match cells.iter().find(|c| c.id == id) {
+    // One walk, without a lock; a reference is taken to the task's record only.
+    let mut children = Vec::new();
+    let mut found = None;
+    session.registry.for_each_live(|_, cell| {
+        if cell.parent() == Some(id) {
+            children.push(cell.id);
+        }
+        if cell.id == id && found.is_none() {
+            found = Some(std::sync::Arc::clone(cell));
+        }
+    });
+    children.sort_unstable();
+    let (task, histogram) = match found {
         Some(cell) => {
             let counts = cell.histogram();
             let histogram = (0..POLL_HISTOGRAM_BUCKETS)
@@ -55,7 +57,7 @@ pub(crate) fn detail(session: &Session, id: u64) -> Result<proto::TaskDetailResp
                     count: u64::from(counts[k]),
                 })
                 .collect();
-            (convert::live(cell, now), histogram)
+            (convert::live(&cell, now), histogram)
         }
         None => match session
             .registry

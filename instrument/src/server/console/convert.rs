@@ -144,8 +144,10 @@ fn duration(ns: u64) -> Option<prost_types::Duration> {
 pub(crate) fn stats(cell: &TaskCell, wakes_known: bool) -> Stats {
     let ended = cell.ended();
     let (waker_clones, waker_drops) = if wakes_known {
-        let drops = cell.waker_drops.load(Relaxed);
-        (cell.waker_clones.load(Relaxed).max(drops), drops)
+        // The live count is exact; the totals are the 32-bit counters'
+        // (they wrap, see TaskCell).
+        let (drops, live) = cell.waker_counts();
+        (u64::from(drops) + u64::from(live), u64::from(drops))
     } else {
         (1, 0)
     };
@@ -184,8 +186,8 @@ pub(crate) fn signature(cell: &TaskCell) -> u64 {
         cell.last_poll_start.load(Relaxed),
         cell.last_poll_end.load(Relaxed),
         cell.wakes.load(Relaxed),
-        cell.waker_clones.load(Relaxed),
-        cell.waker_drops.load(Relaxed),
+        u64::from(cell.waker_clones.load(Relaxed)),
+        u64::from(cell.waker_drops.load(Relaxed)),
         u64::from(cell.self_wakes.load(Relaxed)),
         cell.ended(),
     ];
