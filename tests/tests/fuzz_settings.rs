@@ -20,7 +20,7 @@ use taskscope_tests::temp_dir;
 const APP: &str = env!("CARGO_BIN_EXE_settings_app");
 
 /// The variables with a test through a real process below.
-const PROCESS_TESTED: [&str; 11] = [
+const PROCESS_TESTED: [&str; 12] = [
     "TASKSCOPE_SLOW_POLL_MS",
     "TASKSCOPE_REPORT",
     "TASKSCOPE_ADDR",
@@ -32,6 +32,7 @@ const PROCESS_TESTED: [&str; 11] = [
     "TASKSCOPE_METRICS_ADDR",
     "TASKSCOPE_METRICS_MAX_LOCATIONS",
     "TASKSCOPE_CONSOLE",
+    "TASKSCOPE_TASKDUMP",
 ];
 
 /// The variables whose value is a secret: a warning shows this instead.
@@ -330,7 +331,21 @@ fn malformed_metrics_address_leaves_the_endpoint_off() {
         );
     }
     let good = format!("127.0.0.1:{}", taskscope_tests::free_port());
-    let (output, threads) = serve_with(&[("TASKSCOPE_METRICS_ADDR", &good)], thread_names);
+    // A thread takes its name once it runs: until then /proc shows the
+    // process's name. Look again for a while.
+    let named_soon = |pid| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let threads = thread_names(pid);
+            if threads.iter().any(|t| t == "taskscope-metri")
+                || std::time::Instant::now() > deadline
+            {
+                return threads;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let (output, threads) = serve_with(&[("TASKSCOPE_METRICS_ADDR", &good)], named_soon);
     assert!(
         !stderr(&output).contains("is not valid"),
         "{}",
@@ -706,6 +721,14 @@ fn check_one(var: &str, value: &str) -> Result<(), TestCaseError> {
             prop_assert_eq!(parsed, word == "on" || word == "off");
             prop_assert_eq!(settings.console, word != "off");
         }
+        "TASKSCOPE_TASKDUMP" => {
+            let word = value.trim().to_ascii_lowercase();
+            let known = ["off", "on", "multi_thread"].contains(&word.as_str());
+            prop_assert_eq!(parsed, known);
+            if !known {
+                prop_assert_eq!(settings.task_dumps, taskscope::TaskDumps::CurrentThread);
+            }
+        }
         // A variable added later: the general rules above hold for it too.
         _ => {}
     }
@@ -755,4 +778,20 @@ proptest! {
         }
         check_one(var, &chars.into_iter().collect::<String>())?;
     }
+}
+
+/// A malformed task-dump policy: named on stderr once, the default (`on`:
+/// current-thread runtimes only) kept, and the app runs on.
+#[test]
+fn malformed_task_dump_policy_keeps_current_thread_dumps() {
+    for bad in ["multi", "yes", ""] {
+        let (output, ()) = serve_with(&[("TASKSCOPE_TASKDUMP", bad)], |_| ());
+        assert_named(&output, "TASKSCOPE_TASKDUMP", bad, "on");
+    }
+    let (output, ()) = serve_with(&[("TASKSCOPE_TASKDUMP", "multi_thread")], |_| ());
+    assert!(
+        !stderr(&output).contains("is not valid"),
+        "{}",
+        stderr(&output)
+    );
 }
