@@ -271,6 +271,6 @@ mod tests {
         l.tasks[1].task.name = Some("evil\u{1b}[2Jname".into());
         let text = to_text(&l);
         assert!(!text.contains('\u{1b}'), "{text:?}");
-        assert!(text.contains("evil\\u{1b}[2Jname"), "{text}");
+        assert!(text.contains("evil\\x1b[2Jname"), "{text}");
     }
 }
