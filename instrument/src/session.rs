@@ -16,6 +16,7 @@ use std::time::Duration;
 use taskscope_api::Finding;
 
 use crate::model::registry::Registry;
+use crate::pipeline::record_queue::RecordControl;
 use crate::pipeline::report_file::ReportFile;
 use crate::pipeline::{Pipeline, Sinks};
 use crate::settings::Settings;
@@ -32,6 +33,9 @@ pub(crate) struct Session {
     pub(crate) pipeline: Pipeline,
     /// A tracing capture is installed: wakes and wakers are known.
     pub(crate) wakes_known: AtomicBool,
+    /// The recording (`TASKSCOPE_RECORD`), once the builder started it: the
+    /// guard asks it for the app's last moments at shutdown.
+    pub(crate) recording: OnceLock<RecordControl>,
 }
 
 impl Session {
@@ -48,6 +52,7 @@ impl Session {
             registry: Registry::new(settings.finished_capacity, settings.finished_max_age),
             pipeline,
             wakes_known: AtomicBool::new(false),
+            recording: OnceLock::new(),
             settings,
         };
         (session, sinks)

@@ -10,7 +10,8 @@
 //! one model of slow polls by spawn location that the live view and
 //! `taskscope report` share ([`slow_polls`]), likewise for the other findings
 //! grouped by kind and location ([`problems`]), and stacks as both show them,
-//! the runtime's frames folded ([`stack`]).
+//! the runtime's frames folded ([`stack`]), and the format of recordings
+//! (`TASKSCOPE_RECORD`, read by `taskscope replay`: [`recording`]).
 //!
 //! It starts nothing and captures nothing: a viewer, a script reading report
 //! files or a test can depend on it without compiling the capture, the
@@ -32,6 +33,7 @@ mod findings;
 pub mod format;
 pub mod problems;
 pub mod proto;
+pub mod recording;
 pub mod slow_polls;
 pub mod stack;
 mod task;
