@@ -6,6 +6,7 @@
 //! taskscope dump [ADDR] [--json]  list the tasks once
 //! taskscope report FILE... [--json] [--since T] [--until T] [--full-stacks]
 //! taskscope demo                  run a misbehaving app to look at
+//! taskscope replay FILE           the live view on a recording (TASKSCOPE_RECORD)
 //! ```
 //!
 //! `ADDR` is `host:port` (default `127.0.0.1:6670`), `http://host:port` or
@@ -52,6 +53,14 @@ enum Command {
     Report(ReportArgs),
     /// Run a built-in misbehaving app, to see taskscope at work.
     Demo,
+    /// Replay a recording (an app's TASKSCOPE_RECORD) in the live view, under
+    /// a time cursor: space pauses, ←/→ step 10 s, g/G jump to start/end.
+    Replay {
+        /// The recording: the path the app was given in TASKSCOPE_RECORD (its
+        /// older segments beside it, FILE.000001 …, are read too).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// The app to talk to.
@@ -99,6 +108,7 @@ fn main() -> ExitCode {
         Some(Command::Attach(target)) => attach(target.addr),
         Some(Command::Dump { target, json }) => taskscope_viewer::dump::main(&target.addr, json),
         Some(Command::Demo) => demo(),
+        Some(Command::Replay { file }) => replay(&file),
         Some(Command::Report(args)) => {
             let window = report::Window {
                 since: args.since,
@@ -152,6 +162,26 @@ fn live_view(addr: ServerAddr) -> anyhow::Result<()> {
         ));
         taskscope_viewer::tui::run(text, updates_rx, requests_tx).await
     })
+}
+
+/// `taskscope replay FILE`: the live view on a recording, then what could
+/// not be read (it is also counted in the status line meanwhile).
+fn replay(file: &std::path::Path) -> ExitCode {
+    // Loading reports its progress here (bytes read of the total): the place
+    // for a progress bar on stderr.
+    let mut progress = |_: &taskscope_viewer::replay::Progress| {};
+    match taskscope_viewer::replay::view(file, &mut progress) {
+        Ok(problems) => {
+            for problem in problems {
+                eprintln!("taskscope replay: {problem}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("taskscope replay: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `taskscope demo`: the misbehaving sample app in this process, and the live view on it.
