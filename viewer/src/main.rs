@@ -170,7 +170,7 @@ fn replay(file: &std::path::Path) -> ExitCode {
     // Loading reports its progress here (bytes read of the total): the place
     // for a progress bar on stderr.
     let mut progress = |_: &taskscope_viewer::replay::Progress| {};
-    match taskscope_viewer::replay::view(file, &mut progress) {
+    match replay_view(file, &mut progress) {
         Ok(problems) => {
             for problem in problems {
                 eprintln!("taskscope replay: {problem}");
@@ -182,6 +182,27 @@ fn replay(file: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Loads the recording (calling `progress` as it reads) and runs the live
+/// view on it until the user quits; returns what could not be read.
+fn replay_view(
+    file: &std::path::Path,
+    progress: &mut dyn FnMut(&taskscope_viewer::replay::Progress),
+) -> anyhow::Result<Vec<String>> {
+    use anyhow::Context as _;
+    let recording = taskscope_viewer::replay::load(file, progress)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the viewer's runtime")?;
+    let label = file.display().to_string();
+    runtime.block_on(async move {
+        let now = std::time::Instant::now();
+        let (player, model) = taskscope_viewer::replay::Player::new(recording, label, now);
+        let player = taskscope_viewer::tui::run_replay(player, model).await?;
+        Ok(player.problems().to_vec())
+    })
 }
 
 /// `taskscope demo`: the misbehaving sample app in this process, and the live view on it.

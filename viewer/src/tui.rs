@@ -22,7 +22,7 @@ use ratatui::crossterm::terminal::{
 use ratatui::crossterm::{cursor, execute};
 use tokio::sync::mpsc;
 
-use crate::replay::Player;
+use crate::replay::player::Player;
 use crate::state::{Action, Model, Request, Update, View};
 use crate::ui;
 

@@ -405,9 +405,12 @@ mod tests {
         events::task_ended(&session, 1, TaskEnd::Cancelled, false);
     }
 
-    /// The records of every segment of the recording at `path`, oldest
-    /// segment first: `(segment number in its header, [(seq, snapshot, update)])`.
-    fn recorded(path: &std::path::Path) -> Vec<(u64, Vec<(u64, bool, proto::Update)>)> {
+    /// A segment as read back: its number in its header, and its records
+    /// `(seq, snapshot, update)`.
+    type Segment = (u64, Vec<(u64, bool, proto::Update)>);
+
+    /// The segments of the recording at `path`, oldest first.
+    fn recorded(path: &std::path::Path) -> Vec<Segment> {
         use taskscope_api::recording::SegmentReader;
         let dir = path.parent().unwrap();
         let mut files: Vec<_> = std::fs::read_dir(dir)

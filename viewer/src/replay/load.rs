@@ -257,7 +257,7 @@ fn read_segment(
             Err(e) => break Err(e),
         };
         records += 1;
-        if records % 1024 == 0 {
+        if records.is_multiple_of(1024) {
             progress(reader.offset());
         }
         let same_update = recording.updates.last().is_some_and(|u| {

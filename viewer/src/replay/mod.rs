@@ -6,8 +6,7 @@
 //!   cannot be read;
 //! - [`player`]: the time cursor, which drives the live view's model
 //!   ([`crate::state::Model::apply`]) with the recorded updates at their
-//!   recorded times;
-//! - [`view`](mod@view): the command from start to end ([`view()`]).
+//!   recorded times.
 //!
 //! The terminal loop is [`crate::tui::run_replay`]; the views are the live
 //! view's. It reads the recording through `taskscope-api` alone (the format
@@ -17,8 +16,6 @@ pub mod load;
 pub mod player;
 #[cfg(test)]
 pub(crate) mod testing;
-pub mod view;
 
 pub use load::{LoadError, Progress, Recording, load};
 pub use player::Player;
-pub use view::view;
