@@ -133,6 +133,73 @@ fn message_len(head_len: usize, update_len: usize) -> usize {
     head_len + 1 + prost::length_delimiter_len(update_len) + update_len
 }
 
+/// A [`Record`] read for its update's runtime metrics, drop counters, time
+/// and findings only: the tasks (most of an update's bytes) are skipped
+/// unread. A replay reads the updates this way where it needs only the
+/// runtime's history (the plots) and not the tasks.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RecordMetrics {
+    /// The update (`Record.update`), without its tasks.
+    #[prost(message, optional, tag = "15")]
+    pub update: Option<UpdateMetrics>,
+}
+
+/// An `Update` without its tasks (see [`RecordMetrics`]).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UpdateMetrics {
+    /// A snapshot chunk or a delta chunk.
+    #[prost(oneof = "update_metrics::Kind", tags = "1, 2")]
+    pub kind: Option<update_metrics::Kind>,
+}
+
+/// The kinds of [`UpdateMetrics`].
+pub mod update_metrics {
+    /// A snapshot chunk or a delta chunk, without their tasks.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Kind {
+        /// `Update.snapshot`.
+        #[prost(message, tag = "1")]
+        Snapshot(super::SnapshotMetrics),
+        /// `Update.delta`.
+        #[prost(message, tag = "2")]
+        Delta(super::DeltaMetrics),
+    }
+}
+
+/// A `Snapshot` chunk without its tasks (same field numbers).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SnapshotMetrics {
+    /// `Snapshot.findings`.
+    #[prost(string, repeated, tag = "6")]
+    pub findings: Vec<String>,
+    /// `Snapshot.metrics`.
+    #[prost(message, optional, tag = "7")]
+    pub metrics: Option<crate::proto::RuntimeMetrics>,
+    /// `Snapshot.dropped`.
+    #[prost(message, optional, tag = "8")]
+    pub dropped: Option<crate::proto::Dropped>,
+    /// `Snapshot.at_unix_ns`.
+    #[prost(uint64, tag = "9")]
+    pub at_unix_ns: u64,
+}
+
+/// A `Delta` chunk without its tasks (same field numbers).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeltaMetrics {
+    /// `Delta.findings`.
+    #[prost(string, repeated, tag = "5")]
+    pub findings: Vec<String>,
+    /// `Delta.metrics`.
+    #[prost(message, optional, tag = "6")]
+    pub metrics: Option<crate::proto::RuntimeMetrics>,
+    /// `Delta.dropped`.
+    #[prost(message, optional, tag = "7")]
+    pub dropped: Option<crate::proto::Dropped>,
+    /// `Delta.at_unix_ns`.
+    #[prost(uint64, tag = "8")]
+    pub at_unix_ns: u64,
+}
+
 /// What is wrong with a recording's bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
@@ -209,6 +276,18 @@ impl Frame {
             });
         }
         Ok(record)
+    }
+
+    /// The record's update without its tasks ([`RecordMetrics`]).
+    pub fn metrics(&self) -> Result<UpdateMetrics, FormatError> {
+        let record = RecordMetrics::decode(&self.bytes[..]).map_err(|e| self.corrupt(e))?;
+        record
+            .update
+            .filter(|u| u.kind.is_some())
+            .ok_or_else(|| FormatError::Corrupt {
+                offset: self.offset,
+                what: "a record without an update".into(),
+            })
     }
 
     fn corrupt(&self, err: prost::DecodeError) -> FormatError {
@@ -460,6 +539,47 @@ mod tests {
         let frame = reader.next_frame().unwrap().unwrap();
         assert_eq!(frame.head().unwrap().seq, 1);
         assert_eq!(frame.offset, segment(&[]).len() as u64);
+    }
+
+    #[test]
+    fn a_records_metrics_are_read_without_its_tasks() {
+        let update = Update {
+            kind: Some(update::Kind::Snapshot(proto::Snapshot {
+                last: true,
+                tasks: vec![
+                    proto::Task {
+                        id: 9,
+                        ..Default::default()
+                    };
+                    3
+                ],
+                findings: vec!["f".into()],
+                metrics: Some(proto::RuntimeMetrics {
+                    workers: 4,
+                    ..Default::default()
+                }),
+                at_unix_ns: 77,
+                ..Default::default()
+            })),
+        }
+        .encode_to_vec();
+        let head = RecordHead {
+            seq: 1,
+            at_unix_ns: 77,
+            snapshot: true,
+        };
+        let frame = record_frame(&head, &update);
+        let mut file = segment_start(&header());
+        file.extend_from_slice(&frame.prefix);
+        file.extend_from_slice(&update);
+        file.extend_from_slice(&frame.crc);
+        let (_, mut reader) = SegmentReader::open(&file[..]).unwrap();
+        let frame = reader.next_frame().unwrap().unwrap();
+        let Some(update_metrics::Kind::Snapshot(s)) = frame.metrics().unwrap().kind else {
+            panic!("a snapshot")
+        };
+        assert_eq!((s.metrics.unwrap().workers, s.at_unix_ns), (4, 77));
+        assert_eq!(s.findings, ["f"]);
     }
 
     #[test]

@@ -540,6 +540,54 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_bigger_than_a_segment_does_not_start_one_at_every_publish() {
+        use crate::pipeline::record_file;
+        use crate::server::recorder::Recorder;
+        use prost::Message;
+
+        let session = session();
+        let dir = std::env::temp_dir().join(format!(
+            "taskscope-publisher-big-snapshot-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rec");
+        // Segments of 1,000 bytes; the snapshot of 100 tasks is about 5,000.
+        let max = 8_000;
+        let (recording, writer, _control) = record_file::channel(path.clone(), max);
+        let thread = std::thread::spawn(move || writer.run());
+        let hub = Hub::new();
+        let mut publisher = Publisher::new(Arc::clone(&session));
+        publisher.recorder = Some(Recorder::new(recording, 1));
+        let cells: Vec<_> = (1..=100).map(|id| spawn(&session, id)).collect();
+        for _ in 0..30 {
+            TaskCell::bump(&cells[0].polls, 1);
+            publisher.publish(&hub);
+        }
+        drop(publisher);
+        thread.join().unwrap();
+        let segments = recorded(&path);
+        let first = segments[0].1[0].2.encoded_len() as u64;
+        assert!(first > 4 * 1_000, "a snapshot of {first} bytes");
+        // A segment takes twice its start before the next one: a few
+        // segments for 30 publishes, not 30.
+        let started = segments.last().unwrap().0 + 1;
+        assert!(started <= 3, "{started} segments started");
+        let total: u64 = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(
+            total <= max + 2 * (first + 1_000),
+            "{total} bytes: more than the bound and one segment"
+        );
+        for id in 1..=100 {
+            events::task_ended(&session, id, TaskEnd::Cancelled, false);
+        }
+    }
+
+    #[test]
     fn recent_findings_have_increasing_sequence_numbers() {
         let session = session();
         let before = session

@@ -5,12 +5,17 @@
 //!   the updates it passes are applied; a stretch of more than
 //!   [`SKIP_GAP`] without any update (the app was not running) is jumped.
 //! - Forward, the updates between the cursor and the target are applied.
-//! - Backward (and far forward), the model is built again: from the latest
-//!   snapshot at least [`HISTORY_WINDOW`] before the target (so that the
-//!   runtime view's plots have their five minutes), then every delta up to
-//!   the target. A snapshot met on the way is skipped when the deltas
-//!   before it are all there (the deltas carry the same), and applied after
-//!   a gap (publishes the app dropped, or a new run of the app).
+//! - Backward (and far forward), the model is built again: the runtime's
+//!   history (the plots' five minutes, [`HISTORY_WINDOW`]) from the latest
+//!   snapshot at least that long before the target, read without the tasks;
+//!   the rest from the latest snapshot before the target, then every delta
+//!   up to it. So a seek reads at most about a minute of whole updates (the
+//!   app records a snapshot a minute) and five of metrics. It shows what a
+//!   viewer that attached at that snapshot would show at the target.
+//! - Playing on, a snapshot met on the way is skipped when the deltas before
+//!   it are all there (they carry the same, and findings beyond the app's
+//!   1,000 recent ones too), and applied after a gap (publishes the app
+//!   dropped, or a new run of the app).
 //!
 //! The model's clock (`now`) is the recorded time: ages, idle times and the
 //! 10 s that finished tasks stay on screen are counted in recorded time. What
@@ -24,10 +29,13 @@ use std::time::{Duration, Instant};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::client::assemble::Assembler;
+use crate::client::convert;
 use crate::replay::load::{Recording, system_time};
 use crate::state::{
-    Connection, Finding, FindingKind, HISTORY_WINDOW, Model, ReplayStatus, TaskDetail, Update, View,
+    Connection, Finding, FindingKind, HISTORY_WINDOW, KEEP_FINISHED, Model, ReplayStatus,
+    TaskDetail, Update, View,
 };
+use taskscope_api::recording::update_metrics;
 
 /// How far ←/→ move the cursor.
 pub const STEP: Duration = Duration::from_secs(10);
@@ -40,6 +48,11 @@ pub const MAX_SPEED: u32 = 64;
 
 /// Slow-poll reports kept for the detail view (as the app keeps its recent findings).
 pub const RECENT_SLOW_POLLS: usize = 1_000;
+
+/// A move forward over more updates than this (30 s of them), past a
+/// snapshot, builds the model again from that snapshot instead of applying
+/// every update on the way.
+pub const REBUILD_AFTER: usize = 60;
 
 /// The replay's cursor over a [`Recording`].
 #[derive(Debug)]
@@ -202,7 +215,11 @@ impl Player {
         let time = time.clamp(self.recording.start(), self.recording.end());
         self.cursor = time;
         let end = self.recording.updates.partition_point(|u| u.time <= time);
-        if end < self.applied || self.start_for(end) > self.applied {
+        // Far forward past a snapshot, building again reads less than
+        // applying every update on the way.
+        let far = end - self.applied.min(end) > REBUILD_AFTER
+            && self.whole_from(self.start_for(end), end) > self.applied;
+        if end < self.applied || far {
             self.rebuild(model, end);
         } else {
             for index in self.applied..end {
@@ -231,42 +248,138 @@ impl Player {
             .unwrap_or(0)
     }
 
+    /// The latest snapshot in `[start, end)` at least [`KEEP_FINISHED`]
+    /// before the last of them (else `start`): from there a model of
+    /// updates `[0, end)` is built whole; before it, only the runtime's
+    /// history is needed. (So early, the finished tasks it holds have left
+    /// the table by the target, as they had when playing on: the model
+    /// keeps a finished task for 10 s after it learnt of its end.)
+    fn whole_from(&self, start: usize, end: usize) -> usize {
+        let updates = &self.recording.updates;
+        let Some(last) = end.checked_sub(1).map(|i| &updates[i]) else {
+            return start;
+        };
+        let before = last.time.saturating_sub(nanos(KEEP_FINISHED));
+        (start..end)
+            .rev()
+            .find(|&i| updates[i].snapshot && updates[i].time <= before)
+            .unwrap_or(start)
+    }
+
     /// Builds the model again from scratch with updates `[0, end)`,
-    /// keeping what the user chose on screen.
+    /// keeping what the user chose on screen: the runtime's history from
+    /// [`Player::start_for`], the rest from the latest snapshot.
     fn rebuild(&mut self, model: &mut Model, end: usize) {
         let start = self.start_for(end);
+        let whole = self.whole_from(start, end);
         let mut fresh = self.fresh_model(&self.label);
         fresh.ui = std::mem::take(&mut model.ui);
         *model = fresh;
         self.last_applied = None;
         self.recent_slow.clear();
-        for index in start..end {
+        for index in start..whole {
+            self.apply_history(model, index);
+        }
+        if whole < end {
+            // The delta of the snapshot's publish gives the runtime's sample
+            // (with the slow polls that ended in it), as when playing on.
+            let next = whole + 1;
+            let updates = &self.recording.updates;
+            if next < end && updates[next].seq == updates[whole].seq && !updates[next].snapshot {
+                self.apply_history(model, next);
+            }
+            self.last_applied = None;
+            self.apply(model, whole);
+        }
+        for index in whole + 1..end {
             self.apply(model, index);
         }
         self.applied = end;
     }
 
-    /// Applies update `index`, unless what it says is in the model already.
-    fn apply(&mut self, model: &mut Model, index: usize) {
+    /// Whether update `index` says nothing the model does not have.
+    fn redundant(&self, index: usize) -> bool {
         let update = &self.recording.updates[index];
         let run = self.recording.segments[update.segment].run;
-        let (seq, snapshot, time) = (update.seq, update.snapshot, update.time);
-        let skip = match self.last_applied {
+        match self.last_applied {
             // A snapshot after every delta before it: they said the same.
-            Some((r, last)) if r == run && snapshot => last + 1 == seq && !update.gap_before,
+            Some((r, last)) if r == run && update.snapshot => {
+                last + 1 == update.seq && !update.gap_before
+            }
             // The delta of a publish whose snapshot was applied.
-            Some((r, last)) if r == run => seq <= last,
+            Some((r, last)) if r == run => update.seq <= last,
             _ => false,
-        };
-        if skip {
+        }
+    }
+
+    /// Applies what update `index` says of the runtime (its metrics, and its
+    /// findings for the slow polls per second), without its tasks: read
+    /// without decoding them. A snapshot applied later replaces the rest.
+    fn apply_history(&mut self, model: &mut Model, index: usize) {
+        if self.redundant(index) {
             return;
         }
+        let chunks = match self.recording.read_metrics(index) {
+            Ok(chunks) => chunks,
+            Err(problem) => {
+                self.note_problem(problem);
+                return;
+            }
+        };
+        let update = &self.recording.updates[index];
+        let (run, seq, time) = (
+            self.recording.segments[update.segment].run,
+            update.seq,
+            update.time,
+        );
+        let mut findings = Vec::new();
+        let mut last = None;
+        for chunk in chunks {
+            let (lines, metrics, dropped, at) = match chunk.kind {
+                Some(update_metrics::Kind::Snapshot(s)) => {
+                    (s.findings, s.metrics, s.dropped, s.at_unix_ns)
+                }
+                Some(update_metrics::Kind::Delta(d)) => {
+                    (d.findings, d.metrics, d.dropped, d.at_unix_ns)
+                }
+                None => continue,
+            };
+            findings.extend(convert::findings(&lines));
+            last = Some((metrics, dropped, at));
+        }
+        let Some((metrics, dropped, at)) = last else {
+            return;
+        };
+        let update = Update::Delta {
+            changed: Vec::new(),
+            finished: Vec::new(),
+            findings,
+            metrics: convert::metrics(metrics.as_ref()),
+            dropped: convert::dropped(dropped.as_ref()),
+            at: convert::time(at),
+        };
+        model.apply(update, self.instant(time));
+        self.last_applied = Some((run, seq));
+    }
+
+    fn note_problem(&mut self, problem: String) {
+        if !self.problems.contains(&problem) {
+            self.problems.push(problem);
+        }
+    }
+
+    /// Applies update `index`, unless what it says is in the model already.
+    fn apply(&mut self, model: &mut Model, index: usize) {
+        if self.redundant(index) {
+            return;
+        }
+        let update = &self.recording.updates[index];
+        let run = self.recording.segments[update.segment].run;
+        let (seq, time) = (update.seq, update.time);
         let chunks = match self.recording.read(index) {
             Ok(chunks) => chunks,
             Err(problem) => {
-                if !self.problems.contains(&problem) {
-                    self.problems.push(problem);
-                }
+                self.note_problem(problem);
                 return;
             }
         };
@@ -386,7 +499,8 @@ mod tests {
     use super::*;
     use crate::replay::load;
     use crate::replay::testing::{
-        Rec, T0, at, delta, dir, never_awaited, rec, slow_poll, snapshot, task, write_segment,
+        Rec, T0, at, delta, dir, never_awaited, rec, slow_poll, snapshot, snapshot_with_finished,
+        task, write_segment,
     };
     use crate::state::keys::press;
     use std::path::Path;
@@ -394,10 +508,15 @@ mod tests {
     /// 30 s of an app: tasks 1 and 2 (a child of 1) live throughout until
     /// task 2 ends at 20.5 s, in a publish that is missing (41, with 40);
     /// task 3 (a child of 1) lives from 0.5 s to 1 s with a slow poll; a
-    /// never-awaited future at 0 s, 1 s and 10 s; a snapshot every 10 s
-    /// (the one at 10 s, like the app's, holds only the recent findings),
-    /// and one after the gap.
+    /// never-awaited future at 0 s, 1 s and 10 s; a snapshot at 10 s and
+    /// one after the gap, with the app's finished history and recent
+    /// findings — `trimmed`: the one at 10 s holds only the last two
+    /// findings and no finished task, as when the app's lists have moved on.
     fn app_recording(test: &str) -> load::Recording {
+        recording_of(test, false)
+    }
+
+    fn recording_of(test: &str, trimmed: bool) -> load::Recording {
         let dir = dir(test);
         let path = dir.join("app.rec");
         let one = || task(1, "main", None, false);
@@ -432,16 +551,27 @@ mod tests {
         ];
         for seq in 3..=60u64 {
             let time = at(seq as f64 / 2.0);
+            let all = || {
+                vec![
+                    never_awaited(1),
+                    slow_poll(3, 0.5),
+                    never_awaited(2),
+                    never_awaited(3),
+                ]
+            };
+            let three = || task(3, "req", Some(1), true);
             match seq {
                 20 => {
-                    records.push(rec(
-                        seq,
+                    let snap = if trimmed {
                         snapshot(
                             time,
                             vec![one(), two()],
                             vec![never_awaited(2), never_awaited(3)],
-                        ),
-                    ));
+                        )
+                    } else {
+                        snapshot_with_finished(time, vec![one(), two()], vec![three()], all())
+                    };
+                    records.push(rec(seq, snap));
                     records.push(rec(
                         seq,
                         delta(time, vec![], vec![], vec![never_awaited(3)]),
@@ -449,9 +579,10 @@ mod tests {
                 }
                 40 | 41 => {}
                 42 => {
+                    let finished = vec![three(), task(2, "worker", Some(1), true)];
                     records.push(rec(
                         seq,
-                        snapshot(time, vec![one()], vec![never_awaited(3)]),
+                        snapshot_with_finished(time, vec![one()], finished, all()),
                     ));
                     records.push(rec(seq, delta(time, vec![], vec![], vec![])));
                 }
@@ -489,7 +620,8 @@ mod tests {
 
     #[test]
     fn playing_on_skips_the_snapshots_and_applies_the_one_after_a_gap() {
-        let (mut player, mut model) = Player::new(app_recording("play"), "app.rec", Instant::now());
+        let (mut player, mut model) =
+            Player::new(recording_of("play", true), "app.rec", Instant::now());
         assert_eq!(player.cursor(), T0);
         // Forward, update by update.
         player.seek(&mut model, secs(0.6));
@@ -503,11 +635,11 @@ mod tests {
         // Task 2 ended in a publish the recording misses: the snapshot after
         // the gap says so.
         player.seek(&mut model, secs(20.2));
-        assert!(model.tasks.contains_key(&2));
+        assert!(model.tasks[&2].ended_at.is_none());
         player.seek(&mut model, secs(21.0));
         assert!(
-            !model.tasks.contains_key(&2),
-            "the snapshot after the gap is applied"
+            model.tasks[&2].ended_at.is_some(),
+            "the snapshot after the gap is applied: task 2 ended"
         );
         let status = model.replay.clone().unwrap();
         assert_eq!(status.missing, 2);
@@ -518,7 +650,7 @@ mod tests {
 
     #[test]
     fn seeking_back_shows_what_playing_to_that_time_showed() {
-        for target in [0.0, 0.6, 5.0, 10.0, 12.0, 20.7, 25.0] {
+        for target in [0.0, 0.6, 5.0, 10.0, 12.0, 20.2, 20.7, 21.0, 25.0, 30.0] {
             let (mut player, mut played) =
                 Player::new(app_recording("back-play"), "app.rec", Instant::now());
             let mut t = 0.0;

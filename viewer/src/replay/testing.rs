@@ -80,15 +80,27 @@ fn metrics(alive: u64) -> proto::RuntimeMetrics {
 
 /// A snapshot in one chunk.
 pub(crate) fn snapshot(at: u64, tasks: Vec<proto::Task>, findings: Vec<String>) -> proto::Update {
+    snapshot_with_finished(at, tasks, Vec::new(), findings)
+}
+
+/// A snapshot in one chunk, with the app's finished history.
+pub(crate) fn snapshot_with_finished(
+    at: u64,
+    tasks: Vec<proto::Task>,
+    finished: Vec<proto::Task>,
+    findings: Vec<String>,
+) -> proto::Update {
     proto::Update {
         kind: Some(proto::update::Kind::Snapshot(proto::Snapshot {
             chunk: 0,
             last: true,
             app: Some(app()),
             total_tasks: tasks.len() as u64,
+            total_finished: finished.len() as u64,
             total_findings: findings.len() as u64,
             metrics: Some(metrics(tasks.len() as u64)),
             tasks,
+            finished,
             findings,
             at_unix_ns: at,
             ..Default::default()
