@@ -106,6 +106,7 @@ impl Publisher {
     /// joining ones, and to the recording the delta and, when due, a snapshot.
     pub(crate) fn publish(&mut self, hub: &Hub) {
         let recording = self.recorder.as_ref().is_some_and(Recorder::active);
+        let finishing = self.recorder.as_ref().is_some_and(Recorder::finishing);
         let (joining, watching) = match hub.take_joining() {
             Some(viewers) => viewers,
             None if recording => (Vec::new(), false),
@@ -207,6 +208,7 @@ impl Publisher {
                 header.at_unix_ns,
                 snapshot.as_ref(),
                 delta,
+                finishing,
             );
         }
     }

@@ -115,8 +115,15 @@ impl Recorder {
         }
     }
 
+    /// Whether shutdown asks for the last publish (read before the publish
+    /// reads the registry: then the publish holds all the app did).
+    pub(crate) fn finishing(&self) -> bool {
+        !self.finished && self.sink.finish_wanted()
+    }
+
     /// Hands this publish to the writer, as `plan` says (`snapshot` is
-    /// there when the plan asks for one), without waiting.
+    /// there when the plan asks for one), without waiting; `last`: it is the
+    /// one shutdown waits for ([`Recorder::finishing`] before it began).
     pub(crate) fn record(
         &mut self,
         plan: Plan,
@@ -124,10 +131,10 @@ impl Recorder {
         at_unix_ns: u64,
         snapshot: Option<&Chunks>,
         delta: &Chunks,
+        last: bool,
     ) {
         let seq = self.seq;
         self.seq += 1;
-        let last = !self.finished && self.sink.finish_wanted();
         let mut bytes = 0u64;
         let mut updates = Vec::with_capacity(2);
         let number = self.segment.map_or(0, |n| n + 1);
