@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use taskscope_api::Finding;
 
+use crate::model::locations::Locations;
 use crate::model::registry::Registry;
 use crate::pipeline::record_queue::RecordControl;
 use crate::pipeline::report_file::ReportFile;
@@ -36,6 +37,9 @@ pub(crate) struct Session {
     /// The recording (`TASKSCOPE_RECORD`), once the builder started it: the
     /// guard asks it for the app's last moments at shutdown.
     pub(crate) recording: OnceLock<RecordControl>,
+    /// Running totals by spawn location, kept only for the metrics endpoint
+    /// (`None` when `TASKSCOPE_METRICS_ADDR` is off: nothing is added up).
+    pub(crate) locations: Option<Locations>,
 }
 
 impl Session {
@@ -53,6 +57,15 @@ impl Session {
             pipeline,
             wakes_known: AtomicBool::new(false),
             recording: OnceLock::new(),
+            locations: settings.metrics_addr.map(|_| {
+                Locations::new(
+                    settings.metrics_max_locations,
+                    settings
+                        .slow_poll_threshold
+                        .as_nanos()
+                        .min(u64::MAX as u128) as u64,
+                )
+            }),
             settings,
         };
         (session, sinks)

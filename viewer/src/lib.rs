@@ -10,6 +10,7 @@ pub mod client;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod dump;
+pub mod json;
 pub mod replay;
 pub mod state;
 pub mod tui;

@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! taskscope [attach [ADDR]]      live view (the default)
-//! taskscope dump [ADDR] [--json]  list the tasks once
+//! taskscope dump [ADDR] [--json] [--stacks] [--tree]
+//!                                 list the tasks once (with where each waits,
+//!                                 as a tree by parent)
 //! taskscope report FILE... [--json] [--since T] [--until T] [--full-stacks]
 //! taskscope demo                  run a misbehaving app to look at
 //! taskscope replay FILE           the live view on a recording (TASKSCOPE_RECORD)
@@ -48,6 +50,14 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also show where each task waits (its async stack): the app takes a
+        /// Tokio task dump, which pauses its runtime while it traces the tasks.
+        /// Needs the app built with taskscope's `taskdump` feature.
+        #[arg(long)]
+        stacks: bool,
+        /// Show the tasks as a tree by parent, like `python -m asyncio pstree`.
+        #[arg(long)]
+        tree: bool,
     },
     /// Review report files: slow polls by spawn location, and the other findings.
     Report(ReportArgs),
@@ -106,7 +116,15 @@ fn main() -> ExitCode {
     match cli.command {
         None => attach(ServerAddr::parse(taskscope_api::DEFAULT_ADDR).expect("default address")),
         Some(Command::Attach(target)) => attach(target.addr),
-        Some(Command::Dump { target, json }) => taskscope_viewer::dump::main(&target.addr, json),
+        Some(Command::Dump {
+            target,
+            json,
+            stacks,
+            tree,
+        }) => taskscope_viewer::dump::main_with(
+            &target.addr,
+            taskscope_viewer::dump::Options { json, stacks, tree },
+        ),
         Some(Command::Demo) => demo(),
         Some(Command::Replay { file }) => replay(&file),
         Some(Command::Report(args)) => {
@@ -135,7 +153,11 @@ fn attach(addr: ServerAddr) -> ExitCode {
     match live_view(addr) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("taskscope attach: {err:#}");
+            let text = format!("{err:#}");
+            eprintln!(
+                "taskscope attach: {}",
+                taskscope_api::format::printable(&text)
+            );
             ExitCode::FAILURE
         }
     }

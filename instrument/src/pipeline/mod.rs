@@ -16,6 +16,7 @@
 //! carry add up to `drops_noticed`, which catches up with `dropped` at every
 //! flush.
 
+pub(crate) mod counts;
 pub(crate) mod log_sink;
 mod recent;
 // The recording (TASKSCOPE_RECORD): a sink of the viewer server's updates,
@@ -153,6 +154,13 @@ impl Pipeline {
         drop(p);
         shared.waiters.fetch_sub(1, SeqCst);
         flushed
+    }
+
+    /// Findings through the sinks so far, by kind and reason ([`counts::SERIES`]).
+    pub(crate) fn finding_counts(
+        &self,
+    ) -> [(&'static str, &'static str, u64); counts::SERIES.len()] {
+        self.shared.counts.now()
     }
 
     /// The recent findings (up to [`recent::RECENT_CAPACITY`]), oldest first.

@@ -21,7 +21,7 @@ use crate::server::budget::Budget;
 use crate::server::chunk::{self, SnapshotHeader};
 use crate::server::codec;
 use crate::server::convert;
-use crate::server::delta::{self, Tracker};
+use crate::server::delta::Tracker;
 use crate::server::fanout::{Batch, Hub};
 use crate::server::recorder::Recorder;
 use crate::server::runtime;
@@ -81,13 +81,20 @@ pub(crate) async fn run(
             tokio::time::sleep_until(last + MIN_GAP).await;
         }
         if finishing {
+            // Shutdown waits for this one: it does not wait for the budget.
             finish = None;
+            last = Instant::now();
+            hub.close_stuck(last);
+            budget.spend(|| publisher.publish(&hub));
         } else {
-            budget.wait().await;
+            budget
+                .run(|| {
+                    last = Instant::now();
+                    hub.close_stuck(last);
+                    publisher.publish(&hub);
+                })
+                .await;
         }
-        last = Instant::now();
-        hub.close_stuck(last);
-        budget.spend(|| publisher.publish(&hub));
     }
 }
 
@@ -119,9 +126,17 @@ impl Publisher {
         let session = &*self.session;
         let now = clock::now();
         let at = clock::to_system_time(now);
-        let cells = session.registry.live_cells();
-        let finished = session.registry.finished();
-        let live = delta::alive(cells, &finished);
+        // One walk of the live tasks, without a lock and without a reference
+        // taken to each (only to the new and changed records), then the
+        // history: a task that ends between the two reads counts as finished.
+        if !watching && !recording {
+            self.tracker.clear();
+        }
+        let registry = &session.registry;
+        let pass = self
+            .tracker
+            .walk(|f| registry.for_each_live(|_, cell| f(cell)));
+        let finished = registry.finished();
         let findings = session.pipeline.recent_since(if joining.is_empty() {
             self.findings_seq
         } else {
@@ -137,6 +152,14 @@ impl Publisher {
         {
             self.findings_skipped += first - self.findings_seq - 1;
         }
+        // Findings too big for a chunk are never sent: counted once, as they come.
+        let (new_findings_json, too_big) = chunk::fitting(
+            new_findings
+                .iter()
+                .map(|(_, f)| convert::finding(f))
+                .collect(),
+        );
+        self.findings_skipped += too_big;
         let header = SnapshotHeader {
             app: convert::app_info(session),
             metrics: runtime::metrics(),
@@ -149,23 +172,19 @@ impl Publisher {
 
         let mut delta = None;
         if watching || recording {
-            let changes = self.tracker.delta(&live, &finished, now, at);
-            let findings = new_findings
-                .iter()
-                .map(|(_, f)| convert::finding(f))
-                .collect();
+            let changes = self.tracker.delta(pass, &finished, now, at);
             let batch = encoded(chunk::delta(
                 &header,
                 changes.changed,
                 changes.finished,
-                findings,
+                new_findings_json,
             ));
             if watching {
                 hub.broadcast(&batch);
             }
             delta = Some(batch);
         } else {
-            self.tracker.rebase(&live, &finished);
+            self.tracker.rebase(pass, &finished);
         }
         if let Some((seq, _)) = findings.last() {
             self.findings_seq = self.findings_seq.max(*seq);
@@ -179,7 +198,10 @@ impl Publisher {
 
         let mut snapshot = None;
         if !joining.is_empty() || plan.is_some_and(|p| p.snapshot()) {
-            let tasks = live.iter().map(|c| convert::live(c, now)).collect();
+            // Converted and encoded chunk by chunk: at a million tasks the
+            // snapshot costs its encoded bytes only.
+            let live = self.tracker.live();
+            let tasks = live.iter().map(|c| convert::live(c, now));
             let finished = finished.iter().map(convert::finished).collect();
             let findings = if joining.is_empty() {
                 // For the recording alone: the recent findings up to those
@@ -195,7 +217,14 @@ impl Publisher {
             } else {
                 findings.iter().map(|(_, f)| convert::finding(f)).collect()
             };
-            let batch = encoded(chunk::snapshot(&header, tasks, finished, findings));
+            let batch: Batch = Arc::new(chunk::snapshot_encoded(
+                &header,
+                live.len(),
+                tasks,
+                finished,
+                findings,
+                codec::encode,
+            ));
             if !joining.is_empty() {
                 hub.welcome(joining, &batch);
             }

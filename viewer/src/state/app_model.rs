@@ -22,6 +22,12 @@ pub const KEEP_FINISHED: Duration = Duration::from_secs(10);
 /// The most findings other than slow polls kept for the problems view (the oldest go first).
 pub const MAX_PROBLEMS: usize = 5_000;
 
+/// The most tasks (live and recently finished) the model holds by default
+/// ([`Model::max_tasks`]): a server that sends more (a million tasks is far
+/// past what one app runs) cannot make the viewer grow; the tasks past it are
+/// counted ([`Model::tasks_refused`]) and the status line says so.
+pub const MAX_TASKS: usize = 1_000_000;
+
 /// The most (kind, location) groups of problems kept; findings at further
 /// locations are counted, not grouped.
 pub const MAX_PROBLEM_GROUPS: usize = 1_000;
@@ -45,6 +51,11 @@ pub struct Model {
     pub app: Option<AppInfo>,
     /// Live and recently finished tasks, by id.
     pub tasks: HashMap<u64, TaskEntry>,
+    /// The most tasks held ([`MAX_TASKS`] unless set otherwise).
+    pub max_tasks: usize,
+    /// New tasks left out because the model held [`Model::max_tasks`]
+    /// already (since the last snapshot).
+    pub tasks_refused: u64,
     /// Finished tasks in the order they ended, to expire them.
     pub(super) finish_queue: VecDeque<(Instant, u64)>,
     /// How many of `tasks` have ended.
@@ -106,6 +117,8 @@ impl Model {
             connection_since: now,
             app: None,
             tasks: HashMap::new(),
+            max_tasks: MAX_TASKS,
+            tasks_refused: 0,
             finish_queue: VecDeque::new(),
             finished_count: 0,
             marks: HashMap::new(),
@@ -414,6 +427,7 @@ mod tests {
                     version: "0".into(),
                     protocol: 1,
                     slow_poll_threshold: Duration::from_millis(100),
+                    source: Default::default(),
                 },
                 tasks: (1..=50).map(|id| task(id, false)).collect(),
                 finished: vec![],

@@ -49,7 +49,8 @@ mod ui_state;
 mod view;
 
 pub use app_model::{
-    KEEP_FINISHED, MAX_PROBLEM_GROUPS, MAX_PROBLEMS, Model, RESORT_AT_ONCE_UP_TO, RESORT_EVERY,
+    KEEP_FINISHED, MAX_PROBLEM_GROUPS, MAX_PROBLEMS, MAX_TASKS, Model, RESORT_AT_ONCE_UP_TO,
+    RESORT_EVERY,
 };
 pub use entry::{Marks, TaskCounts, TaskEntry};
 pub use held::MAX_HELD_FINDINGS;

@@ -10,7 +10,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
-use crate::state::{FindingKind, Marks, Model, TaskDetail};
+use crate::state::{AppSource, FindingKind, Marks, Model, TaskDetail};
 use crate::ui::text::{clamp_scroll, dur, heading, ms, stack_hint, stack_lines};
 
 /// Width of the longest histogram bar, in cells.
@@ -150,7 +150,13 @@ fn lines(model: &Model, id: u64) -> Vec<Line<'static>> {
         ));
     }
     out.push(slow_heading);
-    if detail.slow_polls.is_empty() {
+    if console_app(model) {
+        out.push(Line::styled(
+            "  not reported by console-subscriber (no stacks): the longest poll above says \
+             whether one was slow",
+            dim,
+        ));
+    } else if detail.slow_polls.is_empty() {
         out.push(Line::styled("  none", dim));
     }
     // Newest first.
@@ -198,12 +204,22 @@ fn lines(model: &Model, id: u64) -> Vec<Line<'static>> {
         None if model.replay.is_some() => {
             out.push(Line::styled("  not in a recording", dim));
         }
+        None if console_app(model) => {
+            out.push(Line::styled("  not available from console-subscriber", dim))
+        }
         None => out.push(Line::styled(
             "  not available (the app was not built with --cfg tokio_taskdump)",
             dim,
         )),
     }
     out
+}
+
+fn console_app(model: &Model) -> bool {
+    model
+        .app
+        .as_ref()
+        .is_some_and(|a| a.source == AppSource::ConsoleSubscriber)
 }
 
 fn bound_text(bound: Option<Duration>, previous: Option<Duration>) -> String {

@@ -22,7 +22,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::state::{Connection, Model, ReplayStatus, View};
+use crate::state::{AppSource, Connection, Model, ReplayStatus, View};
 
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, model: &mut Model) {
@@ -83,10 +83,11 @@ fn draw_tabs(frame: &mut Frame, area: Rect, model: &Model) {
     }
     spans.pop();
     if let Some(app) = &model.app {
-        spans.push(Span::styled(
-            format!("  {} (pid {})", app.name, app.pid),
-            Style::new().fg(Color::Cyan),
-        ));
+        let who = match app.source {
+            AppSource::Taskscope => format!("  {} (pid {})", app.name, app.pid),
+            AppSource::ConsoleSubscriber => format!("  {}", app.name),
+        };
+        spans.push(Span::styled(who, Style::new().fg(Color::Cyan)));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -116,6 +117,23 @@ pub fn connection_text(model: &Model) -> String {
         }
         Connection::Incompatible { reason, .. } => format!("Incompatible: {reason}"),
     }
+}
+
+/// What the status line says of an app that embeds console-subscriber: that
+/// it is one, and what is not available there (`None` for taskscope's).
+pub fn console_text(model: &Model) -> Option<String> {
+    let app = model.app.as_ref()?;
+    if app.source != AppSource::ConsoleSubscriber {
+        return None;
+    }
+    let mut text = String::from(
+        " console-subscriber app (tokio-console's protocol): no stacks, no findings; \
+         slow polls from its poll histograms",
+    );
+    if model.tasks.is_empty() && matches!(model.connection, Connection::Connected { .. }) {
+        text.push_str("; no tasks: is it built with --cfg tokio_unstable?");
+    }
+    Some(text)
 }
 
 fn draw_status(frame: &mut Frame, area: Rect, model: &Model) {
@@ -149,9 +167,27 @@ fn draw_status(frame: &mut Frame, area: Rect, model: &Model) {
         }
         left.push(Span::raw(held));
     }
+    if let Some(text) = console_text(model) {
+        left.push(Span::styled(text, Style::new().fg(Color::Cyan)));
+    }
+    if model.dropped.app_events > 0 {
+        left.push(Span::styled(
+            format!("  {} events lost by the app", model.dropped.app_events),
+            Style::new().fg(Color::Red),
+        ));
+    }
     if model.dropped.updates > 0 {
         left.push(Span::styled(
             format!("  missed {} updates", model.dropped.updates),
+            Style::new().fg(Color::Red),
+        ));
+    }
+    if model.tasks_refused > 0 {
+        left.push(Span::styled(
+            format!(
+                "  {} tasks not shown: the app sent more than {}",
+                model.tasks_refused, model.max_tasks
+            ),
             Style::new().fg(Color::Red),
         ));
     }
