@@ -30,6 +30,7 @@ use crate::detect::{events, watchdog};
 use crate::error::Error;
 use crate::metrics;
 use crate::model::app_runtime;
+use crate::pipeline::{record_file, record_queue};
 use crate::server;
 use crate::session::{self, Session};
 use crate::settings::{ServerAddr, SettingError, Settings};
@@ -161,6 +162,22 @@ impl Drop for Guard {
                 "taskscope: some findings had not reached the report file after {FLUSH_TIMEOUT:?}"
             );
         }
+        // The recording's last publish: the app's last moments, the findings just flushed.
+        if let Some(recording) = session.recording.get() {
+            if !recording.finish(deadline) {
+                eprintln!(
+                    "taskscope: the recording's last update had not been written after {FLUSH_TIMEOUT:?}"
+                );
+            }
+            let stats = recording.stats();
+            let missed = stats.dropped + stats.unwritten;
+            if missed > 0 {
+                eprintln!(
+                    "taskscope: the recording misses {missed} of {} updates (the disk did not keep up, or the file could not be written)",
+                    stats.queued + stats.dropped
+                );
+            }
+        }
     }
 }
 
@@ -285,6 +302,27 @@ impl Builder {
     /// Reports a task idle for longer than `limit` as leaked (off by default).
     pub fn idle_limit(mut self, limit: Option<Duration>) -> Builder {
         self.settings.idle_limit = limit;
+        self
+    }
+
+    /// Records what a viewer receives to `path` (and older segments beside
+    /// it), for `taskscope replay`, as `TASKSCOPE_RECORD` does.
+    ///
+    /// ```no_run
+    /// let _guard = taskscope::Builder::from_env()
+    ///     .record_path("/var/tmp/app.rec")
+    ///     .record_max_mb(64)
+    ///     .init();
+    /// ```
+    pub fn record_path(mut self, path: impl Into<PathBuf>) -> Builder {
+        self.settings.record_path = Some(path.into());
+        self
+    }
+
+    /// Keeps a recording's files under `mb` MiB together (default 256, as
+    /// `TASKSCOPE_RECORD_MAX_MB`); the oldest segment goes first. At least 1.
+    pub fn record_max_mb(mut self, mb: u64) -> Builder {
+        self.settings.record_max_bytes = mb.clamp(1, crate::settings::MAX_RECORD_MAX_MB) << 20;
         self
     }
 
@@ -476,14 +514,17 @@ fn start_threads(session: &Arc<Session>, sinks: Option<crate::pipeline::Sinks>) 
             "taskscope: cannot start the watchdog thread ({err}); slow polls are reported when they end, without stacks"
         );
     }
-    if let Some((listener, addr)) = server::bind(session) {
+    let recording = start_recording(session);
+    let listener = server::bind(session);
+    if listener.is_some() || recording.is_some() {
         let session = Arc::clone(session);
         let spawned = std::thread::Builder::new()
             .name("taskscope-server".into())
-            .spawn(move || server::serve(session, listener, addr));
+            .spawn(move || server::serve(session, listener, recording));
         if let Err(err) = spawned {
             eprintln!(
-                "taskscope: cannot start the viewer server thread ({err}); the viewer server is off"
+                "taskscope: cannot start the viewer server thread ({err}); the viewer server and \
+                 the recording are off"
             );
         }
     }
@@ -498,6 +539,27 @@ fn start_threads(session: &Arc<Session>, sinks: Option<crate::pipeline::Sinks>) 
             );
         }
     }
+}
+
+/// With `TASKSCOPE_RECORD`: starts the recording's thread (the writer),
+/// gives the session the guard's control, and returns the publisher's side
+/// (for the server's thread). A failure to start is one warning.
+fn start_recording(session: &Arc<Session>) -> Option<record_queue::Recording> {
+    let path = session.settings.record_path.clone()?;
+    let (recording, writer, control) =
+        record_file::channel(path.clone(), session.settings.record_max_bytes);
+    let spawned = std::thread::Builder::new()
+        .name("taskscope-recorder".into())
+        .spawn(move || writer.run());
+    if let Err(err) = spawned {
+        eprintln!(
+            "taskscope: cannot start the recording's thread ({err}); {} is not recorded",
+            path.display()
+        );
+        return None;
+    }
+    let _ = session.recording.set(control);
+    Some(recording)
 }
 
 /// The stderr filter: `RUST_LOG` (default `info`), with taskscope's warnings on

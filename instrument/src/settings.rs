@@ -12,6 +12,10 @@ pub const DEFAULT_SLOW_POLL: Duration = Duration::from_millis(100);
 pub const DEFAULT_FINISHED_CAPACITY: usize = 1_000;
 /// Default age after which a finished task leaves the history.
 pub const DEFAULT_FINISHED_MAX_AGE: Duration = Duration::from_secs(60);
+/// Default bound of a recording's files together, in MiB (`TASKSCOPE_RECORD_MAX_MB`).
+pub const DEFAULT_RECORD_MAX_MB: u64 = 256;
+/// The largest `TASKSCOPE_RECORD_MAX_MB` taken (1 TiB).
+pub const MAX_RECORD_MAX_MB: u64 = 1 << 20;
 /// The most finished tasks the history can be told to keep
 /// (`TASKSCOPE_FINISHED_MAX`, [`crate::Builder::finished_retention`]). The
 /// history's ring is allocated in full at start, 64 bytes an entry (64 MB at
@@ -78,6 +82,14 @@ pub struct Settings {
     /// it; a call without it, or with another one, is refused (UNAUTHENTICATED).
     /// It is compared in constant time, and never printed (not even by `Debug`).
     pub token: Option<String>,
+    /// Where to record what a viewer receives, for `taskscope replay`
+    /// (`TASKSCOPE_RECORD`; `None` = no recording). The recording's segment
+    /// files are this path and `PATH.000001`, … (see the README).
+    pub record_path: Option<PathBuf>,
+    /// The most bytes a recording's files take together, about
+    /// (`TASKSCOPE_RECORD_MAX_MB`, in MiB; default 256 MiB): the oldest
+    /// segment is deleted to stay under it.
+    pub record_max_bytes: u64,
     /// Whether the stacks of blocked polls are captured (`TASKSCOPE_STACKS`,
     /// `on` by default). Off: no signal handler is installed, no thread is
     /// signalled or has its `/proc` entry read, and `slow_poll` findings say
@@ -153,6 +165,8 @@ impl fmt::Debug for Settings {
             .field("finished_max_age", &self.finished_max_age)
             .field("idle_limit", &self.idle_limit)
             .field("token", &self.token.as_ref().map(|_| "(hidden)"))
+            .field("record_path", &self.record_path)
+            .field("record_max_bytes", &self.record_max_bytes)
             .field("task_dumps", &self.task_dumps)
             .field("capture_stacks", &self.capture_stacks)
             .field("metrics_addr", &self.metrics_addr)
@@ -172,6 +186,8 @@ impl Default for Settings {
             finished_max_age: DEFAULT_FINISHED_MAX_AGE,
             idle_limit: None,
             token: None,
+            record_path: None,
+            record_max_bytes: DEFAULT_RECORD_MAX_MB << 20,
             task_dumps: TaskDumps::default(),
             capture_stacks: true,
             metrics_addr: None,
@@ -282,6 +298,29 @@ impl Settings {
                         "off".into(),
                     ),
                 }
+            }
+        }
+        if let Some(value) = lookup("TASKSCOPE_RECORD") {
+            if value.trim().is_empty() {
+                fail(
+                    "TASKSCOPE_RECORD",
+                    &value,
+                    "expected the path of the recording".into(),
+                    "no recording".into(),
+                );
+            } else {
+                settings.record_path = Some(PathBuf::from(value));
+            }
+        }
+        if let Some(value) = lookup("TASKSCOPE_RECORD_MAX_MB") {
+            match parse_positive_u64(&value).filter(|&mb| mb <= MAX_RECORD_MAX_MB) {
+                Some(mb) => settings.record_max_bytes = mb << 20,
+                None => fail(
+                    "TASKSCOPE_RECORD_MAX_MB",
+                    &value,
+                    format!("expected a whole number of MiB from 1 to {MAX_RECORD_MAX_MB}"),
+                    format!("{DEFAULT_RECORD_MAX_MB} MiB"),
+                ),
             }
         }
         let mut token_refused = false;
@@ -447,6 +486,33 @@ mod tests {
         let (s, errors) = with(&[("TASKSCOPE_ADDR", "127.0.0.1")]);
         assert_eq!(s.server_addr.to_string(), DEFAULT_ADDR);
         assert_eq!(errors[0].variable, "TASKSCOPE_ADDR");
+    }
+
+    #[test]
+    fn recording_path_and_bound() {
+        let (s, errors) = with(&[]);
+        assert_eq!((s.record_path, s.record_max_bytes), (None, 256 << 20));
+        assert!(errors.is_empty());
+        let (s, errors) = with(&[
+            ("TASKSCOPE_RECORD", "/tmp/app.rec"),
+            ("TASKSCOPE_RECORD_MAX_MB", "16"),
+        ]);
+        assert_eq!(s.record_path, Some(PathBuf::from("/tmp/app.rec")));
+        assert_eq!(s.record_max_bytes, 16 << 20);
+        assert!(errors.is_empty());
+        for bad in ["0", "-3", "1.5", "lots", "1048577"] {
+            let (s, errors) = with(&[("TASKSCOPE_RECORD_MAX_MB", bad)]);
+            assert_eq!(s.record_max_bytes, 256 << 20, "{bad}");
+            let text = errors[0].to_string();
+            assert!(
+                text.starts_with(&format!("TASKSCOPE_RECORD_MAX_MB={bad:?} is not valid")),
+                "{text}"
+            );
+            assert!(text.ends_with("using the default (256 MiB)"), "{text}");
+        }
+        let (s, errors) = with(&[("TASKSCOPE_RECORD", " ")]);
+        assert_eq!(s.record_path, None);
+        assert_eq!(errors[0].variable, "TASKSCOPE_RECORD");
     }
 
     #[test]

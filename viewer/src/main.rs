@@ -8,6 +8,7 @@
 //!                                 as a tree by parent)
 //! taskscope report FILE... [--json] [--since T] [--until T] [--full-stacks]
 //! taskscope demo                  run a misbehaving app to look at
+//! taskscope replay FILE           the live view on a recording (TASKSCOPE_RECORD)
 //! ```
 //!
 //! `ADDR` is `host:port` (default `127.0.0.1:6670`), `http://host:port` or
@@ -62,6 +63,14 @@ enum Command {
     Report(ReportArgs),
     /// Run a built-in misbehaving app, to see taskscope at work.
     Demo,
+    /// Replay a recording (an app's TASKSCOPE_RECORD) in the live view, under
+    /// a time cursor: space pauses, ←/→ step 10 s, g/G jump to start/end.
+    Replay {
+        /// The recording: the path the app was given in TASKSCOPE_RECORD (its
+        /// older segments beside it, FILE.000001 …, are read too).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// The app to talk to.
@@ -117,6 +126,7 @@ fn main() -> ExitCode {
             taskscope_viewer::dump::Options { json, stacks, tree },
         ),
         Some(Command::Demo) => demo(),
+        Some(Command::Replay { file }) => replay(&file),
         Some(Command::Report(args)) => {
             let window = report::Window {
                 since: args.since,
@@ -173,6 +183,47 @@ fn live_view(addr: ServerAddr) -> anyhow::Result<()> {
             requests_rx,
         ));
         taskscope_viewer::tui::run(text, updates_rx, requests_tx).await
+    })
+}
+
+/// `taskscope replay FILE`: the live view on a recording, then what could
+/// not be read (it is also counted in the status line meanwhile).
+fn replay(file: &std::path::Path) -> ExitCode {
+    // Loading reports its progress here (bytes read of the total): the place
+    // for a progress bar on stderr.
+    let mut progress = |_: &taskscope_viewer::replay::Progress| {};
+    match replay_view(file, &mut progress) {
+        Ok(problems) => {
+            for problem in problems {
+                eprintln!("taskscope replay: {problem}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("taskscope replay: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the recording (calling `progress` as it reads) and runs the live
+/// view on it until the user quits; returns what could not be read.
+fn replay_view(
+    file: &std::path::Path,
+    progress: &mut dyn FnMut(&taskscope_viewer::replay::Progress),
+) -> anyhow::Result<Vec<String>> {
+    use anyhow::Context as _;
+    let recording = taskscope_viewer::replay::load(file, progress)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the viewer's runtime")?;
+    let label = file.display().to_string();
+    runtime.block_on(async move {
+        let now = std::time::Instant::now();
+        let (player, model) = taskscope_viewer::replay::Player::new(recording, label, now);
+        let player = taskscope_viewer::tui::run_replay(player, model).await?;
+        Ok(player.problems().to_vec())
     })
 }
 

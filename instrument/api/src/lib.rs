@@ -12,9 +12,10 @@
 //! `taskscope report` share ([`slow_polls`]), likewise for the other findings
 //! grouped by kind and location ([`problems`]), and stacks as both show them,
 //! the runtime's frames folded ([`stack`]). It also holds the per-task poll
-//! histogram's buckets ([`histogram`]) and what both sides need of
+//! histogram's buckets ([`histogram`]), what both sides need of
 //! tokio-console's protocol, which the app serves too and the viewer reads
-//! from apps that embed console-subscriber ([`console`]).
+//! from apps that embed console-subscriber ([`console`]), and the format of
+//! recordings (`TASKSCOPE_RECORD`, read by `taskscope replay`: [`recording`]).
 //!
 //! It starts nothing and captures nothing: a viewer, a script reading report
 //! files or a test can depend on it without compiling the capture, the
@@ -38,6 +39,7 @@ pub mod format;
 pub mod histogram;
 pub mod problems;
 pub mod proto;
+pub mod recording;
 pub mod slow_polls;
 pub mod stack;
 mod task;

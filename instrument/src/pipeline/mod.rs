@@ -19,6 +19,10 @@
 pub(crate) mod counts;
 pub(crate) mod log_sink;
 mod recent;
+// The recording (TASKSCOPE_RECORD): a sink of the viewer server's updates,
+// fed by the server's publisher, written on a thread of its own.
+pub(crate) mod record_file;
+pub(crate) mod record_queue;
 pub(crate) mod report_file;
 mod shared;
 mod sinks;

@@ -1,7 +1,8 @@
 //! The viewer server: gRPC (tonic) on a thread of its own, with its own
 //! current-thread Tokio runtime, started by the builder when
 //! `TASKSCOPE_ADDR` is not `off` ([`bind`] on the starting thread, then
-//! [`serve`] on the server's).
+//! [`serve`] on the server's) or when the app records (`TASKSCOPE_RECORD`:
+//! then the publisher runs even with nothing listening).
 //!
 //! - [`listen`]: binds the address (TCP, loopback unless told otherwise, or a
 //!   Unix socket created owner-only), with one clear warning when it cannot;
@@ -25,6 +26,8 @@
 //!   task dump of the app's runtime, reused for a while);
 //! - [`publisher`]: one loop that reads the registry every publish interval
 //!   and makes one snapshot or delta, encoded once;
+//! - [`recorder`]: what the publisher hands the recording (the same encoded
+//!   updates, a snapshot at each segment's start and every minute);
 //! - [`fanout`]: each viewer's bounded queue of those updates, never waited
 //!   for; a viewer that falls behind is dropped with a reason;
 //! - [`budget`]: the server's CPU budget (a quarter of one core);
@@ -79,6 +82,7 @@ pub(crate) mod limits;
 pub(crate) mod listen;
 pub(crate) mod listing;
 pub(crate) mod publisher;
+pub(crate) mod recorder;
 pub(crate) mod routes;
 pub(crate) mod runtime;
 pub(crate) mod service;
@@ -87,6 +91,7 @@ pub(crate) mod stacks;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::pipeline::record_queue::Recording;
 use crate::session::Session;
 use crate::settings::{ServerAddr, token_problem};
 
@@ -143,8 +148,13 @@ pub(crate) fn bind(session: &Session) -> Option<(listen::Listener, ServerAddr)> 
 
 /// Serves `listener` on the calling thread (the server's own, started by the
 /// builder) until the server stops; its tasks run on a runtime of its own
-/// and are never counted among the app's.
-pub(crate) fn serve(session: Arc<Session>, listener: listen::Listener, addr: ServerAddr) {
+/// and are never counted among the app's. With `recording`, the publisher
+/// also feeds the recording, for as long as the app runs, listener or not.
+pub(crate) fn serve(
+    session: Arc<Session>,
+    listener: Option<(listen::Listener, ServerAddr)>,
+    recording: Option<Recording>,
+) {
     // Before the runtime exists: every task it runs is taskscope's, not the app's.
     crate::internal::mark_internal_thread();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -163,17 +173,31 @@ pub(crate) fn serve(session: Arc<Session>, listener: listen::Listener, addr: Ser
     runtime.block_on(async move {
         let hub = Arc::new(fanout::Hub::new());
         let budget = Arc::new(budget::Budget::new());
-        tokio::spawn(publisher::run(
+        let recording = recording.map(|sink| {
+            let started = convert::unix_ns(std::time::SystemTime::now());
+            recorder::Recorder::new(sink, started)
+        });
+        let recorded = recording.is_some();
+        let publisher = tokio::spawn(publisher::run(
             Arc::clone(&session),
             Arc::clone(&hub),
             Arc::clone(&budget),
+            recording,
         ));
+        let Some((listener, addr)) = listener else {
+            // Recording only (TASKSCOPE_ADDR=off): nothing listens.
+            let _ = publisher.await;
+            return;
+        };
         let auth = auth::Auth::new(session.settings.token.as_deref());
         let routes = routes::Routes::new(session, hub, auth, Arc::clone(&budget));
         let incoming = match conn::accept(listener, budget) {
             Ok(incoming) => incoming,
             Err(err) => {
                 eprintln!("taskscope: cannot serve on {addr} ({err}); the viewer server is off");
+                if recorded {
+                    let _ = publisher.await;
+                }
                 return;
             }
         };
@@ -190,6 +214,10 @@ pub(crate) fn serve(session: Arc<Session>, listener: listen::Listener, addr: Ser
             .await;
         if let Err(err) = served {
             eprintln!("taskscope: the viewer server on {addr} stopped: {err}");
+        }
+        if recorded {
+            // The recording goes on without the listener.
+            let _ = publisher.await;
         }
     });
 }

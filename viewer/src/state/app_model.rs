@@ -9,6 +9,7 @@ use crate::state::entry::{Marks, TaskCounts, TaskEntry, marks_for};
 use crate::state::held::Held;
 use crate::state::history::RuntimeHistory;
 use crate::state::model::{AppInfo, Connection, Dropped, Finding, RuntimeMetrics, TaskDetail};
+use crate::state::replay_status::ReplayStatus;
 use crate::state::slow_polls::{SlowPollGroup, SlowPolls};
 use crate::state::sort::{self, Column, TaskOrder};
 use crate::state::ui_state::UiState;
@@ -99,6 +100,8 @@ pub struct Model {
     pub ui: UiState,
     /// Cached table order of the tasks view.
     pub(super) order: TaskOrder,
+    /// Set during `taskscope replay`: the replay's cursor, for the status line.
+    pub replay: Option<ReplayStatus>,
 }
 
 impl Model {
@@ -137,6 +140,7 @@ impl Model {
             detail: None,
             ui: UiState::default(),
             order: TaskOrder::default(),
+            replay: None,
         }
     }
 

@@ -132,7 +132,14 @@ fn lines(model: &Model, id: u64) -> Vec<Line<'static>> {
     out.push(Line::raw(""));
     out.push(heading("Poll durations"));
     let threshold = model.app.as_ref().map(|a| a.slow_poll_threshold);
-    histogram(detail, threshold, &mut out);
+    if model.replay.is_some() {
+        out.push(Line::styled(
+            "  not in a recording (the app sends a task's histogram only when asked)",
+            dim,
+        ));
+    } else {
+        histogram(detail, threshold, &mut out);
+    }
 
     out.push(Line::raw(""));
     let mut slow_heading = heading(format!("Slow polls ({})", detail.slow_polls.len()));
@@ -194,6 +201,9 @@ fn lines(model: &Model, id: u64) -> Vec<Line<'static>> {
     out.push(heading("Async stack"));
     match &detail.async_stack {
         Some(stack) => out.extend(stack.lines().map(|l| Line::raw(format!("  {l}")))),
+        None if model.replay.is_some() => {
+            out.push(Line::styled("  not in a recording", dim));
+        }
         None if console_app(model) => {
             out.push(Line::styled("  not available from console-subscriber", dim))
         }
