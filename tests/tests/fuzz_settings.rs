@@ -20,7 +20,7 @@ use taskscope_tests::temp_dir;
 const APP: &str = env!("CARGO_BIN_EXE_settings_app");
 
 /// The variables with a test through a real process below.
-const PROCESS_TESTED: [&str; 12] = [
+const PROCESS_TESTED: [&str; 14] = [
     "TASKSCOPE_SLOW_POLL_MS",
     "TASKSCOPE_REPORT",
     "TASKSCOPE_ADDR",
@@ -33,6 +33,8 @@ const PROCESS_TESTED: [&str; 12] = [
     "TASKSCOPE_METRICS_MAX_LOCATIONS",
     "TASKSCOPE_CONSOLE",
     "TASKSCOPE_TASKDUMP",
+    "TASKSCOPE_RECORD",
+    "TASKSCOPE_RECORD_MAX_MB",
 ];
 
 /// The variables whose value is a secret: a warning shows this instead.
@@ -793,5 +795,33 @@ fn malformed_task_dump_policy_keeps_current_thread_dumps() {
         !stderr(&output).contains("is not valid"),
         "{}",
         stderr(&output)
+    );
+}
+
+/// A malformed recording setting: named once on stderr, its default used (no
+/// recording for an empty path; 256 MiB for a bad bound), the app runs on.
+#[test]
+fn malformed_recording_settings_keep_their_defaults() {
+    let (output, threads) = serve_with(&[("TASKSCOPE_RECORD", "  ")], thread_names);
+    assert_named(&output, "TASKSCOPE_RECORD", "  ", "no recording");
+    assert!(
+        !threads.iter().any(|t| t.starts_with("taskscope-reco")),
+        "{threads:?}"
+    );
+    let dir = temp_dir("settings-record");
+    let path = dir.join("app.rec");
+    for bad in ["0", "lots", "1048577"] {
+        let (output, ()) = serve_with(
+            &[
+                ("TASKSCOPE_RECORD", path.to_str().unwrap()),
+                ("TASKSCOPE_RECORD_MAX_MB", bad),
+            ],
+            |_| (),
+        );
+        assert_named(&output, "TASKSCOPE_RECORD_MAX_MB", bad, "256 MiB");
+    }
+    assert!(
+        path.exists(),
+        "the recording is made with the default bound"
     );
 }

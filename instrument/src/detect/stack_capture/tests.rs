@@ -942,7 +942,11 @@ mod process_wide {
                 // Blocked in a system call: walked from here, nothing runs on it.
                 Ok(raw) if matches!(raw.method(), Method::Blocked { .. }) => blocked_ok += 1,
                 Err(StackError::Moving) => {}
-                r => other.push(format!("{r:?}")),
+                // Taken by signal: a failure only if the hook was still
+                // running once the capture was done (it may have returned
+                // between the look at `in_hook` and the signal).
+                r if in_hook.load(Ordering::SeqCst) => other.push(format!("{r:?}")),
+                _ => {}
             }
             std::thread::sleep(Duration::from_millis(5));
         }
