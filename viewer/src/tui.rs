@@ -105,6 +105,13 @@ where
                 Some(Event::Key(key)) => match model.handle_key(key, Instant::now()) {
                     Some(Action::Quit) => return Ok(()),
                     Some(Action::RequestDetail(id)) => ask(id, Instant::now(), &mut detail_asked),
+                    Some(Action::RequestDetailWithStack(id)) => {
+                        detail_asked = Some((id, Instant::now()));
+                        // A full queue drops it: the view then says `s` asks again.
+                        if requests.try_send(Request::DetailWithStack(id)).is_err() {
+                            model.async_stack = crate::state::StackFetch::NotAsked;
+                        }
+                    }
                     None => {}
                 },
                 // Resize and the rest: the redraw at the top of the loop is all they need.
@@ -172,7 +179,10 @@ where
                     }
                     match model.handle_key(key, player.now()) {
                         Some(Action::Quit) => return Ok(()),
-                        Some(Action::RequestDetail(id)) => player.request_detail(model, id),
+                        // A recording has no task dumps: the detail without.
+                        Some(
+                            Action::RequestDetail(id) | Action::RequestDetailWithStack(id),
+                        ) => player.request_detail(model, id),
                         None => {}
                     }
                 }

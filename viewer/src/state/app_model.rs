@@ -12,6 +12,7 @@ use crate::state::model::{AppInfo, Connection, Dropped, Finding, RuntimeMetrics,
 use crate::state::replay_status::ReplayStatus;
 use crate::state::slow_polls::{SlowPollGroup, SlowPolls};
 use crate::state::sort::{self, Column, TaskOrder};
+use crate::state::stack_fetch::StackFetch;
 use crate::state::ui_state::UiState;
 use taskscope_api::problems::ProblemGroups;
 use taskscope_api::stack::SourceRoots;
@@ -96,6 +97,8 @@ pub struct Model {
     pub(super) held: Held,
     /// The last task detail received.
     pub detail: Option<TaskDetail>,
+    /// The async stack of the task in the Detail view, taken on demand.
+    pub async_stack: StackFetch,
     /// Interface state.
     pub ui: UiState,
     /// Cached table order of the tasks view.
@@ -138,6 +141,7 @@ impl Model {
             paused: false,
             held: Held::default(),
             detail: None,
+            async_stack: StackFetch::default(),
             ui: UiState::default(),
             order: TaskOrder::default(),
             replay: None,
@@ -250,6 +254,7 @@ impl Model {
                 spec: self.ui.tasks_sort,
                 filter_text: &self.ui.filter,
                 live_only: self.ui.live_only,
+                tree: self.ui.tree,
                 now: self.now,
             };
             if values_due || !self.order.update_incrementally(&ctx, counts) {
@@ -259,6 +264,13 @@ impl Model {
             self.sync_selection();
         }
         &self.order.ids
+    }
+
+    /// In tree mode (`t`), the tree lines drawn before the name of row `row`
+    /// of the last [`Model::task_order`] (`│ └─`; empty for a root, and
+    /// outside tree mode).
+    pub fn tree_prefix(&self, row: usize) -> &str {
+        self.order.prefixes.get(row).map_or("", String::as_str)
     }
 
     /// Counts for the tasks view's title (as of the last [`Model::task_order`]).
@@ -494,6 +506,7 @@ mod tests {
                 spec: model.ui.tasks_sort,
                 filter_text: filter,
                 live_only: false,
+                tree: false,
                 now,
             });
             assert_eq!(got, want.ids, "{column:?} {filter:?} step {step}");
