@@ -59,3 +59,44 @@ impl StackFetch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(id: u64, note: Option<&str>) -> TaskDetail {
+        TaskDetail {
+            id,
+            async_stack_frames: note.map(|n| AsyncStack {
+                note: Some(n.into()),
+                ..AsyncStack::default()
+            }),
+            ..TaskDetail::default()
+        }
+    }
+
+    #[test]
+    fn only_the_answer_to_the_question_asked_is_kept() {
+        let now = Instant::now();
+        let mut fetch = StackFetch::default();
+        // Not asked: an answer is not taken.
+        fetch.receive(&answer(7, Some("dump refused")), now);
+        assert_eq!(fetch, StackFetch::NotAsked);
+        fetch.ask(7);
+        // Another task's answer, and a refresh without a stack: still waiting.
+        fetch.receive(&answer(8, Some("other")), now);
+        fetch.receive(&answer(7, None), now);
+        assert_eq!(fetch.of(7), &StackFetch::Asked { id: 7 });
+        fetch.receive(&answer(7, Some("the task has ended")), now);
+        let StackFetch::Got { id: 7, stack, .. } = fetch.of(7) else {
+            panic!("{fetch:?}");
+        };
+        assert_eq!(stack.note.as_deref(), Some("the task has ended"));
+        assert_eq!(fetch.of(8), &StackFetch::NotAsked);
+        // A late second answer does not replace it unless asked again.
+        fetch.receive(&answer(7, Some("late")), now);
+        assert!(
+            matches!(fetch.of(7), StackFetch::Got { stack, .. } if stack.note.as_deref() == Some("the task has ended"))
+        );
+    }
+}
