@@ -431,10 +431,9 @@ mod tests {
                 delta((1..=count).map(|id| task(id, false)).collect(), vec![]),
                 now,
             );
-            model.handle_key(
-                crate::state::keys::press(ratatui::crossterm::event::KeyCode::Char('t')),
-                now,
-            );
+            // As `t` does.
+            model.ui.tree = true;
+            model.invalidate_order();
             model.task_order();
             let mut child = task(count + 1, false);
             child.parent = Some(1);
