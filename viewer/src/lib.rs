@@ -13,5 +13,6 @@ pub mod dump;
 pub mod json;
 pub mod replay;
 pub mod state;
+pub mod tree;
 pub mod tui;
 pub mod ui;

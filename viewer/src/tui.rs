@@ -105,6 +105,13 @@ where
                 Some(Event::Key(key)) => match model.handle_key(key, Instant::now()) {
                     Some(Action::Quit) => return Ok(()),
                     Some(Action::RequestDetail(id)) => ask(id, Instant::now(), &mut detail_asked),
+                    Some(Action::RequestDetailWithStack(id)) => {
+                        detail_asked = Some((id, Instant::now()));
+                        // A full queue drops it: the view then says `s` asks again.
+                        if requests.try_send(Request::DetailWithStack(id)).is_err() {
+                            model.async_stack = crate::state::StackFetch::NotAsked;
+                        }
+                    }
                     None => {}
                 },
                 // Resize and the rest: the redraw at the top of the loop is all they need.
@@ -172,7 +179,10 @@ where
                     }
                     match model.handle_key(key, player.now()) {
                         Some(Action::Quit) => return Ok(()),
-                        Some(Action::RequestDetail(id)) => player.request_detail(model, id),
+                        // A recording has no task dumps: the detail without.
+                        Some(
+                            Action::RequestDetail(id) | Action::RequestDetailWithStack(id),
+                        ) => player.request_detail(model, id),
                         None => {}
                     }
                 }
@@ -376,7 +386,59 @@ mod tests {
             "status line:\n{text}"
         );
         assert!(text.contains("Task 42 \"handler\""), "detail view:\n{text}");
-        assert_eq!(requests_rx.try_recv(), Ok(Request::Detail(42)));
+        // Opening the task asks for its async stack too.
+        assert_eq!(requests_rx.try_recv(), Ok(Request::DetailWithStack(42)));
+    }
+
+    #[tokio::test]
+    async fn the_async_stack_is_asked_once_per_opening_never_by_the_refresh() {
+        let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+        let (updates_tx, updates) = mpsc::channel(8);
+        let (events_tx, events) = mpsc::channel(8);
+        let (requests, mut requests_rx) = mpsc::channel(64);
+        let model = Model::new("127.0.0.1:6670", Instant::now());
+        let key = |code| Event::Key(press(code));
+        let feeder = tokio::spawn(async move {
+            updates_tx.send(one_task_snapshot()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            events_tx.send(key(KeyCode::Enter)).await.unwrap();
+            // Two refreshes of the detail on screen.
+            tokio::time::sleep(DETAIL_REFRESH * 2 + Duration::from_millis(300)).await;
+            // Away and back: opened again.
+            events_tx.send(key(KeyCode::Char('1'))).await.unwrap();
+            events_tx.send(key(KeyCode::Char('2'))).await.unwrap();
+            // s: asked again.
+            events_tx.send(key(KeyCode::Char('s'))).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            events_tx.send(key(KeyCode::Char('q'))).await.unwrap();
+            updates_tx
+        });
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            event_loop(&mut terminal, model, updates, events, requests),
+        )
+        .await
+        .expect("q ends the loop")
+        .unwrap();
+        let _updates_tx = feeder.await.unwrap();
+        let mut asked = Vec::new();
+        while let Ok(request) = requests_rx.try_recv() {
+            asked.push(request);
+        }
+        let with_stack: Vec<usize> = asked
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| **r == Request::DetailWithStack(42))
+            .map(|(i, _)| i)
+            .collect();
+        let refreshes = asked.iter().filter(|r| **r == Request::Detail(42)).count();
+        assert_eq!(with_stack.len(), 3, "open, open again, s: {asked:?}");
+        assert_eq!(with_stack[0], 0, "{asked:?}");
+        assert!(refreshes >= 2, "the detail is refreshed: {asked:?}");
+        assert!(
+            with_stack[1] > refreshes.min(2),
+            "the refreshes in between ask no dump: {asked:?}"
+        );
     }
 
     /// The status line's last row of the screen.

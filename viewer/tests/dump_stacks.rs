@@ -251,3 +251,102 @@ fn dump_tree_nests_children_under_their_parents() {
         .unwrap_or_else(|| panic!("{tree:#?}"));
     assert_eq!(acceptor["children"][0]["name"], "conn", "{acceptor:#}");
 }
+
+/// The next update from the viewer's client.
+async fn next(
+    updates: &mut tokio::sync::mpsc::Receiver<taskscope_viewer::state::Update>,
+) -> taskscope_viewer::state::Update {
+    tokio::time::timeout(Duration::from_secs(20), updates.recv())
+        .await
+        .expect("an update from the app")
+        .expect("the client runs")
+}
+
+/// The live view's Detail view on the "conn" task, end to end: the viewer's
+/// client asks the app for the detail with the async stack (as opening the
+/// task does), the model takes the answer, the view draws it.
+#[test]
+fn the_detail_view_shows_where_a_live_task_waits() {
+    use taskscope_viewer::state::{Model, Request, StackFetch, Update};
+    let addr = taskscope_api::ServerAddr::parse(app()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let now = std::time::Instant::now();
+    let mut model = Model::new(app(), now);
+    let (plain, with_stack) = runtime.block_on(async {
+        let (updates_tx, mut updates) = tokio::sync::mpsc::channel(64);
+        let (requests, requests_rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(taskscope_viewer::client::watch_with(
+            addr,
+            None,
+            updates_tx,
+            requests_rx,
+        ));
+        // The snapshot, with the conn task in it.
+        let conn = loop {
+            let update = next(&mut updates).await;
+            let found = match &update {
+                Update::Snapshot { tasks, .. } => tasks
+                    .iter()
+                    .find(|t| t.name.as_deref() == Some("conn"))
+                    .map(|t| t.id),
+                _ => None,
+            };
+            model.apply(update, now);
+            if let Some(id) = found {
+                break id;
+            }
+        };
+        let mut answers = Vec::new();
+        for request in [Request::Detail(conn), Request::DetailWithStack(conn)] {
+            requests.send(request).await.unwrap();
+            loop {
+                if let Update::Detail(detail) = next(&mut updates).await {
+                    answers.push(detail);
+                    break;
+                }
+            }
+        }
+        let with_stack = answers.pop().unwrap();
+        let plain = answers.pop().unwrap();
+        (plain, with_stack)
+    });
+    assert!(plain.async_stack_frames.is_none(), "{plain:?}");
+    // Opening the task asks for the stack; the client's answer comes in.
+    let conn = with_stack.id;
+    model.open_detail(conn);
+    assert_eq!(model.async_stack, StackFetch::Asked { id: conn });
+    model.apply(Update::Detail(with_stack), now);
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 60)).unwrap();
+    terminal
+        .draw(|f| taskscope_viewer::ui::draw(f, &mut model))
+        .unwrap();
+    let buffer = terminal.backend().buffer();
+    let screen: String = (0..buffer.area.height)
+        .map(|y| {
+            let mut line: String = (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect();
+            line.push('\n');
+            line
+        })
+        .collect();
+    if DUMPS {
+        let line = marker_line(concat!("CONN-", "RECV"));
+        assert!(
+            screen.contains(&format!("  waiting at {FILE}:{line} ")),
+            "{screen}"
+        );
+        assert!(
+            screen.contains(&format!("dump_stacks::serve_connection ({FILE}:{line})")),
+            "{screen}"
+        );
+    } else {
+        assert!(
+            screen.contains("not available: taskscope was built without its `taskdump` feature"),
+            "{screen}"
+        );
+    }
+}

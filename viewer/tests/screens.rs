@@ -9,6 +9,7 @@ use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::KeyCode;
 use ratatui::style::Modifier;
 use taskscope_api::{Finding, FindingKind, LeakReason, StackFrame, TaskRef};
+use taskscope_viewer::client::AsyncStack;
 use taskscope_viewer::state::keys::press;
 use taskscope_viewer::state::{
     Action, AppInfo, Connection, Dropped, Model, RuntimeMetrics, Task, TaskDetail, TaskEnd,
@@ -447,6 +448,132 @@ fn live_tasks_come_first_and_l_shows_only_them() {
     line_of(&lines, " req-7 ");
 }
 
+/// The name cells as drawn (tree lines included), top to bottom, of the
+/// rows whose name is one of `names`.
+fn name_cells(lines: &[String], names: &[&str]) -> Vec<String> {
+    let header = &lines[line_of(lines, "SPAWNED AT")];
+    let col = |title: &str| header[..header.find(title).unwrap()].chars().count();
+    let (from, to) = (col("NAME"), col("STATE"));
+    lines
+        .iter()
+        .map(|l| {
+            let cell: String = l.chars().skip(from).take(to - from).collect();
+            cell.trim_end().to_string()
+        })
+        .filter(|cell| {
+            let name = cell.trim_start_matches(['│', '├', '└', '─', ' ']);
+            names.contains(&name)
+        })
+        .collect()
+}
+
+#[test]
+fn tree_mode_nests_children_under_their_parents_and_keeps_sort_filter_and_selection() {
+    let now = Instant::now();
+    let mut model = Model::new("x", now);
+    let with_parent = |id, name, parent: Option<u64>| {
+        let mut t = task(id, Some(name), "src/main.rs:1:1");
+        t.parent = parent;
+        t
+    };
+    let mut done = with_parent(30, "finished-child", Some(10));
+    done.ended = Some(TaskEnd::Completed);
+    model.apply(
+        snapshot(
+            vec![
+                with_parent(1, "main", None),
+                with_parent(10, "acceptor", Some(1)),
+                with_parent(11, "conn-b", Some(10)),
+                with_parent(12, "conn-a", Some(10)),
+                with_parent(20, "metrics", Some(1)),
+                // Its parent (5) is gone: a root.
+                with_parent(21, "orphan", Some(5)),
+                done,
+            ],
+            vec![],
+        ),
+        now,
+    );
+    let names = [
+        "main",
+        "acceptor",
+        "conn-b",
+        "conn-a",
+        "metrics",
+        "orphan",
+        "finished-child",
+    ];
+    // Select conn-a (row 4 by id), then the tree.
+    for _ in 0..4 {
+        model.handle_key(press(KeyCode::Down), now);
+    }
+    assert_eq!(model.selected_task(), Some(12));
+    model.handle_key(press(KeyCode::Char('t')), now);
+    let lines = screen(&mut model);
+    line_of(&lines, "tree by parent (t: flat)");
+    assert_eq!(
+        name_cells(&lines, &names),
+        [
+            "main",
+            "├─acceptor",
+            "│ ├─conn-b",
+            "│ └─conn-a",
+            "└─metrics",
+            "orphan",
+            // Finished: below the live ones, its live parent notwithstanding.
+            "finished-child",
+        ],
+        "{}",
+        dump(&lines)
+    );
+    // The selection followed conn-a to its row in the tree.
+    assert_eq!(model.selected_task(), Some(12));
+    let selected = model.selected_row().unwrap();
+    assert_eq!(selected, 3);
+    assert!(
+        draw(&mut model)[(20, 2 + selected as u16 + 1)]
+            .modifier
+            .contains(Modifier::REVERSED)
+    );
+
+    // Sorted by name: siblings in name order, each under its parent still.
+    model.handle_key(press(KeyCode::Char('>')), now);
+    let lines = screen(&mut model);
+    assert_eq!(
+        name_cells(&lines, &names),
+        [
+            "main",
+            "├─acceptor",
+            "│ ├─conn-a",
+            "│ └─conn-b",
+            "└─metrics",
+            "orphan",
+            "finished-child",
+        ],
+        "{}",
+        dump(&lines)
+    );
+
+    // A filter leaves out the parent: its matching children become roots.
+    press_str(&mut model, "/conn", now);
+    model.handle_key(press(KeyCode::Enter), now);
+    let lines = screen(&mut model);
+    assert_eq!(name_cells(&lines, &names), ["conn-a", "conn-b"]);
+    model.handle_key(press(KeyCode::Esc), now);
+
+    // l: live only; t again: the flat list, conn-a still selected.
+    model.handle_key(press(KeyCode::Char('l')), now);
+    let lines = screen(&mut model);
+    assert!(!dump(&lines).contains("finished-child"));
+    model.handle_key(press(KeyCode::Char('t')), now);
+    let lines = screen(&mut model);
+    assert_eq!(
+        name_cells(&lines, &names),
+        ["acceptor", "conn-a", "conn-b", "main", "metrics", "orphan"]
+    );
+    assert_eq!(model.selected_task(), Some(12));
+}
+
 // ---------------------------------------------------------------- slow polls
 
 #[test]
@@ -527,7 +654,7 @@ fn slow_polls_group_by_location_and_show_the_worst_stack() {
     // Enter opens the worst poll's task.
     assert_eq!(
         model.handle_key(press(KeyCode::Enter), now),
-        Some(Action::RequestDetail(23))
+        Some(Action::RequestDetailWithStack(23))
     );
     assert_eq!(model.ui.view, View::Detail);
 }
@@ -1095,7 +1222,7 @@ fn detail_view_shows_histogram_bars_slow_poll_stack_and_relations() {
     // Select "handler" (first row by id) and open it.
     assert_eq!(
         model.handle_key(press(KeyCode::Enter), now),
-        Some(Action::RequestDetail(17))
+        Some(Action::RequestDetailWithStack(17))
     );
     let lines = screen(&mut model);
     line_of(&lines, "Asking the app for the detail");
@@ -1125,6 +1252,7 @@ fn detail_view_shows_histogram_bars_slow_poll_stack_and_relations() {
             parent: Some(1),
             children: vec![40, 41],
             async_stack: None,
+            async_stack_frames: None,
         }),
         now,
     );
@@ -1148,10 +1276,151 @@ fn detail_view_shows_histogram_bars_slow_poll_stack_and_relations() {
     line_of(&lines, "parent 1   children 40, 41");
     line_of(&lines, "wakes 14   wakers alive 1");
     line_of(&lines, "Async stack");
-    line_of(&lines, "not available");
+    line_of(&lines, "taking a task dump");
     // Esc goes back to the table.
     model.handle_key(press(KeyCode::Esc), now);
     assert_eq!(model.ui.view, View::Tasks);
+}
+
+/// The detail of task 17 with the async stack asked when it was opened.
+fn detail_with_stack(stack: AsyncStack) -> Update {
+    Update::Detail(TaskDetail {
+        id: 17,
+        async_stack_frames: Some(stack),
+        ..TaskDetail::default()
+    })
+}
+
+#[test]
+fn detail_view_shows_where_the_task_waits_app_frame_first_and_the_select_branches() {
+    let now = Instant::now();
+    let mut model = model_with_slow_handler(now);
+    assert_eq!(
+        model.handle_key(press(KeyCode::Enter), now),
+        Some(Action::RequestDetailWithStack(17))
+    );
+    let recv = frame(
+        "tokio::sync::mpsc::bounded::Receiver<T>::recv",
+        "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1/src/sync/mpsc/bounded.rs",
+        245,
+    );
+    let sleep = frame(
+        "tokio::time::sleep::Sleep",
+        "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1/src/time/sleep.rs",
+        120,
+    );
+    model.apply(
+        detail_with_stack(AsyncStack {
+            waiting_at: vec![
+                recv.clone(),
+                frame("shop::worker::run::{{closure}}", "src/worker.rs", 41),
+                frame("shop::main::{{closure}}", "src/main.rs", 12),
+            ],
+            also: vec![vec![
+                sleep,
+                frame("shop::worker::run::{{closure}}", "src/worker.rs", 44),
+            ]],
+            note: None,
+        }),
+        now,
+    );
+    let buffer = draw(&mut model);
+    let lines = lines(&buffer);
+    let title = line_of(&lines, "Async stack");
+    assert!(
+        lines[title].contains("s: take it again"),
+        "{}",
+        dump(&lines)
+    );
+    let head = line_of(&lines, "waiting at src/worker.rs:41");
+    let app = line_of(&lines, "shop::worker::run::{{closure}} (src/worker.rs:41)");
+    let outer = line_of(&lines, "shop::main::{{closure}} (src/main.rs:12)");
+    let branch = line_of(
+        &lines,
+        "and at the same time (branch 2 of a select!/join!): waiting at src/worker.rs:44",
+    );
+    line_of(&lines, "shop::worker::run::{{closure}} (src/worker.rs:44)");
+    // Innermost first: the Tokio primitive, then the app's frame, then its caller.
+    let primitive = line_of(
+        &lines,
+        "tokio::sync::mpsc::bounded::Receiver<T>::recv (tokio-1.54.1/src/sync/mpsc/bounded.rs:245)",
+    );
+    assert!(title < head && head < primitive && primitive < app && app < outer && outer < branch);
+    // The app's frame stands out (bold), as in the slow-poll stacks.
+    let x = lines[app].find("shop::worker").unwrap();
+    let x = lines[app][..x].chars().count() as u16;
+    assert!(buffer[(x, app as u16)].modifier.contains(Modifier::BOLD));
+    // f: the stack whole, as elsewhere (the hint says what f does next).
+    model.handle_key(press(KeyCode::Char('f')), now);
+    line_of(
+        &screen(&mut model),
+        "s: take it again (a task dump pauses the app's runtime); f: fold",
+    );
+
+    // The refresh (a detail without the stack) keeps the stack on screen.
+    model.apply(
+        Update::Detail(TaskDetail {
+            id: 17,
+            ..TaskDetail::default()
+        }),
+        now,
+    );
+    line_of(&screen(&mut model), "waiting at src/worker.rs:41");
+}
+
+#[test]
+fn detail_view_says_why_the_async_stack_is_missing() {
+    let now = Instant::now();
+    let mut model = model_with_slow_handler(now);
+    model.handle_key(press(KeyCode::Enter), now);
+    // The detail's refresh (without the stack) comes first.
+    model.apply(
+        Update::Detail(TaskDetail {
+            id: 17,
+            ..TaskDetail::default()
+        }),
+        now,
+    );
+    line_of(&screen(&mut model), "taking a task dump");
+    model.apply(
+        detail_with_stack(AsyncStack {
+            note: Some(
+                "taskscope was built without its taskdump feature (TASKSCOPE_TASKDUMP)".into(),
+            ),
+            ..AsyncStack::default()
+        }),
+        now,
+    );
+    let lines = screen(&mut model);
+    line_of(
+        &lines,
+        "not available: taskscope was built without its taskdump feature (TASKSCOPE_TASKDUMP)",
+    );
+    assert!(!dump(&lines).contains("--cfg tokio_taskdump"), "stale text");
+    // s asks again.
+    assert_eq!(
+        model.handle_key(press(KeyCode::Char('s')), now),
+        Some(Action::RequestDetailWithStack(17))
+    );
+    line_of(&screen(&mut model), "taking a task dump");
+
+    // A stack that is not asked for (another task's) is not shown.
+    model.apply(
+        Update::Detail(TaskDetail {
+            id: 18,
+            async_stack_frames: Some(AsyncStack::default()),
+            ..TaskDetail::default()
+        }),
+        now,
+    );
+    model.apply(
+        Update::Detail(TaskDetail {
+            id: 17,
+            ..TaskDetail::default()
+        }),
+        now,
+    );
+    line_of(&screen(&mut model), "taking a task dump");
 }
 
 #[test]

@@ -219,7 +219,7 @@ pub async fn task_detail_with(
     let shown = addr.to_string();
     let call = async {
         let client = connect::connect(addr, token).await?;
-        watch::detail(client, &shown, id).await
+        watch::detail(client, &shown, id, false).await
     };
     match with_timeout(&shown, "the task detail", call).await {
         Ok(detail) => Ok(detail),

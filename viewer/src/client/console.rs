@@ -446,6 +446,7 @@ impl ConsoleState {
             parent: None,
             children: Vec::new(),
             async_stack: None,
+            async_stack_frames: None,
         })
     }
 }

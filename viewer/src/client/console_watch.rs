@@ -146,7 +146,11 @@ pub(crate) async fn session(
             }
             request = requests.recv(), if requests_open => match request {
                 None => requests_open = false,
-                Some(crate::state::model::Request::Detail(shown_id)) => {
+                // console-subscriber has no task dumps: the detail without.
+                Some(
+                    crate::state::model::Request::Detail(shown_id)
+                    | crate::state::model::Request::DetailWithStack(shown_id),
+                ) => {
                     if let Some(detail) = detail(&mut client, shown, &state, shown_id).await
                         && updates.send(Update::Detail(detail)).await.is_err()
                     {

@@ -166,6 +166,23 @@ pub fn detail(d: &proto::TaskDetailResponse, id: u64) -> TaskDetail {
         parent: d.parent,
         children: d.children.clone(),
         async_stack: d.async_stack.clone(),
+        async_stack_frames: None,
+    }
+}
+
+/// Where the task of a detail asked with `include_async_stack` waits: its
+/// frames, or the app's reason why there are none as the note.
+pub fn detail_stack(d: &proto::TaskDetailResponse) -> crate::client::stacks::AsyncStack {
+    match &d.async_stack_frames {
+        Some(frames) => async_stack(frames),
+        None => crate::client::stacks::AsyncStack {
+            note: Some(if d.async_stack_unavailable.is_empty() {
+                "the app sent no async stack and did not say why".to_string()
+            } else {
+                d.async_stack_unavailable.clone()
+            }),
+            ..Default::default()
+        },
     }
 }
 

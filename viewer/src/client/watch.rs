@@ -233,13 +233,17 @@ async fn session(
             }
             request = requests.recv(), if requests_open => match request {
                 None => requests_open = false,
-                Some(Request::Detail(id)) => {
+                Some(request) => {
+                    let (id, with_stack) = match request {
+                        Request::Detail(id) => (id, false),
+                        Request::DetailWithStack(id) => (id, true),
+                    };
                     let client = client.clone();
                     let updates = updates.clone();
                     let shown = shown.to_string();
                     tokio::spawn(async move {
                         // A task that is gone has no detail: nothing to show.
-                        if let Ok(detail) = detail(client, &shown, id).await {
+                        if let Ok(detail) = detail(client, &shown, id, with_stack).await {
                             let _ = updates.send(Update::Detail(detail)).await;
                         }
                     });
@@ -258,16 +262,18 @@ pub(crate) fn mismatch(app: u32) -> String {
     )
 }
 
-/// The TaskDetail call on an open channel.
+/// The TaskDetail call on an open channel; `with_stack`: with where the
+/// task waits (a task dump), in `async_stack_frames`.
 pub(crate) async fn detail(
     mut client: Client,
     shown: &str,
     id: u64,
+    with_stack: bool,
 ) -> Result<crate::state::model::TaskDetail, ClientError> {
     let request = proto::TaskDetailRequest {
         protocol_version: PROTOCOL_VERSION,
         id,
-        include_async_stack: false,
+        include_async_stack: with_stack,
     };
     let response = client
         .task_detail(request)
@@ -280,5 +286,9 @@ pub(crate) async fn detail(
             reason: mismatch(response.protocol_version),
         });
     }
-    Ok(convert::detail(&response, id))
+    let mut detail = convert::detail(&response, id);
+    if with_stack {
+        detail.async_stack_frames = Some(convert::detail_stack(&response));
+    }
+    Ok(detail)
 }

@@ -12,36 +12,16 @@
 //! being polled at the spawn), so the tree works without task dumps. A task
 //! whose parent has ended is a root, marked `(parent 5 has ended)`.
 
-use std::collections::{BTreeMap, HashSet};
-
 use crate::client::{ListedTask, Listing, TaskKind};
 use crate::dump::stacks::{self, visible};
+use crate::tree::{Step, walk};
 
-/// How deep the tree is drawn at most (deeper tasks are listed as roots).
-const MAX_DEPTH: usize = 256;
-
-struct Tree<'a> {
-    roots: Vec<&'a ListedTask>,
-    children: BTreeMap<u64, Vec<&'a ListedTask>>,
-}
-
-fn tree(listing: &Listing) -> Tree<'_> {
-    let alive: HashSet<u64> = listing.tasks.iter().map(|t| t.task.id).collect();
-    let mut roots = Vec::new();
-    let mut children: BTreeMap<u64, Vec<&ListedTask>> = BTreeMap::new();
-    for listed in &listing.tasks {
-        match listed.task.parent {
-            Some(p) if p != listed.task.id && alive.contains(&p) => {
-                children.entry(p).or_default().push(listed)
-            }
-            _ => roots.push(listed),
-        }
-    }
-    roots.sort_by_key(|t| t.task.id);
-    for kids in children.values_mut() {
-        kids.sort_by_key(|t| t.task.id);
-    }
-    Tree { roots, children }
+/// The tasks by id: the order of siblings in the tree (the rules are
+/// [`crate::tree`]'s).
+fn by_id(listing: &Listing) -> Vec<&ListedTask> {
+    let mut by_id: Vec<&ListedTask> = listing.tasks.iter().collect();
+    by_id.sort_by_key(|t| t.task.id);
+    by_id
 }
 
 fn label(listing: &Listing, listed: &ListedTask) -> String {
@@ -72,67 +52,26 @@ fn label(listing: &Listing, listed: &ListedTask) -> String {
 
 /// The tree as text, one task a line.
 pub fn to_text(listing: &Listing) -> String {
-    let tree = tree(listing);
     let mut out = String::new();
     if let Some(s) = &listing.stacks {
         out.push_str(&stacks::summary(s, listing.at));
         out.push('\n');
     }
-    let mut seen = HashSet::new();
-    let count = tree.roots.len();
-    for (i, root) in tree.roots.iter().enumerate() {
-        draw(
-            listing,
-            &tree,
-            root,
-            "",
-            i + 1 == count,
-            0,
-            &mut seen,
-            &mut out,
-        );
+    let rows = by_id(listing);
+    for step in walk(&rows, |t| t.task.id, |t| t.task.parent) {
+        match step {
+            Step::Node { item, guides } => {
+                out.push_str(&guides.prefix(true));
+                out.push_str(&label(listing, item));
+            }
+            Step::More { guides, count } => {
+                out.push_str(&guides.prefix(true));
+                out.push_str(&format!("… {count} more below (listed as roots below)"));
+            }
+        }
+        out.push('\n');
     }
     out
-}
-
-#[allow(clippy::too_many_arguments)]
-fn draw(
-    listing: &Listing,
-    tree: &Tree<'_>,
-    node: &ListedTask,
-    prefix: &str,
-    last: bool,
-    depth: usize,
-    seen: &mut HashSet<u64>,
-    out: &mut String,
-) {
-    if !seen.insert(node.task.id) {
-        return;
-    }
-    out.push_str(prefix);
-    out.push_str(if last { "└── " } else { "├── " });
-    out.push_str(&label(listing, node));
-    out.push('\n');
-    let Some(kids) = tree.children.get(&node.task.id) else {
-        return;
-    };
-    let inner = format!("{prefix}{}", if last { "    " } else { "│   " });
-    if depth + 1 >= MAX_DEPTH {
-        out.push_str(&format!("{inner}└── … {} more below\n", kids.len()));
-        return;
-    }
-    for (i, kid) in kids.iter().enumerate() {
-        draw(
-            listing,
-            tree,
-            kid,
-            &inner,
-            i + 1 == kids.len(),
-            depth + 1,
-            seen,
-            out,
-        );
-    }
 }
 
 /// One node of `dump --tree --json`.
@@ -151,25 +90,8 @@ struct Node {
     children: Vec<Node>,
 }
 
-fn node(
-    listing: &Listing,
-    tree: &Tree<'_>,
-    listed: &ListedTask,
-    depth: usize,
-    seen: &mut HashSet<u64>,
-) -> Node {
-    seen.insert(listed.task.id);
+fn node(listing: &Listing, listed: &ListedTask) -> Node {
     let stack = listing.stacks.as_ref().map(|s| stacks::of(s, listed));
-    let mut children = Vec::new();
-    if depth + 1 < MAX_DEPTH
-        && let Some(kids) = tree.children.get(&listed.task.id)
-    {
-        for kid in kids {
-            if !seen.contains(&kid.task.id) {
-                children.push(node(listing, tree, kid, depth + 1, seen));
-            }
-        }
-    }
     let t = &listed.task;
     Node {
         id: t.id,
@@ -180,20 +102,36 @@ fn node(
         parent: t.parent,
         waiting_at: stack.as_ref().map(|s| s.waiting_at.clone()),
         waiting_at_note: stack.and_then(|s| s.note),
-        children,
+        children: Vec::new(),
     }
 }
 
 /// The tree as JSON: an array of root tasks, each with its `children`
 /// (the fields of `dump --json`'s tasks, fewer of the counters).
 pub fn to_json(listing: &Listing) -> String {
-    let tree = tree(listing);
-    let mut seen = HashSet::new();
-    let roots: Vec<Node> = tree
-        .roots
-        .iter()
-        .map(|r| node(listing, &tree, r, 0, &mut seen))
-        .collect();
+    let rows = by_id(listing);
+    let mut roots: Vec<Node> = Vec::new();
+    // The nodes from the current root down to the last one placed.
+    let mut path: Vec<Node> = Vec::new();
+    let close = |path: &mut Vec<Node>, roots: &mut Vec<Node>| {
+        let done = path.pop().expect("a node to close");
+        match path.last_mut() {
+            Some(parent) => parent.children.push(done),
+            None => roots.push(done),
+        }
+    };
+    for step in walk(&rows, |t| t.task.id, |t| t.task.parent) {
+        let Step::Node { item, guides } = step else {
+            continue;
+        };
+        while path.len() > guides.depth() {
+            close(&mut path, &mut roots);
+        }
+        path.push(node(listing, item));
+    }
+    while !path.is_empty() {
+        close(&mut path, &mut roots);
+    }
     let mut text = serde_json::to_string_pretty(&roots).expect("JSON values serialize");
     text.push('\n');
     text

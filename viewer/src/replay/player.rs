@@ -454,6 +454,7 @@ impl Player {
             parent: task.and_then(|t| t.parent),
             children,
             async_stack: None,
+            async_stack_frames: None,
         }
     }
 

@@ -69,7 +69,10 @@ impl Model {
                 self.connection = connection;
                 self.connection_since = now;
             }
-            Update::Detail(detail) => self.detail = Some(detail),
+            Update::Detail(detail) => {
+                self.async_stack.receive(&detail, now);
+                self.detail = Some(detail);
+            }
             update if self.paused => self.held.hold(update),
             Update::Snapshot {
                 app,

@@ -16,6 +16,8 @@
 //! | Esc, Backspace | detail | back to the tasks |
 //! | `o`, `<` `>`, ← → | slow polls | newest first / worst first |
 //! | `l` | tasks | live tasks only / finished ones too (below the live ones) |
+//! | `t` | tasks | tree by parent (children under their parent) / flat list |
+//! | `s` | detail | take the task's async stack again (a task dump) |
 //! | `f` | slow polls, detail | whole stacks / the runtime's frames folded |
 //! | Enter | problems | show / hide the selected group's occurrences |
 
@@ -34,6 +36,9 @@ pub enum Action {
     Quit,
     /// Ask the app for the detail of this task ([`crate::state::model::Request::Detail`]).
     RequestDetail(u64),
+    /// Ask for the detail of this task with where it waits
+    /// ([`crate::state::model::Request::DetailWithStack`]: a task dump).
+    RequestDetailWithStack(u64),
 }
 
 /// Every key binding, as the help view lists them: `(keys, what they do)`.
@@ -69,6 +74,14 @@ pub const BINDINGS: &[(&str, &str)] = &[
     (
         "l",
         "tasks: live tasks only / finished ones too (below the live ones)",
+    ),
+    (
+        "t",
+        "tasks: tree by parent (children under their parent) / flat list",
+    ),
+    (
+        "s",
+        "detail: take the async stack again (a task dump: pauses the app's runtime)",
     ),
     (
         "f",
@@ -137,28 +150,36 @@ impl Model {
     }
 
     fn switch_view(&mut self, view: View) -> Option<Action> {
+        let was = self.ui.view;
         self.ui.view = view;
         if view == View::Detail && self.ui.detail_id.is_none() {
             // Open the selected task, if there is one.
             let id = self.selected_task()?;
             self.ui.detail_id = Some(id);
             self.ui.detail_scroll = 0;
-            return Some(Action::RequestDetail(id));
+            return Some(self.ask_stack(id));
         }
         match (view, self.ui.detail_id) {
+            (View::Detail, Some(id)) if was != View::Detail => Some(self.ask_stack(id)),
             (View::Detail, Some(id)) => Some(Action::RequestDetail(id)),
             _ => None,
         }
     }
 
-    /// Opens the detail view of task `id`.
+    /// Opens the detail view of task `id` (and asks where it waits, once).
     pub fn open_detail(&mut self, id: u64) -> Option<Action> {
         if self.ui.detail_id != Some(id) {
             self.ui.detail_scroll = 0;
         }
         self.ui.detail_id = Some(id);
         self.ui.view = View::Detail;
-        Some(Action::RequestDetail(id))
+        Some(self.ask_stack(id))
+    }
+
+    /// The detail of task `id` with its async stack, noted as asked for.
+    fn ask_stack(&mut self, id: u64) -> Action {
+        self.async_stack.ask(id);
+        Action::RequestDetailWithStack(id)
     }
 
     fn type_filter(&mut self, key: KeyEvent) {
@@ -209,6 +230,10 @@ impl Model {
                 self.ui.live_only = !self.ui.live_only;
                 self.invalidate_order();
             }
+            KeyCode::Char('t') => {
+                self.ui.tree = !self.ui.tree;
+                self.invalidate_order();
+            }
             _ => {
                 let len = self.task_order().len();
                 if len == 0 {
@@ -236,6 +261,7 @@ impl Model {
         match key.code {
             KeyCode::Esc | KeyCode::Backspace => self.ui.view = View::Tasks,
             KeyCode::Enter => return self.ui.detail_id.map(Action::RequestDetail),
+            KeyCode::Char('s') => return self.ui.detail_id.map(|id| self.ask_stack(id)),
             KeyCode::Char('f') => self.ui.full_stacks = !self.ui.full_stacks,
             _ => scroll(&mut self.ui.detail_scroll, key, self.ui.page),
         }

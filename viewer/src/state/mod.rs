@@ -45,6 +45,7 @@ pub mod problems;
 mod replay_status;
 pub mod slow_polls;
 pub mod sort;
+mod stack_fetch;
 mod ui_state;
 mod view;
 
@@ -60,5 +61,6 @@ pub use model::*;
 pub use replay_status::ReplayStatus;
 pub use slow_polls::{SlowOrder, SlowPollGroup, SlowPolls};
 pub use sort::{Column, SortSpec};
+pub use stack_fetch::StackFetch;
 pub use ui_state::UiState;
 pub use view::View;

@@ -121,6 +121,10 @@ pub struct TaskDetail {
     pub children: Vec<u64>,
     /// Tokio task dump of the task, when the app enabled it.
     pub async_stack: Option<String>,
+    /// Where the task waits, when it was asked for
+    /// ([`Request::DetailWithStack`]): its frames, or a note saying why there
+    /// are none; `None` when not asked for.
+    pub async_stack_frames: Option<crate::client::stacks::AsyncStack>,
 }
 
 /// The state of the connection to the app, always shown.
@@ -204,4 +208,8 @@ pub enum Request {
     /// Asked when the user opens a task, then about once a second while its
     /// detail stays on screen.
     Detail(u64),
+    /// The same with where the task waits ([`TaskDetail::async_stack_frames`]):
+    /// a Tokio task dump, which pauses the app's runtime, so asked only when
+    /// the user opens the task or asks again (`s`).
+    DetailWithStack(u64),
 }

@@ -130,6 +130,8 @@ impl SortSpec {
 pub(crate) struct TaskOrder {
     /// Task ids in display order (filtered).
     pub ids: Vec<u64>,
+    /// In tree mode, each row's tree lines (`│ ├─`), by row; empty otherwise.
+    pub prefixes: Vec<String>,
     /// Counts as of the last rebuild.
     pub counts: TaskCounts,
     /// Whether it must be brought up to date before use (rows, sort or filter changed).
@@ -153,6 +155,7 @@ impl Default for TaskOrder {
     fn default() -> Self {
         TaskOrder {
             ids: Vec::new(),
+            prefixes: Vec::new(),
             counts: TaskCounts::default(),
             dirty: true,
             full: true,
@@ -203,7 +206,8 @@ impl TaskOrder {
     /// looked at (they move at the next full rebuild, see `Model::task_order`).
     /// Returns false when a full rebuild is needed (sort, filter or snapshot).
     pub fn update_incrementally(&mut self, ctx: &SortContext<'_>, mut counts: TaskCounts) -> bool {
-        if self.full {
+        // A tree is laid out whole (a new child goes under its parent).
+        if self.full || ctx.tree {
             return false;
         }
         if !self.removed.is_empty() {
@@ -284,6 +288,10 @@ impl TaskOrder {
             });
             keyed.into_iter().map(|(_, _, id)| id).collect()
         };
+        self.prefixes.clear();
+        if ctx.tree {
+            self.nest(ctx);
+        }
         self.counts = counts;
         self.full_rebuilds += 1;
         self.dirty = false;
@@ -291,6 +299,31 @@ impl TaskOrder {
         self.added.clear();
         self.removed.clear();
         self.values_dirty = false;
+    }
+}
+
+impl TaskOrder {
+    /// Rearranges the sorted rows as trees by parent ([`crate::tree`]'s
+    /// rules): the live ones first, then the finished ones, each part a
+    /// forest of its own (a task nests under a shown parent of its part;
+    /// one whose parent is finished, gone or filtered out is a root);
+    /// siblings stay in the sort's order.
+    fn nest(&mut self, ctx: &SortContext<'_>) {
+        let finished = |id: &u64| ctx.tasks.get(id).is_none_or(TaskEntry::is_finished);
+        let live = self.ids.partition_point(|id| !finished(id));
+        let parent = |id: &u64| ctx.tasks.get(id).and_then(|e| e.task.parent);
+        let mut ids = Vec::with_capacity(self.ids.len());
+        let mut prefixes = Vec::with_capacity(self.ids.len());
+        for part in [&self.ids[..live], &self.ids[live..]] {
+            for step in crate::tree::walk(part, |id| *id, parent) {
+                if let crate::tree::Step::Node { item, guides } = step {
+                    ids.push(*item);
+                    prefixes.push(guides.prefix(false));
+                }
+            }
+        }
+        self.ids = ids;
+        self.prefixes = prefixes;
     }
 }
 
@@ -321,6 +354,8 @@ pub struct SortContext<'a> {
     pub filter_text: &'a str,
     /// Leave finished tasks out.
     pub live_only: bool,
+    /// Lay the rows out as trees by parent (`t`).
+    pub tree: bool,
     /// The model's time.
     pub now: Instant,
 }

@@ -46,6 +46,8 @@ pub struct UiState {
     /// Show only live tasks in the tasks view (`l`); finished ones are
     /// otherwise shown below the live ones.
     pub live_only: bool,
+    /// Show the tasks as trees by parent (`t`): children under their parent.
+    pub tree: bool,
     /// Show stacks whole (`f`) instead of with the runtime's frames folded.
     pub full_stacks: bool,
     /// The selected group of the problems view, by key (so that it stays
@@ -87,6 +89,7 @@ impl Default for UiState {
             detail_scroll: 0,
             problems_scroll: 0,
             live_only: false,
+            tree: false,
             full_stacks: false,
             problems_selected: None,
             problems_expanded: HashSet::new(),

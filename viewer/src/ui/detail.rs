@@ -10,7 +10,11 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
-use crate::state::{AppSource, FindingKind, Marks, Model, TaskDetail};
+use taskscope_api::waiting;
+
+use crate::client::stacks::AsyncStack;
+use crate::dump::stacks as dump_stacks;
+use crate::state::{AppSource, FindingKind, Marks, Model, StackFetch, TaskDetail};
 use crate::ui::text::{clamp_scroll, dur, heading, ms, stack_hint, stack_lines};
 
 /// Width of the longest histogram bar, in cells.
@@ -198,21 +202,110 @@ fn lines(model: &Model, id: u64) -> Vec<Line<'static>> {
     }
 
     out.push(Line::raw(""));
-    out.push(heading("Async stack"));
-    match &detail.async_stack {
-        Some(stack) => out.extend(stack.lines().map(|l| Line::raw(format!("  {l}")))),
-        None if model.replay.is_some() => {
-            out.push(Line::styled("  not in a recording", dim));
-        }
-        None if console_app(model) => {
-            out.push(Line::styled("  not available from console-subscriber", dim))
-        }
-        None => out.push(Line::styled(
-            "  not available (the app was not built with --cfg tokio_taskdump)",
-            dim,
-        )),
-    }
+    async_stack(model, id, &mut out);
     out
+}
+
+/// The "Async stack" section: where the task waits, from a task dump taken
+/// when the view was opened (or on `s`), innermost frame first.
+fn async_stack(model: &Model, id: u64, out: &mut Vec<Line<'static>>) {
+    let dim = Style::new().add_modifier(Modifier::DIM);
+    let mut title = heading("Async stack");
+    if model.replay.is_some() {
+        out.push(title);
+        out.push(Line::styled("  not in a recording", dim));
+        return;
+    }
+    if console_app(model) {
+        out.push(title);
+        out.push(Line::styled("  not available from console-subscriber", dim));
+        return;
+    }
+    let again = "s: take it again (a task dump pauses the app's runtime)";
+    match model.async_stack.of(id) {
+        StackFetch::NotAsked => {
+            out.push(title);
+            out.push(Line::styled(
+                "  not taken: s takes a task dump (it pauses the app's runtime briefly)",
+                dim,
+            ));
+        }
+        StackFetch::Asked { .. } => {
+            out.push(title);
+            out.push(Line::styled(
+                "  taking a task dump (the app's runtime pauses while it traces)…",
+                dim,
+            ));
+        }
+        StackFetch::Got { stack, at, .. } => {
+            let age = model.now.saturating_duration_since(*at);
+            title.push_span(Span::styled(
+                format!("  taken {} ago; {again}", dur(age)),
+                dim,
+            ));
+            if !stack.waiting_at.is_empty() || !stack.also.is_empty() {
+                title.push_span(Span::styled(
+                    format!("; {}", stack_hint(model.ui.full_stacks)),
+                    dim,
+                ));
+            }
+            out.push(title);
+            stack_section(model, stack, out);
+        }
+    }
+}
+
+/// A task's async stack: where it waits, its frames (innermost first, the
+/// app's standing out, the runtime's folded as in the slow-poll stacks), the
+/// other branches it waits on at once (`select!`), and the note.
+fn stack_section(model: &Model, stack: &AsyncStack, out: &mut Vec<Line<'static>>) {
+    let dim = Style::new().add_modifier(Modifier::DIM);
+    let roots = model.source_roots.as_slice();
+    let full = model.ui.full_stacks;
+    if stack.waiting_at.is_empty() && stack.also.is_empty() {
+        let why = stack
+            .note
+            .as_deref()
+            .map(dump_stacks::visible)
+            .unwrap_or_else(|| "the app did not say why".into());
+        let head = waiting::warning_suffix(&[], stack.note.as_deref());
+        match head.strip_prefix("; ") {
+            // Known to wait in something a task dump cannot see into.
+            Some(head) => {
+                out.push(Line::styled(
+                    format!("  {head}"),
+                    Style::new().fg(Color::Yellow),
+                ));
+                out.push(Line::styled(format!("  ({why})"), dim));
+            }
+            None => out.push(Line::styled(format!("  not available: {why}"), dim)),
+        }
+        return;
+    }
+    out.push(Line::styled(
+        format!("  {}", dump_stacks::headline(stack)),
+        Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+    ));
+    out.extend(stack_lines(&stack.waiting_at, full, roots));
+    for (i, branch) in stack.also.iter().enumerate() {
+        let place = waiting::warning_suffix(branch, None);
+        let place = place.strip_prefix("; ").unwrap_or("somewhere not known");
+        out.push(Line::styled(
+            format!(
+                "  and at the same time (branch {} of a select!/join!): {}",
+                i + 2,
+                dump_stacks::visible(place)
+            ),
+            Style::new().fg(Color::Yellow),
+        ));
+        out.extend(stack_lines(branch, full, roots));
+    }
+    if let Some(note) = &stack.note {
+        out.push(Line::styled(
+            format!("  ({})", dump_stacks::visible(note)),
+            dim,
+        ));
+    }
 }
 
 fn console_app(model: &Model) -> bool {

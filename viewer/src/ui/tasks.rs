@@ -1,6 +1,7 @@
 //! The tasks view: every live task and, below them and dimmed, the recently
 //! finished ones (`l`: live ones only) as a table, sorted by the chosen
-//! column, filtered by the typed text.
+//! column, filtered by the typed text; `t` nests children under their
+//! parent (siblings in the sort's order).
 //!
 //! Only the rows on screen are laid out; the order comes from the model's
 //! cache, which is re-sorted only when something changed.
@@ -71,6 +72,11 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
             "live first (l: live only)"
         }
     )));
+    title_spans.push(Span::raw(if model.ui.tree {
+        " tree by parent (t: flat) "
+    } else {
+        " (t: tree) "
+    }));
     if model.ui.filter_typing || !model.ui.filter.is_empty() {
         let cursor = if model.ui.filter_typing { "▏" } else { "" };
         title_spans.push(Span::styled(
@@ -161,13 +167,16 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
         let Some(entry) = model.tasks.get(id) else {
             continue;
         };
+        let prefix = model.tree_prefix(offset + i);
         let marks = model.marks_of(entry);
         let t = &entry.task;
         let cells = Column::ALL.iter().map(|c| {
             let w = width_of(*c) as usize;
             let text = match c {
                 Column::Id => t.id.to_string(),
-                Column::Name => cut_right(t.name.as_deref().unwrap_or("—"), w),
+                Column::Name => {
+                    cut_right(&format!("{prefix}{}", t.name.as_deref().unwrap_or("—")), w)
+                }
                 Column::State => entry.state_text().to_string(),
                 Column::SpawnedAt => cut_left(&t.spawned_at, w),
                 Column::Polls => t.polls.to_string(),
