@@ -28,7 +28,9 @@
 //! keys), and counts itself in the home window's `displaced` counter, so that a
 //! lookup that misses in the home window knows whether to look further.
 //!
-//! New keys go to the newest level only. The per-poll lookup first tries the
+//! New keys go to the newest level; when it is full, to an older level that
+//! is less than half full (the tasks that filled it have ended) before a new
+//! level is made, so that waves of tasks do not add a level each. The per-poll lookup first tries the
 //! key's home slot in the newest level (one load of `newest`, one of the
 //! level's header, one slot: 37 instructions with the poll's two stores,
 //! against 30 for the old table's first slot). Otherwise each level's key
