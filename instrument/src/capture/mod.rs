@@ -10,6 +10,12 @@
 //!
 //! Both call [`poll::begin`] and [`poll::end`] around every poll: the hot path.
 
+#[cfg(tokio_unstable)]
+pub(crate) mod hooks;
+// Without `--cfg tokio_unstable` Tokio has no task hooks: the same `install`,
+// which installs nothing (taskscope then sees no task; the builder says so).
+#[cfg(not(tokio_unstable))]
+#[path = "no_hooks.rs"]
 pub(crate) mod hooks;
 pub(crate) mod layer;
 pub(crate) mod panics;
