@@ -5,22 +5,32 @@
 //! findings pipeline's sinks, the watchdog, the viewer server), each given
 //! the session it reads.
 
+#[cfg(feature = "tracing-capture")]
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "tracing-capture")]
 use tracing::Subscriber;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+#[cfg(feature = "tracing-capture")]
 use tracing_subscriber::layer::{Layer, SubscriberExt};
+#[cfg(feature = "tracing-capture")]
 use tracing_subscriber::registry::LookupSpan;
 
+#[cfg(feature = "tracing-capture")]
 use crate::capture::layer::{TaskFilter, TaskLayer};
+use crate::capture::mode::Mode;
+#[cfg(feature = "tracing-capture")]
 use crate::capture::subscriber::TaskSubscriber;
 use crate::capture::{self, poll};
 use crate::detect::{events, watchdog};
+#[cfg(feature = "tracing-capture")]
 use crate::error::Error;
+use crate::metrics;
 use crate::model::app_runtime;
+use crate::pipeline::{record_file, record_queue};
 use crate::server;
 use crate::session::{self, Session};
 use crate::settings::{ServerAddr, SettingError, Settings};
@@ -31,6 +41,10 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The part of [`FLUSH_TIMEOUT`] kept for the flush itself at shutdown.
 const FLUSH_RESERVE: Duration = Duration::from_millis(500);
+
+/// The part of [`FLUSH_TIMEOUT`] the task dump of the tasks left behind and
+/// the resolution of their stacks may take (with the `taskdump` feature).
+const SHUTDOWN_STACKS: Duration = Duration::from_millis(1500);
 
 /// Starts taskscope for a `#[tokio::main]` app: reads the `TASKSCOPE_*`
 /// variables, installs a global `tracing` subscriber made of the taskscope layer
@@ -47,18 +61,24 @@ const FLUSH_RESERVE: Duration = Duration::from_millis(500);
 ///     // ... the app
 /// }
 /// ```
+#[cfg(feature = "tracing-capture")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
 pub fn init() -> Guard {
     Builder::from_env().init()
 }
 
 /// Like [`init`], but returns the first problem instead of reporting it and
-/// going on: a malformed setting, or a global subscriber already installed.
+/// going on: a malformed setting, a global subscriber already installed, or
+/// another of taskscope's captures already installed
+/// ([`Error::CaptureConflict`]).
 ///
 /// ```no_run
 /// # fn main() -> Result<(), taskscope::Error> {
 /// let _guard = taskscope::try_init()?;
 /// # Ok(()) }
 /// ```
+#[cfg(feature = "tracing-capture")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
 pub fn try_init() -> Result<Guard, Error> {
     Builder::from_env().try_init()
 }
@@ -89,6 +109,34 @@ impl Guard {
     pub fn is_active(&self) -> bool {
         self.session.is_some()
     }
+
+    /// Takes a task dump of `runtime` so the tasks it is about to drop can be
+    /// reported with where they wait (`alive_at_shutdown` findings'
+    /// `waiting_at`). Call it after the runtime's `block_on` returned and
+    /// right before dropping the runtime, when taskscope's capture is
+    /// installed on it with [`Builder::install_on`] (`#[taskscope::main]`
+    /// does it for you). Takes at most 3 s; without the `taskdump` feature
+    /// it does nothing, and the findings say how to get it.
+    ///
+    /// ```
+    /// let mut builder = tokio::runtime::Builder::new_current_thread();
+    /// builder.enable_all();
+    /// let guard = taskscope::Builder::new()
+    ///     .server_addr(taskscope::ServerAddr::Off)
+    ///     .install_on(&mut builder);
+    /// let runtime = builder.build().unwrap();
+    /// runtime.block_on(async {
+    ///     tokio::spawn(std::future::pending::<()>()); // left behind
+    /// });
+    /// guard.before_runtime_drop(&runtime);
+    /// drop(runtime); // reports the task, with where it waits
+    /// drop(guard);
+    /// ```
+    pub fn before_runtime_drop(&self, runtime: &tokio::runtime::Runtime) {
+        if let Some(session) = &self.session {
+            crate::detect::taskdump::shutdown::before_runtime_drop(session, runtime);
+        }
+    }
 }
 
 impl Drop for Guard {
@@ -102,12 +150,33 @@ impl Drop for Guard {
         // lost), and the flush.
         let start = std::time::Instant::now();
         let deadline = start + FLUSH_TIMEOUT;
-        events::shutting_down(&session, poll::current_key(), deadline - FLUSH_RESERVE);
+        events::shutting_down(
+            &session,
+            poll::current_key(),
+            start + SHUTDOWN_STACKS,
+            deadline - FLUSH_RESERVE,
+        );
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if !session.flush(left) {
             eprintln!(
                 "taskscope: some findings had not reached the report file after {FLUSH_TIMEOUT:?}"
             );
+        }
+        // The recording's last publish: the app's last moments, the findings just flushed.
+        if let Some(recording) = session.recording.get() {
+            if !recording.finish(deadline) {
+                eprintln!(
+                    "taskscope: the recording's last update had not been written after {FLUSH_TIMEOUT:?}"
+                );
+            }
+            let stats = recording.stats();
+            let missed = stats.dropped + stats.unwritten;
+            if missed > 0 {
+                eprintln!(
+                    "taskscope: the recording misses {missed} of {} updates (the disk did not keep up, or the file could not be written)",
+                    stats.queued + stats.dropped
+                );
+            }
         }
     }
 }
@@ -183,22 +252,94 @@ impl Builder {
     }
 
     /// Requires viewers to send this shared token (as `TASKSCOPE_TOKEN` does);
-    /// compared in constant time by the server.
+    /// compared in constant time by the server. It must be printable ASCII
+    /// without spaces and at least [`crate::MIN_TOKEN_LEN`] characters long:
+    /// otherwise the viewer server is off (one line on stderr says why),
+    /// rather than serve without it.
     pub fn token(mut self, token: impl Into<String>) -> Builder {
         self.settings.token = Some(token.into());
         self
     }
 
-    /// How many finished tasks the history keeps, and for how long.
+    /// Serves tokio-console's protocol next to taskscope's own on the viewer
+    /// server's address (`true`, the default), or not (as
+    /// `TASKSCOPE_CONSOLE=off`).
+    ///
+    /// ```
+    /// let builder = taskscope::Builder::new().console(false);
+    /// assert!(!builder.settings().console);
+    /// ```
+    pub fn console(mut self, on: bool) -> Builder {
+        self.settings.console = on;
+        self
+    }
+
+    /// How many finished tasks the history keeps, and for how long. A count
+    /// above [`MAX_FINISHED_CAPACITY`](crate::MAX_FINISHED_CAPACITY)
+    /// (1,000,000) is lowered to it, with a warning on stderr.
     pub fn finished_retention(mut self, count: usize, max_age: Duration) -> Builder {
-        self.settings.finished_capacity = count;
+        if count > crate::settings::MAX_FINISHED_CAPACITY {
+            eprintln!(
+                "taskscope: Builder::finished_retention({count}, ..) is more than the {} finished \
+                 tasks the history can keep; keeping {}",
+                crate::settings::MAX_FINISHED_CAPACITY,
+                crate::settings::MAX_FINISHED_CAPACITY
+            );
+        }
+        self.settings.finished_capacity = count.min(crate::settings::MAX_FINISHED_CAPACITY);
         self.settings.finished_max_age = max_age;
+        self
+    }
+
+    /// Whether the stacks of blocked polls are captured (on by default; as
+    /// `TASKSCOPE_STACKS`). Off: no signal handler, no thread signalled, and
+    /// `slow_poll` findings say `stack_unavailable: "disabled"`.
+    pub fn capture_stacks(mut self, on: bool) -> Builder {
+        self.settings.capture_stacks = on;
         self
     }
 
     /// Reports a task idle for longer than `limit` as leaked (off by default).
     pub fn idle_limit(mut self, limit: Option<Duration>) -> Builder {
         self.settings.idle_limit = limit;
+        self
+    }
+
+    /// Records what a viewer receives to `path` (and older segments beside
+    /// it), for `taskscope replay`, as `TASKSCOPE_RECORD` does.
+    ///
+    /// ```no_run
+    /// let _guard = taskscope::Builder::from_env()
+    ///     .record_path("/var/tmp/app.rec")
+    ///     .record_max_mb(64)
+    ///     .init();
+    /// ```
+    pub fn record_path(mut self, path: impl Into<PathBuf>) -> Builder {
+        self.settings.record_path = Some(path.into());
+        self
+    }
+
+    /// Keeps a recording's files under `mb` MiB together (default 256, as
+    /// `TASKSCOPE_RECORD_MAX_MB`); the oldest segment goes first. At least 1.
+    pub fn record_max_mb(mut self, mb: u64) -> Builder {
+        self.settings.record_max_bytes = mb.clamp(1, crate::settings::MAX_RECORD_MAX_MB) << 20;
+        self
+    }
+
+    /// Serves Prometheus metrics at `http://ADDR/metrics` (as
+    /// `TASKSCOPE_METRICS_ADDR` does; `None`, the default: no endpoint).
+    /// See the crate docs, "Watching a fleet".
+    pub fn metrics_addr(mut self, addr: Option<std::net::SocketAddr>) -> Builder {
+        self.settings.metrics_addr = addr;
+        self
+    }
+
+    /// How many distinct `spawned_at` values the metrics name (as
+    /// `TASKSCOPE_METRICS_MAX_LOCATIONS` does; at most
+    /// [`crate::MAX_METRICS_LOCATIONS`], more is taken as that); the tasks of
+    /// further locations are counted as `spawned_at="other"`.
+    pub fn metrics_max_locations(mut self, max: usize) -> Builder {
+        self.settings.metrics_max_locations = max.min(crate::settings::MAX_METRICS_LOCATIONS);
         self
     }
 
@@ -230,12 +371,19 @@ impl Builder {
 
     /// The taskscope layer, to add to your own `tracing_subscriber::registry()`,
     /// and its guard. Needs `--cfg tokio_unstable` (see the crate docs).
+    ///
+    /// Refused with [`Error::CaptureConflict`] when another of taskscope's
+    /// captures (or another layer) is already installed in the process.
+    #[cfg(feature = "tracing-capture")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
     pub fn layer<S>(mut self) -> Result<(impl Layer<S> + Send + Sync + 'static, Guard), Error>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
+        let claim = capture::mode::claim(Mode::Layer)?;
         self.report_problems();
         let session = self.start();
+        claim.installed();
         let layer = TaskLayer::new(Arc::clone(&session)).with_filter(TaskFilter::new());
         Ok((
             layer,
@@ -257,20 +405,38 @@ impl Builder {
     /// runtime.block_on(async { tokio::spawn(async {}).await.unwrap() });
     /// drop(guard);
     /// ```
+    ///
+    /// When another of taskscope's captures (`init()`, `layer()`) is already
+    /// installed in the process, nothing is installed on `runtime`: the
+    /// refusal is printed on stderr (once) and the guard is inert.
     pub fn install_on(mut self, runtime: &mut tokio::runtime::Builder) -> Guard {
+        let claim = match capture::mode::claim(Mode::Hooks) {
+            Ok(claim) => claim,
+            Err(err) => {
+                capture::mode::say_once(Mode::Hooks, &err);
+                return Guard::inert();
+            }
+        };
         self.report_problems();
         let session = self.start();
         capture::hooks::install(&session, runtime);
+        claim.installed();
         Guard {
             session: Some(session),
         }
     }
 
     /// Like [`init`], with these settings.
+    #[cfg(feature = "tracing-capture")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
     pub fn init(mut self) -> Guard {
         self.report_problems();
         match self.install_global(true) {
             Ok(guard) => guard,
+            Err(err @ Error::CaptureConflict { .. }) => {
+                capture::mode::say_once(Mode::Init, &err);
+                Guard::inert()
+            }
             Err(err) => {
                 eprintln!("{err}");
                 Guard::inert()
@@ -279,6 +445,8 @@ impl Builder {
     }
 
     /// Like [`try_init`], with these settings.
+    #[cfg(feature = "tracing-capture")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing-capture")))]
     pub fn try_init(mut self) -> Result<Guard, Error> {
         if let Some(problem) = self.problems.drain(..).next() {
             return Err(Error::Setting(problem));
@@ -286,7 +454,9 @@ impl Builder {
         self.install_global(false)
     }
 
+    #[cfg(feature = "tracing-capture")]
     fn install_global(self, report: bool) -> Result<Guard, Error> {
+        let claim = capture::mode::claim(Mode::Init)?;
         let fmt_filter = match fmt_filter(std::env::var("RUST_LOG").ok()) {
             Ok(filter) => filter,
             Err(problem) if report => {
@@ -306,6 +476,7 @@ impl Builder {
         );
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|e| Error::SubscriberAlreadySet(e.to_string()))?;
+        claim.installed();
         Ok(Guard {
             session: Some(session),
         })
@@ -334,27 +505,67 @@ fn start_threads(session: &Arc<Session>, sinks: Option<crate::pipeline::Sinks>) 
             );
         }
     }
-    watchdog::prepare();
+    watchdog::prepare(session);
     let weak = Arc::downgrade(session);
     let spawned = std::thread::Builder::new()
         .name("taskscope-watchdog".into())
-        .spawn(move || watchdog::run(weak));
+        .spawn(move || {
+            // A task dump it asks of a current-thread runtime is a task
+            // spawned from here: taskscope's, not the app's.
+            crate::internal::mark_internal_thread();
+            watchdog::run(weak)
+        });
     if let Err(err) = spawned {
         eprintln!(
             "taskscope: cannot start the watchdog thread ({err}); slow polls are reported when they end, without stacks"
         );
     }
-    if let Some((listener, addr)) = server::bind(session) {
+    let recording = start_recording(session);
+    let listener = server::bind(session);
+    if listener.is_some() || recording.is_some() {
         let session = Arc::clone(session);
         let spawned = std::thread::Builder::new()
             .name("taskscope-server".into())
-            .spawn(move || server::serve(session, listener, addr));
+            .spawn(move || server::serve(session, listener, recording));
         if let Err(err) = spawned {
             eprintln!(
-                "taskscope: cannot start the viewer server thread ({err}); the viewer server is off"
+                "taskscope: cannot start the viewer server thread ({err}); the viewer server and \
+                 the recording are off"
             );
         }
     }
+    if let Some((listener, addr)) = metrics::bind(session) {
+        let session = Arc::clone(session);
+        let spawned = std::thread::Builder::new()
+            .name("taskscope-metrics".into())
+            .spawn(move || metrics::serve(session, listener, addr));
+        if let Err(err) = spawned {
+            eprintln!(
+                "taskscope: cannot start the metrics thread ({err}); the metrics endpoint is off"
+            );
+        }
+    }
+}
+
+/// With `TASKSCOPE_RECORD`: starts the recording's thread (the writer),
+/// gives the session the guard's control, and returns the publisher's side
+/// (for the server's thread). A failure to start is one warning.
+fn start_recording(session: &Arc<Session>) -> Option<record_queue::Recording> {
+    let path = session.settings.record_path.clone()?;
+    let (recording, writer, control) =
+        record_file::channel(path.clone(), session.settings.record_max_bytes);
+    let spawned = std::thread::Builder::new()
+        .name("taskscope-recorder".into())
+        .spawn(move || writer.run());
+    if let Err(err) = spawned {
+        eprintln!(
+            "taskscope: cannot start the recording's thread ({err}); {} is not recorded",
+            path.display()
+        );
+        return None;
+    }
+    let _ = session.recording.set(control);
+    Some(recording)
 }
 
 /// The stderr filter: `RUST_LOG` (default `info`), with taskscope's warnings on
@@ -380,6 +591,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn finished_retention_is_bounded() {
+        let b = Builder::new().finished_retention(usize::MAX, Duration::from_secs(1));
+        assert_eq!(
+            b.settings().finished_capacity,
+            crate::settings::MAX_FINISHED_CAPACITY
+        );
+        let b = Builder::new().finished_retention(7, Duration::from_secs(1));
+        assert_eq!(b.settings().finished_capacity, 7);
+    }
+
+    #[test]
     fn rust_log_errors_name_the_variable() {
         let err = fmt_filter(Some("=[[[".into())).unwrap_err();
         assert_eq!(err.variable, "RUST_LOG");
@@ -400,6 +622,12 @@ pub mod __private {
         crate::internal::mark_internal_thread();
     }
     use tracing_subscriber::layer::{Layer, SubscriberExt};
+
+    /// What `#[taskscope::main]` calls between `block_on` and the runtime's
+    /// drop: see [`super::Guard::before_runtime_drop`].
+    pub fn before_runtime_drop(guard: &super::Guard, runtime: &tokio::runtime::Runtime) {
+        guard.before_runtime_drop(runtime);
+    }
 
     /// Installs the runtime-hook capture on `runtime` and, unless the app
     /// already has one, a global stderr subscriber for the warnings.

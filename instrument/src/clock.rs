@@ -6,15 +6,21 @@
 //! monotonic clock otherwise — [`quanta`] decides and calibrates. Durations are
 //! converted to nanoseconds with one multiplication ([`to_nanos`], [`since`]).
 
+#[cfg(not(miri))]
 use std::sync::OnceLock;
+#[cfg(not(miri))]
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+#[cfg(not(miri))]
 use std::time::{Duration, SystemTime};
 
 /// `quanta` reads the TSC: read it here directly, inlined (no call, no match).
+#[cfg(not(miri))]
 static DIRECT_TSC: AtomicBool = AtomicBool::new(false);
 /// `Clock::scale` once calibrated, 0 before.
+#[cfg(not(miri))]
 static SCALE: AtomicU64 = AtomicU64::new(0);
 
+#[cfg(not(miri))]
 struct Clock {
     source: quanta::Clock,
     /// Nanoseconds per tick, as a 32.32 fixed-point number.
@@ -23,8 +29,10 @@ struct Clock {
     anchor_wall: SystemTime,
 }
 
+#[cfg(not(miri))]
 static CLOCK: OnceLock<Clock> = OnceLock::new();
 
+#[cfg(not(miri))]
 fn clock() -> &'static Clock {
     CLOCK.get_or_init(|| {
         let source = quanta::Clock::new();
@@ -41,6 +49,7 @@ fn clock() -> &'static Clock {
 }
 
 /// Starts the clock (calibration) off the hot path.
+#[cfg(not(miri))]
 pub(crate) fn init() {
     let c = clock();
     SCALE.store(c.scale, Relaxed);
@@ -56,6 +65,7 @@ pub(crate) fn init() {
 }
 
 /// A timestamp. Never returns 0, so 0 can mean "never".
+#[cfg(not(miri))]
 #[inline]
 pub(crate) fn now() -> u64 {
     #[cfg(target_arch = "x86_64")]
@@ -67,6 +77,7 @@ pub(crate) fn now() -> u64 {
 }
 
 /// A number of ticks in nanoseconds.
+#[cfg(not(miri))]
 #[inline]
 pub(crate) fn to_nanos(ticks: u64) -> u64 {
     let mut scale = SCALE.load(Relaxed);
@@ -83,6 +94,7 @@ pub(crate) fn since(earlier: u64, later: u64) -> u64 {
 }
 
 /// The wall-clock time of a timestamp taken with [`now`].
+#[cfg(not(miri))]
 pub(crate) fn to_system_time(ts: u64) -> SystemTime {
     let c = clock();
     if ts >= c.anchor_ticks {
@@ -92,7 +104,45 @@ pub(crate) fn to_system_time(ts: u64) -> SystemTime {
     }
 }
 
-#[cfg(test)]
+/// Under Miri, which cannot run `rdtsc` or quanta's `cpuid`: ticks are
+/// nanoseconds of `Instant` since the first reading (the unit tests of the
+/// model run there).
+#[cfg(miri)]
+mod miri {
+    use std::sync::OnceLock;
+    use std::time::{Instant, SystemTime};
+
+    static START: OnceLock<(Instant, SystemTime)> = OnceLock::new();
+
+    /// The first reading; the wall clock is not readable under Miri's
+    /// isolation, so it is a fixed time.
+    fn start() -> &'static (Instant, SystemTime) {
+        START.get_or_init(|| {
+            let wall = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+            (Instant::now(), wall)
+        })
+    }
+
+    pub(crate) fn init() {
+        start();
+    }
+
+    pub(crate) fn now() -> u64 {
+        (start().0.elapsed().as_nanos() as u64) | 1
+    }
+
+    pub(crate) fn to_nanos(ticks: u64) -> u64 {
+        ticks
+    }
+
+    pub(crate) fn to_system_time(ts: u64) -> SystemTime {
+        start().1 + std::time::Duration::from_nanos(ts)
+    }
+}
+#[cfg(miri)]
+pub(crate) use miri::{init, now, to_nanos, to_system_time};
+
+#[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
 

@@ -14,4 +14,18 @@ pub enum Error {
          add taskscope::Builder::layer() to it instead of calling init()"
     )]
     SubscriberAlreadySet(String),
+    /// Another of taskscope's captures is already installed in this process
+    /// (for example `Builder::layer()` and then `install_on()`, or
+    /// `#[taskscope::main]` and then `init()`): one per process, the first
+    /// one stays.
+    #[error(
+        "taskscope: {refused} refused: {installed} already captures this process's tasks; \
+         use one of them per process (the first one keeps running)"
+    )]
+    CaptureConflict {
+        /// The capture already installed.
+        installed: &'static str,
+        /// The capture that was refused.
+        refused: &'static str,
+    },
 }

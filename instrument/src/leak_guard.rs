@@ -6,7 +6,13 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::capture::poll;
+use crate::detect::taskdump::collect::{path_trim, stacks};
+use crate::detect::taskdump::dump::{dump_async, dump_blocking};
+use crate::detect::taskdump::request::{Gate, Options};
+use crate::detect::taskdump::stack::AsyncStack;
+use crate::model::app_runtime;
 use crate::model::task::TaskInfo;
+use crate::session;
 use taskscope_api::format;
 
 /// How long [`LeakGuard::check`] waits by default for tasks to finish.
@@ -40,27 +46,42 @@ pub struct LeakGuard {
 }
 
 /// The tasks a [`LeakGuard`] found still alive. Its `Display` is the message a
-/// failing test shows.
+/// failing test shows: each task, and where it waits.
 #[derive(Debug, Clone)]
 pub struct Leaks {
     /// The leaked tasks, oldest first.
     pub tasks: Vec<TaskInfo>,
     /// How long the guard waited for them.
     pub waited: Duration,
+    /// Where each task of `tasks` waits, in the same order: from one Tokio
+    /// task dump taken when the check failed (with the crate's `taskdump`
+    /// feature, on a runtime the policy lets taskscope dump); otherwise
+    /// empty stacks whose note says why.
+    pub stacks: Vec<AsyncStack>,
 }
 
 impl fmt::Display for Leaks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
+        write!(
             f,
             "{} task(s) spawned during the test still alive after waiting {}:",
             self.tasks.len(),
             format::duration(self.waited)
         )?;
-        for t in &self.tasks {
-            writeln!(
+        // No stack at all, for one reason: say it once, at the end.
+        let one_reason = self
+            .stacks
+            .first()
+            .filter(|first| {
+                self.stacks
+                    .iter()
+                    .all(|s| s.waiting_at.is_empty() && s.note == first.note)
+            })
+            .and_then(|first| first.note.clone());
+        for (i, t) in self.tasks.iter().enumerate() {
+            write!(
                 f,
-                "  task {} {} spawned at {}: {}, idle for {}, {} polls",
+                "\n  task {} {} spawned at {}: {}, idle for {}, {} polls",
                 t.id,
                 t.name
                     .as_deref()
@@ -70,12 +91,39 @@ impl fmt::Display for Leaks {
                 format::duration(t.since_last_poll.unwrap_or(t.age)),
                 t.polls
             )?;
+            if one_reason.is_none()
+                && let Some(stack) = self.stacks.get(i)
+            {
+                write_stack(f, stack)?;
+            }
         }
-        write!(
-            f,
-            "  (where each waits: Tokio's task dump needs --cfg tokio_taskdump, not available here)"
-        )
+        match one_reason {
+            Some(why) => write!(f, "\n  (where each waits: {why})"),
+            None if self.stacks.is_empty() => {
+                write!(f, "\n  (where each waits: no task dump was taken)")
+            }
+            None => Ok(()),
+        }
     }
+}
+
+/// `    waiting at tests/x.rs:26:` and the stack's lines under it.
+fn write_stack(f: &mut fmt::Formatter<'_>, stack: &AsyncStack) -> fmt::Result {
+    let suffix = stack.warning_suffix();
+    match suffix.strip_prefix("; ") {
+        Some(head) => write!(f, "\n    {head}:")?,
+        None => write!(f, "\n    where it waits is not known:")?,
+    }
+    if stack.waiting_at.is_empty()
+        && stack.note.as_deref() == Some(taskscope_api::waiting::NO_TOKIO_PRIMITIVE)
+    {
+        // The line above says it.
+        return Ok(());
+    }
+    for line in stack.lines() {
+        write!(f, "\n      {line}")?;
+    }
+    Ok(())
 }
 
 impl std::error::Error for Leaks {}
@@ -149,7 +197,8 @@ impl LeakGuard {
     }
 
     /// Waits up to the grace period for the tasks spawned since the guard was
-    /// made to finish; `Err` lists those still alive.
+    /// made to finish; `Err` lists those still alive, with where each waits
+    /// (one Tokio task dump of the runtime it runs in: see [`Leaks::stacks`]).
     pub async fn check(self) -> Result<(), Leaks> {
         let started = Instant::now();
         loop {
@@ -158,9 +207,12 @@ impl LeakGuard {
                 return Ok(());
             }
             if started.elapsed() >= self.grace {
+                let waited = started.elapsed();
+                let stacks = stacks_async(&leaked).await;
                 return Err(Leaks {
                     tasks: leaked,
-                    waited: started.elapsed(),
+                    waited,
+                    stacks,
                 });
             }
             // Yield to the runtime so the tasks can finish, without a timer
@@ -173,7 +225,8 @@ impl LeakGuard {
         }
     }
 
-    /// Like [`check`](Self::check), for code outside the runtime (blocks the thread).
+    /// Like [`check`](Self::check), for code outside the runtime (blocks the
+    /// thread; the dump is of the runtime it is in, or else of the app's).
     pub fn check_blocking(self) -> Result<(), Leaks> {
         let started = Instant::now();
         loop {
@@ -182,9 +235,12 @@ impl LeakGuard {
                 return Ok(());
             }
             if started.elapsed() >= self.grace {
+                let waited = started.elapsed();
+                let stacks = stacks_blocking(&leaked);
                 return Err(Leaks {
                     tasks: leaked,
-                    waited: started.elapsed(),
+                    waited,
+                    stacks,
                 });
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -196,6 +252,75 @@ impl LeakGuard {
         if let Err(leaks) = self.check().await {
             panic!("{leaks}");
         }
+    }
+}
+
+/// Where each of `tasks` waits: one task dump of the runtime the caller is in.
+async fn stacks_async(tasks: &[TaskInfo]) -> Vec<AsyncStack> {
+    let Some(session) = session::global() else {
+        return vec![AsyncStack::missing("taskscope is not started"); tasks.len()];
+    };
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return vec![AsyncStack::missing("no task dump: not inside a Tokio runtime"); tasks.len()];
+    };
+    let gate = Gate {
+        session,
+        caller_key: poll::current_key(),
+        asked: true,
+    };
+    let dumped = dump_async(
+        &handle,
+        session.settings.task_dumps,
+        &Options::default(),
+        &gate,
+    )
+    .await;
+    in_order(session, tasks, dumped)
+}
+
+/// Like [`stacks_async`], blocking (of the runtime the caller is in, or the app's).
+fn stacks_blocking(tasks: &[TaskInfo]) -> Vec<AsyncStack> {
+    let Some(session) = session::global() else {
+        return vec![AsyncStack::missing("taskscope is not started"); tasks.len()];
+    };
+    let Some(handle) = tokio::runtime::Handle::try_current()
+        .ok()
+        .or_else(|| app_runtime::handle().cloned())
+    else {
+        return vec![
+            AsyncStack::missing("no task dump: taskscope has not seen the app's runtime");
+            tasks.len()
+        ];
+    };
+    let gate = Gate {
+        session,
+        caller_key: poll::current_key(),
+        asked: true,
+    };
+    let dumped = dump_blocking(
+        &handle,
+        session.settings.task_dumps,
+        &Options::default(),
+        &gate,
+    );
+    in_order(session, tasks, dumped)
+}
+
+fn in_order(
+    session: &crate::session::Session,
+    tasks: &[TaskInfo],
+    dumped: Result<crate::detect::taskdump::dumped::Dumped, crate::TaskDumpError>,
+) -> Vec<AsyncStack> {
+    match dumped {
+        Ok(dumped) => {
+            let want: HashSet<u64> = tasks.iter().map(|t| t.id).collect();
+            let mut found = stacks(&dumped, Some(&want), &mut path_trim(session), None);
+            tasks
+                .iter()
+                .map(|t| found.remove(&t.id).unwrap_or_default())
+                .collect()
+        }
+        Err(err) => vec![AsyncStack::missing(err.to_string()); tasks.len()],
     }
 }
 

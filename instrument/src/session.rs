@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use taskscope_api::Finding;
 
+use crate::model::locations::Locations;
 use crate::model::registry::Registry;
+use crate::pipeline::record_queue::RecordControl;
 use crate::pipeline::report_file::ReportFile;
 use crate::pipeline::{Pipeline, Sinks};
 use crate::settings::Settings;
@@ -32,6 +34,12 @@ pub(crate) struct Session {
     pub(crate) pipeline: Pipeline,
     /// A tracing capture is installed: wakes and wakers are known.
     pub(crate) wakes_known: AtomicBool,
+    /// The recording (`TASKSCOPE_RECORD`), once the builder started it: the
+    /// guard asks it for the app's last moments at shutdown.
+    pub(crate) recording: OnceLock<RecordControl>,
+    /// Running totals by spawn location, kept only for the metrics endpoint
+    /// (`None` when `TASKSCOPE_METRICS_ADDR` is off: nothing is added up).
+    pub(crate) locations: Option<Locations>,
 }
 
 impl Session {
@@ -48,6 +56,16 @@ impl Session {
             registry: Registry::new(settings.finished_capacity, settings.finished_max_age),
             pipeline,
             wakes_known: AtomicBool::new(false),
+            recording: OnceLock::new(),
+            locations: settings.metrics_addr.map(|_| {
+                Locations::new(
+                    settings.metrics_max_locations,
+                    settings
+                        .slow_poll_threshold
+                        .as_nanos()
+                        .min(u64::MAX as u128) as u64,
+                )
+            }),
             settings,
         };
         (session, sinks)

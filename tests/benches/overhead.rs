@@ -3,32 +3,73 @@
 //! interleaved rounds, each run in a fresh child process.
 //!
 //! ```sh
-//! cargo bench -p taskscope-tests --bench overhead -- [--rounds N] [--workloads spawn,yield,...] [--variants bare,init,...]
+//! cargo bench -p taskscope-tests --bench overhead -- [--rounds N] [--workloads spawn,yield,...] [--variants bare,init,...] [--idle 0,100000,1000000]
 //! ```
 //!
 //! `--variants clock-hooks` adds a reference that is not taskscope: Tokio's task
 //! hooks only reading the TSC before and after each poll (the floor of any
-//! capture built on the hooks).
+//! capture built on the hooks). The peers: `console` (console-subscriber's
+//! `init()` with its defaults), `tokio-metrics` (a `TaskMonitor` instrumenting
+//! every task the workload spawns) and `dial9` (dial9's recorder, writing its
+//! trace to a temporary directory with the defaults of `recorder_from_env`:
+//! a 1 GiB disk budget, 60 s rotation; attached to the runtime with the
+//! default options).
+//!
+//! `--idle N,...` runs each workload once per N with N idle tasks parked on a
+//! `Notify` (spawned from a worker task and all parked before the clock
+//! starts): a service holding one task per connection. Workloads `spawn`
+//! (spawns from `block_on`, so every task goes through the runtime's global
+//! queue) and `spawn-worker` (the same loop inside a spawned task: tasks go to
+//! the spawning worker's local queue, as in a server's handlers).
+//!
+//! `--variants init,init+metrics,hooks,hooks+metrics`
+//! compares taskscope with its Prometheus endpoint on (`TASKSCOPE_METRICS_ADDR`)
+//! and scraped every second by a thread of the child, to the same without.
+//!
+//! `--variants init-console,console-attached` run the app with one
+//! tokio-console client attached for the whole run: console-api's generated
+//! client in the child, on a thread of its own (outside what is measured as
+//! the app: taskscope's internal thread, or untraced for console-subscriber),
+//! reading `WatchUpdates` as tokio-console does; `init-console` is
+//! `taskscope::init()` serving console's protocol, `console-attached` is
+//! console-subscriber. The child's CPU time includes the client's; the
+//! report adds the bytes per second the client received and the CPU time of
+//! the client's thread.
+//!
+//! For every variant with a server, the report also gives the CPU time of
+//! the thread that serves (`taskscope-server`; console-subscriber's
+//! `console_subscriber`, where its aggregator runs), read from /proc.
 //!
 //! Prints per workload and variant: median wall time (or requests/s for http),
 //! min–max, the ratio to `bare`, peak RSS and CPU time of the child process.
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const VARIANTS: [&str; 4] = ["bare", "init", "hooks", "console"];
-const WORKLOADS: [&str; 5] = ["spawn", "yield", "pingpong", "mixed", "http"];
+const WORKLOADS: [&str; 6] = [
+    "spawn",
+    "spawn-worker",
+    "yield",
+    "pingpong",
+    "mixed",
+    "http",
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
-        child(&args[1], &args[2]);
+        let idle = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(0);
+        child(&args[1], &args[2], idle);
         return;
     }
     let mut rounds = 5;
     let mut workloads: Vec<String> = WORKLOADS.iter().map(|s| s.to_string()).collect();
     let mut variants: Vec<String> = VARIANTS.iter().map(|s| s.to_string()).collect();
+    let mut idle: Vec<usize> = vec![0];
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -44,6 +85,13 @@ fn main() {
                 variants = args[i + 1].split(',').map(str::to_owned).collect();
                 i += 1;
             }
+            "--idle" => {
+                idle = args[i + 1]
+                    .split(',')
+                    .map(|n| n.parse().expect("--idle N,N,..."))
+                    .collect();
+                i += 1;
+            }
             "--bench" => {}
             other => eprintln!("ignoring argument {other}"),
         }
@@ -55,15 +103,22 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for workload in &workloads {
-        let mut results: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
-        for _ in 0..rounds {
-            for variant in &variants {
-                if let Some(s) = run_child(&exe, variant, workload) {
-                    results.entry(variant.clone()).or_default().push(s);
+        for &idle in &idle {
+            let mut results: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+            for _ in 0..rounds {
+                for variant in &variants {
+                    if let Some(s) = run_child(&exe, variant, workload, idle) {
+                        results.entry(variant.clone()).or_default().push(s);
+                    }
                 }
             }
+            let name = if idle == 0 {
+                workload.clone()
+            } else {
+                format!("{workload} +{}k idle", idle / 1000)
+            };
+            report(&name, &variants, &results);
         }
-        report(workload, &variants, &results);
     }
 }
 
@@ -75,11 +130,17 @@ struct Sample {
     p99_ms: f64,
     cpu: Duration,
     max_rss_kib: i64,
+    /// Bytes per second a tokio-console client received (attached variants).
+    console_bps: f64,
+    /// CPU seconds of the thread that serves the protocol (0: none).
+    server_cpu: f64,
+    /// CPU seconds of the tokio-console client's thread (0: none).
+    client_cpu: f64,
 }
 
-fn run_child(exe: &std::path::Path, variant: &str, workload: &str) -> Option<Sample> {
+fn run_child(exe: &std::path::Path, variant: &str, workload: &str, idle: usize) -> Option<Sample> {
     let child = Command::new(exe)
-        .args(["--child", variant, workload])
+        .args(["--child", variant, workload, &idle.to_string()])
         .env("TASKSCOPE_ADDR", "127.0.0.1:0")
         .env_remove("TASKSCOPE_REPORT")
         .env("RUST_LOG", "off")
@@ -102,12 +163,19 @@ fn run_child(exe: &std::path::Path, variant: &str, workload: &str) -> Option<Sam
     let mut fields = out.split_whitespace();
     let value: f64 = fields.next()?.parse().ok()?;
     let p99_ms: f64 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0.0);
+    let mut next = || -> f64 { fields.next().and_then(|f| f.parse().ok()).unwrap_or(0.0) };
+    let console_bps = next();
+    let server_cpu = next();
+    let client_cpu = next();
     let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
     Some(Sample {
         value,
         p99_ms,
         cpu,
         max_rss_kib: usage.ru_maxrss,
+        console_bps,
+        server_cpu,
+        client_cpu,
     })
 }
 
@@ -129,13 +197,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sample>>) {
-    let http = workload == "http";
+    let http = workload.starts_with("http");
     let base = results
         .get("bare")
         .map(|s| median(s.iter().map(|x| x.value).collect()));
     println!();
     println!(
-        "{workload:<9} {:<11} {:>12} {:>22} {:>7} {:>10} {:>9}{}",
+        "{workload:<9}\n{:<9} {:<16} {:>12} {:>22} {:>7} {:>10} {:>9}{}",
+        "",
         "variant",
         if http { "req/s" } else { "median" },
         "min-max",
@@ -146,7 +215,7 @@ fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sa
     );
     for variant in variants {
         let Some(samples) = results.get(variant) else {
-            println!("{:<9} {variant:<11} (no successful run)", "");
+            println!("{:<9} {variant:<16} (no successful run)", "");
             continue;
         };
         let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
@@ -170,8 +239,21 @@ fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sa
         } else {
             String::new()
         };
+        let bps = median(samples.iter().map(|s| s.console_bps).collect());
+        let server = median(samples.iter().map(|s| s.server_cpu).collect());
+        let client = median(samples.iter().map(|s| s.client_cpu).collect());
+        let mut attached = String::new();
+        if server > 0.0 {
+            attached.push_str(&format!("  server thread {server:.3}s CPU"));
+        }
+        if bps > 0.0 {
+            attached.push_str(&format!(
+                "; tokio-console client: {:.1} KB/s, {client:.3}s CPU",
+                bps / 1e3
+            ));
+        }
         println!(
-            "{:<9} {variant:<11} {med_s:>12} {range:>22} {ratio:>6.2}x {rss:>8.1}MiB {cpu:>8.2}s{p99}",
+            "{:<9} {variant:<16} {med_s:>12} {range:>22} {ratio:>6.2}x {rss:>8.1}MiB {cpu:>8.2}s{p99}{attached}",
             ""
         );
     }
@@ -179,45 +261,339 @@ fn report(workload: &str, variants: &[String], results: &BTreeMap<String, Vec<Sa
 
 // ---------------------------------------------------------------- child side
 
-fn child(variant: &str, workload: &str) {
+fn child(variant: &str, workload: &str, idle: usize) {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.worker_threads(2).enable_all();
-    let _guard: Box<dyn std::any::Any> = match variant {
-        "bare" => Box::new(()),
-        "init" => Box::new(taskscope::init()),
-        "hooks" => Box::new(taskscope::Builder::from_env().install_on(&mut builder)),
+    let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+    let mut received = None;
+    let rt = match variant {
+        "bare" => builder.build(),
+        "init" => {
+            keep.push(Box::new(taskscope::init()));
+            builder.build()
+        }
+        "hooks" => {
+            keep.push(Box::new(
+                taskscope::Builder::from_env().install_on(&mut builder),
+            ));
+            builder.build()
+        }
+        "init+metrics" => {
+            let addr = scraped_every_second();
+            keep.push(Box::new(
+                taskscope::Builder::from_env()
+                    .metrics_addr(Some(addr))
+                    .init(),
+            ));
+            builder.build()
+        }
+        "hooks+metrics" => {
+            let addr = scraped_every_second();
+            keep.push(Box::new(
+                taskscope::Builder::from_env()
+                    .metrics_addr(Some(addr))
+                    .install_on(&mut builder),
+            ));
+            builder.build()
+        }
         "console" => {
             console_subscriber::init();
-            Box::new(())
+            builder.build()
+        }
+        // taskscope serving tokio-console's protocol, one client attached.
+        "init-console" => {
+            let addr = free_addr();
+            keep.push(Box::new(
+                taskscope::Builder::from_env()
+                    .server_addr(taskscope::ServerAddr::Tcp(addr))
+                    .init(),
+            ));
+            received = Some(attach_console(addr, Reader::TaskscopeInternal));
+            builder.build()
+        }
+        // console-subscriber, one client attached.
+        "console-attached" => {
+            let addr = free_addr();
+            console_subscriber::ConsoleLayer::builder()
+                .server_addr(addr)
+                .init();
+            received = Some(attach_console(addr, Reader::Untraced));
+            builder.build()
+        }
+        "tokio-metrics" => {
+            peers::monitor_every_task();
+            builder.build()
+        }
+        "dial9" => {
+            let (recorder, rt) = peers::dial9(builder);
+            keep.push(recorder);
+            Ok(rt)
         }
         // Reference, not taskscope: the floor of any hook-based capture.
         "clock-hooks" => {
             taskscope_tests::variants::install_clock_hooks(&mut builder);
-            Box::new(())
+            builder.build()
         }
         other => panic!("unknown variant {other}"),
-    };
-    let rt = builder.build().expect("runtime");
-    let started = Instant::now();
+    }
+    .expect("runtime");
+    let attached = Instant::now();
     let out = rt.block_on(async {
+        let parked = park_idle(idle).await;
+        let started = Instant::now();
         match workload {
-            "spawn" => spawn().await,
+            "spawn" => spawn_many().await,
+            "spawn-worker" => spawn(spawn_many()).await.unwrap(),
             "yield" => yield_many().await,
             "pingpong" => pingpong().await,
             "mixed" => mixed().await,
             "http" => return http::run().await,
             other => panic!("unknown workload {other}"),
         }
-        format!("{}", started.elapsed().as_secs_f64())
+        let out = format!("{} 0", started.elapsed().as_secs_f64());
+        parked.notify_waiters();
+        out
     });
-    println!("{out}");
+    let server = match variant {
+        "init" | "hooks" | "init-console" => thread_cpu("taskscope-server"),
+        "console" | "console-attached" => thread_cpu("console_subscriber"),
+        _ => 0.0,
+    };
+    let bps = received.map_or(0.0, |bytes| {
+        bytes.load(Ordering::Relaxed) as f64 / attached.elapsed().as_secs_f64()
+    });
+    println!("{out} {bps} {server} {}", thread_cpu("console-client"));
     drop(rt);
+    drop(keep);
 }
 
-async fn spawn() {
+/// Spawns `n` tasks (from a worker task, in batches) that wait on one
+/// `Notify`, and returns once all of them are parked on it.
+async fn park_idle(n: usize) -> Arc<tokio::sync::Notify> {
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let parked = Arc::new(AtomicUsize::new(0));
+    if n == 0 {
+        return notify;
+    }
+    let (notify2, parked2) = (Arc::clone(&notify), Arc::clone(&parked));
+    spawn(async move {
+        for i in 0..n {
+            // In batches: one poll spawning a million tasks would be a slow
+            // poll, whose stack capture and symbolization (the binary's
+            // debug info: ~100 MB) would then be measured with the workload.
+            if i % 1_000 == 999 {
+                tokio::task::yield_now().await;
+            }
+            let (notify, parked) = (Arc::clone(&notify2), Arc::clone(&parked2));
+            spawn(async move {
+                let waiting = notify.notified();
+                tokio::pin!(waiting);
+                waiting.as_mut().enable();
+                parked.fetch_add(1, Ordering::Release);
+                waiting.await;
+            });
+        }
+    })
+    .await
+    .unwrap();
+    while parked.load(Ordering::Acquire) < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    notify
+}
+
+/// `tokio::spawn`, through the `TaskMonitor` when the variant is `tokio-metrics`.
+fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match peers::MONITOR.get() {
+        Some(monitor) => tokio::spawn(monitor.instrument(future)),
+        None => tokio::spawn(future),
+    }
+}
+
+mod peers {
+    //! The peers measured side by side with taskscope.
+
+    use std::sync::OnceLock;
+
+    /// tokio-metrics: one `TaskMonitor` for every task the workload spawns.
+    pub static MONITOR: OnceLock<tokio_metrics::TaskMonitor> = OnceLock::new();
+
+    pub fn monitor_every_task() {
+        let _ = MONITOR.set(tokio_metrics::TaskMonitor::new());
+    }
+
+    /// dial9's recorder writing its trace to a fresh temporary directory
+    /// (the `DiskBuffer` defaults), attached to the runtime `builder` makes
+    /// with the default options; the recorder is returned to be kept.
+    pub fn dial9(
+        builder: tokio::runtime::Builder,
+    ) -> (Box<dyn std::any::Any>, tokio::runtime::Runtime) {
+        use dial9::Dial9HandleTokioExt;
+        let dir =
+            std::env::temp_dir().join(format!("taskscope-bench-dial9-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dial9's trace directory");
+        // The disk budget of dial9's own environment defaults
+        // (`DIAL9_MAX_DISK_USAGE_MB` = 1024); the rest its builder's defaults.
+        let writer = dial9::DiskBuffer::builder()
+            .base_path(&dir)
+            .max_total_size(1024 * 1024 * 1024)
+            .build();
+        let recorder = dial9::recorder(writer.expect("dial9's trace writer")).build();
+        let runtime = recorder
+            .handle()
+            .attach_tokio_runtime(builder, dial9::TokioAttachOptions::default())
+            .expect("dial9 attached to the runtime");
+        (Box::new(TempTrace(recorder, dir)), runtime)
+    }
+
+    /// The recorder, and its directory removed once it is dropped.
+    struct TempTrace<R>(R, std::path::PathBuf);
+
+    impl<R> Drop for TempTrace<R> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+}
+
+/// A free loopback address for the metrics endpoint, and a thread that
+/// scrapes it every second (as Prometheus would) until the process ends.
+fn scraped_every_second() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+                continue;
+            };
+            let request = "GET /metrics HTTP/1.1\r\nHost: bench\r\n\
+                           Accept: application/openmetrics-text\r\nConnection: close\r\n\r\n";
+            let mut body = Vec::new();
+            let _ = stream.write_all(request.as_bytes());
+            let _ = stream.read_to_end(&mut body);
+            assert!(body.starts_with(b"HTTP/1.1 200"), "the endpoint answers");
+        }
+    });
+    addr
+}
+
+/// CPU seconds (user + system) of this process's threads named `name`, from /proc.
+fn thread_cpu(name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut total = 0.0;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ... : comm may hold spaces, so split after its ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        // The kernel keeps 15 bytes of a thread's name.
+        if stat[open + 1..close] != name[..name.len().min(15)] {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // Fields 14 and 15 of the line (utime, stime) are 11 and 12 after the comm.
+        let cpu: f64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+            .sum();
+        total += cpu / ticks;
+    }
+    total
+}
+
+/// A loopback address nobody listens on right now.
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
+/// How the tokio-console client's thread keeps out of what is measured.
+#[derive(Clone, Copy)]
+enum Reader {
+    /// Marked as taskscope's own: its tasks are not the app's.
+    TaskscopeInternal,
+    /// With no tracing subscriber: console-subscriber does not see it.
+    Untraced,
+}
+
+/// Starts a tokio-console client of the app at `addr` on a thread of its
+/// own, reading `WatchUpdates` for the rest of the run (as tokio-console
+/// does); returns once the first update came, with the count of bytes it
+/// receives.
+fn attach_console(addr: std::net::SocketAddr, reader: Reader) -> Arc<AtomicU64> {
+    use console_api::instrument::InstrumentRequest;
+    use console_api::instrument::instrument_client::InstrumentClient;
+    use prost::Message;
+    let bytes = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&bytes);
+    let (attached_tx, attached) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("console-client".into())
+        .spawn(move || {
+            let _untraced = match reader {
+                Reader::TaskscopeInternal => {
+                    taskscope::__private::mark_internal_thread();
+                    None
+                }
+                Reader::Untraced => Some(tracing::subscriber::set_default(
+                    tracing::subscriber::NoSubscriber::default(),
+                )),
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("client runtime");
+            rt.block_on(async move {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let mut client = loop {
+                    match InstrumentClient::connect(format!("http://{addr}")).await {
+                        Ok(c) => break c.max_decoding_message_size(64 * 1024 * 1024),
+                        Err(e) if Instant::now() > deadline => panic!("tokio-console client: {e}"),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                };
+                let mut updates = client
+                    .watch_updates(InstrumentRequest {})
+                    .await
+                    .expect("WatchUpdates")
+                    .into_inner();
+                let mut first = true;
+                while let Ok(Some(update)) = updates.message().await {
+                    counted.fetch_add(update.encoded_len() as u64, Ordering::Relaxed);
+                    if first {
+                        first = false;
+                        let _ = attached_tx.send(());
+                    }
+                }
+            });
+        })
+        .expect("the client's thread");
+    attached
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the tokio-console client attached");
+    bytes
+}
+
+async fn spawn_many() {
     for _ in 0..2_000 {
         let handles: Vec<_> = (0..1_000)
-            .map(|_| tokio::spawn(async { tokio::task::yield_now().await }))
+            .map(|_| spawn(async { tokio::task::yield_now().await }))
             .collect();
         for h in handles {
             h.await.unwrap();
@@ -228,7 +604,7 @@ async fn spawn() {
 async fn yield_many() {
     let handles: Vec<_> = (0..1_000)
         .map(|_| {
-            tokio::spawn(async {
+            spawn(async {
                 for _ in 0..20_000 {
                     tokio::task::yield_now().await;
                 }
@@ -245,14 +621,14 @@ async fn pingpong() {
     for _ in 0..100 {
         let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<u32>(1);
         let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<u32>(1);
-        handles.push(tokio::spawn(async move {
+        handles.push(spawn(async move {
             while let Some(v) = ping_rx.recv().await {
                 if pong_tx.send(v).await.is_err() {
                     break;
                 }
             }
         }));
-        handles.push(tokio::spawn(async move {
+        handles.push(spawn(async move {
             for i in 0..30_000 {
                 ping_tx.send(i).await.unwrap();
                 pong_rx.recv().await.unwrap();
@@ -266,7 +642,7 @@ async fn pingpong() {
 
 async fn mixed() {
     let (collect_tx, mut collect_rx) = tokio::sync::mpsc::channel::<u64>(1024);
-    let collector = tokio::spawn(async move {
+    let collector = spawn(async move {
         let mut n = 0u64;
         while collect_rx.recv().await.is_some() {
             n += 1;
@@ -277,13 +653,13 @@ async fn mixed() {
         let requests: Vec<_> = (0..1_000u64)
             .map(|i| {
                 let collect_tx = collect_tx.clone();
-                tokio::spawn(async move {
+                spawn(async move {
                     let (tx, rx) = tokio::sync::oneshot::channel();
-                    let a = tokio::spawn(async move {
+                    let a = spawn(async move {
                         tokio::task::yield_now().await;
                         let _ = tx.send(i * 2);
                     });
-                    let b = tokio::spawn(async move {
+                    let b = spawn(async move {
                         let _ = collect_tx.send(i).await;
                     });
                     let v = rx.await.unwrap();
@@ -320,10 +696,10 @@ mod http {
     pub async fn run() -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
+        super::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
-                tokio::spawn(async move {
+                super::spawn(async move {
                     let service = service_fn(|_req| async {
                         tokio::task::yield_now().await;
                         Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(

@@ -22,6 +22,22 @@ pub fn run_instrumented<F: Future>(app: F) -> F::Output {
     out
 }
 
+/// Like [`run_instrumented`], and how long dropping taskscope's guard took
+/// (what it reports and flushes at shutdown, bounded by `FLUSH_TIMEOUT`).
+pub fn run_instrumented_timed<F: Future>(app: F) -> (F::Output, std::time::Duration) {
+    let guard = taskscope::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let out = runtime.block_on(app);
+    drop(runtime);
+    let started = std::time::Instant::now();
+    drop(guard);
+    (out, started.elapsed())
+}
+
 /// The lines of stdin, read on a thread of their own; `quit` when stdin ends.
 pub fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
     let (lines_tx, lines) = mpsc::unbounded_channel::<String>();

@@ -1,7 +1,10 @@
 //! Support for taskscope's end-to-end tests: run an instrumented app as a real
 //! process, read its report file, find source lines by marker comments.
 
+#[cfg(feature = "tracing-capture")]
 pub mod app;
+pub mod metrics;
+pub mod scripted;
 pub mod variants;
 
 use std::io::Read;

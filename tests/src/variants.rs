@@ -5,8 +5,10 @@
 
 use std::cell::Cell;
 
-/// Installs `variant` on `builder`: `bare`, `hooks` (`install_on`), `init`,
-/// `noop-hooks` or `clock-hooks`; taskscope's server is off. Returns taskscope's
+/// Installs `variant` on `builder`: `bare`, `hooks` (`install_on`), `init`
+/// (with the feature `tracing-capture`, on by default), `hooks+metrics`,
+/// `init+metrics` (the same with the metrics endpoint on), `noop-hooks` or
+/// `clock-hooks`; taskscope's server is off. Returns taskscope's
 /// guard, if taskscope was installed; `None` for an unknown name.
 pub fn install(
     variant: &str,
@@ -16,7 +18,12 @@ pub fn install(
     Some(match variant {
         "bare" => None,
         "hooks" => Some(quiet().install_on(builder)),
+        #[cfg(feature = "tracing-capture")]
         "init" => Some(quiet().init()),
+        // The same with the metrics endpoint on (an ephemeral loopback port,
+        // no scraper): what keeping the running totals by location costs.
+        "hooks+metrics" => Some(quiet().metrics_addr(Some(ephemeral())).install_on(builder)),
+        "init+metrics" => Some(quiet().metrics_addr(Some(ephemeral())).init()),
         "noop-hooks" => {
             install_noop_hooks(builder);
             None
@@ -27,6 +34,10 @@ pub fn install(
         }
         _ => return None,
     })
+}
+
+fn ephemeral() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 /// Tokio's four task hooks, each doing nothing.

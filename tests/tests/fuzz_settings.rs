@@ -20,7 +20,7 @@ use taskscope_tests::temp_dir;
 const APP: &str = env!("CARGO_BIN_EXE_settings_app");
 
 /// The variables with a test through a real process below.
-const PROCESS_TESTED: [&str; 7] = [
+const PROCESS_TESTED: [&str; 12] = [
     "TASKSCOPE_SLOW_POLL_MS",
     "TASKSCOPE_REPORT",
     "TASKSCOPE_ADDR",
@@ -28,6 +28,11 @@ const PROCESS_TESTED: [&str; 7] = [
     "TASKSCOPE_FINISHED_TTL_S",
     "TASKSCOPE_IDLE_LIMIT_S",
     "TASKSCOPE_TOKEN",
+    "TASKSCOPE_STACKS",
+    "TASKSCOPE_METRICS_ADDR",
+    "TASKSCOPE_METRICS_MAX_LOCATIONS",
+    "TASKSCOPE_CONSOLE",
+    "TASKSCOPE_TASKDUMP",
 ];
 
 /// The variables whose value is a secret: a warning shows this instead.
@@ -246,14 +251,218 @@ fn malformed_token_is_never_shown_and_turns_the_server_off() {
         &bad,
         "TASKSCOPE_TOKEN",
         HIDDEN,
-        "the viewer server off, rather than serve without the token",
+        "the viewer server and the metrics endpoint off, rather than serve without the token",
     );
     assert!(!stderr(&bad).contains(secret), "{}", stderr(&bad));
     assert!(!listening, "no server without the token");
-    let (good, listening) = serve_with_token(&dir, "s3cret-token", Duration::from_secs(20));
+    // Too short to resist guessing: refused the same way, saying why.
+    let short = "s3cret-token-01";
+    let (bad, listening) = serve_with_token(&dir, short, Duration::from_secs(1));
+    assert_named(
+        &bad,
+        "TASKSCOPE_TOKEN",
+        HIDDEN,
+        "the viewer server and the metrics endpoint off, rather than serve without the token",
+    );
+    assert!(
+        stderr(&bad).contains("expected a token of at least 16 characters (this one has 15"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(!stderr(&bad).contains(short), "{}", stderr(&bad));
+    assert!(!listening, "no server without the token");
+    let (good, listening) = serve_with_token(&dir, "s3cret-token-0123", Duration::from_secs(20));
     assert!(!stderr(&good).contains("is not valid"), "{}", stderr(&good));
     assert!(!stderr(&good).contains("s3cret-token"), "{}", stderr(&good));
     assert!(listening, "{}", stderr(&good));
+}
+
+/// Starts `settings_app serve-task` with `env` (and no other taskscope
+/// setting but `TASKSCOPE_ADDR=off`), runs `during` with its pid once it is
+/// ready, then lets it end; returns its output and what `during` returned.
+fn serve_with<R>(env: &[(&str, &str)], during: impl FnOnce(u32) -> R) -> (Output, R) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut cmd = Command::new(APP);
+    cmd.arg("serve-task").env_remove("RUST_LOG");
+    for var in variables() {
+        cmd.env_remove(var);
+    }
+    cmd.env("TASKSCOPE_ADDR", "off");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let result = during(child.id());
+    let _ = writeln!(child.stdin.take().unwrap());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    (output, result)
+}
+
+/// The names of a process's threads (Linux; empty elsewhere).
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|dir| {
+            dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|n| n.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn malformed_metrics_address_leaves_the_endpoint_off() {
+    for bad in ["9464", "unix:/tmp/taskscope-metrics.sock"] {
+        let (output, threads) = serve_with(&[("TASKSCOPE_METRICS_ADDR", bad)], thread_names);
+        assert_named(&output, "TASKSCOPE_METRICS_ADDR", bad, "off");
+        assert!(
+            !threads.iter().any(|t| t.starts_with("taskscope-metr")),
+            "{threads:?}"
+        );
+    }
+    let good = format!("127.0.0.1:{}", taskscope_tests::free_port());
+    // A thread takes its name once it runs: until then /proc shows the
+    // process's name. Look again for a while.
+    let named_soon = |pid| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let threads = thread_names(pid);
+            if threads.iter().any(|t| t == "taskscope-metri")
+                || std::time::Instant::now() > deadline
+            {
+                return threads;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let (output, threads) = serve_with(&[("TASKSCOPE_METRICS_ADDR", &good)], named_soon);
+    assert!(
+        !stderr(&output).contains("is not valid"),
+        "{}",
+        stderr(&output)
+    );
+    if cfg!(target_os = "linux") {
+        assert!(
+            threads.iter().any(|t| t == "taskscope-metri"),
+            "{threads:?}"
+        );
+    }
+}
+
+#[test]
+fn malformed_metrics_location_limit_keeps_1000() {
+    let addr = format!("127.0.0.1:{}", taskscope_tests::free_port());
+    let scrape = |_pid| {
+        taskscope_tests::metrics::get(&addr, "/metrics", "")
+            .map(|r| taskscope_tests::metrics::parse(&r.body))
+            .unwrap_or_default()
+    };
+    for (bad, limit) in [("10001", None), ("-1", None), ("0", Some(0))] {
+        let (output, samples) = serve_with(
+            &[
+                ("TASKSCOPE_METRICS_ADDR", &addr),
+                ("TASKSCOPE_METRICS_MAX_LOCATIONS", bad),
+            ],
+            scrape,
+        );
+        // The waiting task: named with the default limit, "other" with 0.
+        let alive: Vec<&str> = samples
+            .iter()
+            .filter(|s| s.name == "taskscope_tasks_alive")
+            .map(|s| s.labels["spawned_at"].as_str())
+            .collect();
+        match limit {
+            None => {
+                assert_named(&output, "TASKSCOPE_METRICS_MAX_LOCATIONS", bad, "1000");
+                assert!(
+                    !alive.is_empty() && alive.iter().all(|l| l.starts_with("tests/src/bin/")),
+                    "{alive:?}"
+                );
+            }
+            Some(_) => {
+                assert!(
+                    !stderr(&output).contains("is not valid"),
+                    "{}",
+                    stderr(&output)
+                );
+                assert_eq!(alive, ["other"]);
+            }
+        }
+    }
+}
+
+/// Whether the app at `addr` answers tokio-console's `WatchState`.
+fn serves_console(addr: &str) -> Result<(), tonic::Status> {
+    use console_api::instrument::StateRequest;
+    use console_api::instrument::instrument_client::InstrumentClient;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut client = None;
+        for _ in 0..200 {
+            if let Ok(c) = InstrumentClient::connect(format!("http://{addr}")).await {
+                client = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut client = client.unwrap_or_else(|| panic!("nothing listens on {addr}"));
+        client.watch_state(StateRequest {}).await.map(|_| ())
+    })
+}
+
+fn serve_with_console(value: &str) -> (Output, Result<(), tonic::Status>) {
+    use std::io::{BufRead, BufReader, Write};
+    let addr = format!("127.0.0.1:{}", taskscope_tests::free_port());
+    let mut child = Command::new(APP)
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .env_remove("TASKSCOPE_REPORT")
+        .env_remove("TASKSCOPE_TOKEN")
+        .env("TASKSCOPE_ADDR", &addr)
+        .env("TASKSCOPE_CONSOLE", value)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let served = serves_console(&addr);
+    let _ = writeln!(child.stdin.take().unwrap());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    (output, served)
+}
+
+#[test]
+fn malformed_console_setting_keeps_the_console_protocol_on() {
+    let (bad, served) = serve_with_console("maybe");
+    assert_named(&bad, "TASKSCOPE_CONSOLE", "maybe", "on");
+    assert!(served.is_ok(), "{served:?}");
+    let (off, served) = serve_with_console("off");
+    assert!(!stderr(&off).contains("is not valid"), "{}", stderr(&off));
+    let refused = served.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+    assert!(
+        refused.message().contains("TASKSCOPE_CONSOLE=off"),
+        "{refused:?}"
+    );
 }
 
 #[test]
@@ -269,6 +478,94 @@ fn malformed_history_size_keeps_1000() {
         &[("TASKSCOPE_FINISHED_MAX", "5")],
     );
     assert_eq!(stdout(&good), "finished 5");
+}
+
+/// The peak resident set the app reported on stderr, in kB.
+fn peak_rss_kb(output: &Output) -> u64 {
+    stderr(output)
+        .lines()
+        .find_map(|l| l.strip_prefix("settings_app: peak_rss "))
+        .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak_rss line:\n{}", stderr(output)))
+}
+
+/// A history size above the stated maximum (1,000,000) is refused like a
+/// malformed one: no panic (u64::MAX made `init()` panic with "capacity
+/// overflow"), no allocation of its size (100,000,000 took 6.1 GiB), the
+/// default is used.
+#[test]
+fn history_size_above_the_maximum_keeps_1000_in_bounded_memory() {
+    for too_big in ["18446744073709551615", "100000000", "1000001"] {
+        let bad = run(
+            &["finished", "1100", "0"],
+            &[("TASKSCOPE_FINISHED_MAX", too_big)],
+        );
+        assert_named(&bad, "TASKSCOPE_FINISHED_MAX", too_big, "1000");
+        assert!(
+            stderr(&bad).contains("from 0 (keeps none) to 1000000"),
+            "{}",
+            stderr(&bad)
+        );
+        assert_eq!(stdout(&bad), "finished 1000");
+        let peak = peak_rss_kb(&bad);
+        assert!(peak < 200_000, "{too_big}: peak RSS {peak} kB");
+    }
+    // The maximum itself is taken: its ring is allocated (64 bytes a task).
+    let max = run(
+        &["finished", "1100", "0"],
+        &[("TASKSCOPE_FINISHED_MAX", "1000000")],
+    );
+    assert!(!stderr(&max).contains("is not valid"), "{}", stderr(&max));
+    assert_eq!(stdout(&max), "finished 1100");
+    eprintln!(
+        "peak RSS with TASKSCOPE_FINISHED_MAX=1000000: {} kB",
+        peak_rss_kb(&max)
+    );
+}
+
+/// The largest values the time settings take do not overflow anything.
+#[test]
+fn the_largest_time_settings_run() {
+    let max = u64::MAX.to_string();
+    for var in [
+        "TASKSCOPE_SLOW_POLL_MS",
+        "TASKSCOPE_FINISHED_TTL_S",
+        "TASKSCOPE_IDLE_LIMIT_S",
+    ] {
+        let out = run(&["idle", "300"], &[(var, &max)]);
+        assert!(
+            !stderr(&out).contains("is not valid"),
+            "{var}: {}",
+            stderr(&out)
+        );
+        assert_eq!(stdout(&out), "idle 0", "{var}");
+    }
+}
+
+#[test]
+fn malformed_stacks_setting_keeps_them_on() {
+    let bad = run(&["log"], &[("TASKSCOPE_STACKS", "maybe")]);
+    assert_named(&bad, "TASKSCOPE_STACKS", "maybe", "on");
+    let text = stderr(&bad);
+    let warning = text
+        .lines()
+        .find(|l| l.contains("Executing task") && l.contains(" took "))
+        .unwrap_or_else(|| panic!("a slow poll:\n{text}"));
+    assert!(
+        warning.contains("; blocked in "),
+        "with its stack: {warning}"
+    );
+    let off = run(&["log"], &[("TASKSCOPE_STACKS", "off")]);
+    let text = stderr(&off);
+    assert!(!text.contains("is not valid"), "{text}");
+    let warning = text
+        .lines()
+        .find(|l| l.contains("Executing task") && l.contains(" took "))
+        .unwrap_or_else(|| panic!("a slow poll:\n{text}"));
+    assert!(
+        !warning.contains("; blocked in "),
+        "without a stack: {warning}"
+    );
 }
 
 #[test]
@@ -381,7 +678,11 @@ fn check_one(var: &str, value: &str) -> Result<(), TestCaseError> {
             }
         }
         "TASKSCOPE_FINISHED_MAX" => {
-            let count = value.trim().parse::<usize>().ok();
+            let count = value
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n <= taskscope::MAX_FINISHED_CAPACITY);
             prop_assert_eq!(parsed, count.is_some());
             if let Some(count) = count {
                 prop_assert_eq!(settings.finished_capacity, count);
@@ -401,12 +702,31 @@ fn check_one(var: &str, value: &str) -> Result<(), TestCaseError> {
             }
         }
         "TASKSCOPE_TOKEN" => {
-            let usable = !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic());
+            let usable = value.len() >= taskscope::MIN_TOKEN_LEN
+                && value.bytes().all(|b| b.is_ascii_graphic());
             prop_assert_eq!(parsed, usable);
             prop_assert_eq!(settings.token.as_deref(), usable.then_some(value));
             if usable {
                 let shown = format!("{settings:?}");
                 prop_assert!(shown.contains("token: Some(\"(hidden)\")"), "{}", shown);
+            }
+        }
+        "TASKSCOPE_STACKS" => {
+            let word = value.trim().to_ascii_lowercase();
+            prop_assert_eq!(parsed, word == "on" || word == "off");
+            prop_assert_eq!(settings.capture_stacks, word != "off");
+        }
+        "TASKSCOPE_CONSOLE" => {
+            let word = value.trim().to_ascii_lowercase();
+            prop_assert_eq!(parsed, word == "on" || word == "off");
+            prop_assert_eq!(settings.console, word != "off");
+        }
+        "TASKSCOPE_TASKDUMP" => {
+            let word = value.trim().to_ascii_lowercase();
+            let known = ["off", "on", "multi_thread"].contains(&word.as_str());
+            prop_assert_eq!(parsed, known);
+            if !known {
+                prop_assert_eq!(settings.task_dumps, taskscope::TaskDumps::CurrentThread);
             }
         }
         // A variable added later: the general rules above hold for it too.
@@ -458,4 +778,20 @@ proptest! {
         }
         check_one(var, &chars.into_iter().collect::<String>())?;
     }
+}
+
+/// A malformed task-dump policy: named on stderr once, the default (`on`:
+/// current-thread runtimes only) kept, and the app runs on.
+#[test]
+fn malformed_task_dump_policy_keeps_current_thread_dumps() {
+    for bad in ["multi", "yes", ""] {
+        let (output, ()) = serve_with(&[("TASKSCOPE_TASKDUMP", bad)], |_| ());
+        assert_named(&output, "TASKSCOPE_TASKDUMP", bad, "on");
+    }
+    let (output, ()) = serve_with(&[("TASKSCOPE_TASKDUMP", "multi_thread")], |_| ());
+    assert!(
+        !stderr(&output).contains("is not valid"),
+        "{}",
+        stderr(&output)
+    );
 }

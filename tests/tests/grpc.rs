@@ -16,7 +16,7 @@ use taskscope::{ServerAddr, TaskEnd};
 use taskscope_tests::free_port;
 use taskscope_tests::location_prefix;
 use taskscope_viewer::client::{self, ClientError, TaskKind};
-use taskscope_viewer::state::model::{AppInfo, Connection, Request, Task, Update};
+use taskscope_viewer::state::model::{AppInfo, AppSource, Connection, Request, Task, Update};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::transport::server::TcpIncoming;
@@ -452,6 +452,28 @@ impl taskscope_server::Taskscope for FutureServer {
     }
 }
 
+/// A gRPC server with neither taskscope's service nor tokio-console's:
+/// every call is UNIMPLEMENTED.
+#[derive(Clone)]
+struct NoService;
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for NoService {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+        std::future::ready(Ok(tonic::Status::unimplemented("").into_http()))
+    }
+}
+
 async fn local_listener() -> (tokio::net::TcpListener, ServerAddr) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = ServerAddr::Tcp(listener.local_addr().unwrap());
@@ -489,29 +511,52 @@ async fn the_client_says_what_is_at_the_address_instead() {
         format!("{http1} answered, but not with gRPC (HTTP/1? TLS?)")
     );
 
-    // A gRPC server without the taskscope service: tokio-console's.
+    // A gRPC server without the taskscope service, but with tokio-console's
+    // (console-subscriber, with no task of its own here): read through that.
     let (listener, console) = local_listener().await;
     let (_layer, server) = console_subscriber::ConsoleLayer::builder().build();
     let parts = server.into_parts();
+    tokio::spawn(parts.aggregator.run());
     tokio::spawn(
         tonic::transport::Server::builder()
             .serve_with_incoming(parts.instrument_server, TcpIncoming::from(listener)),
     );
-    let err = client::list_tasks(&console).await.unwrap_err();
+    let listing = client::list_tasks(&console)
+        .await
+        .expect("listed through console's protocol");
+    assert_eq!(listing.app.source, AppSource::ConsoleSubscriber);
+    let mut viewer = Viewer::start(&console.to_string());
+    viewer.connected().await;
+    let app = viewer
+        .wait_for("a snapshot", |u| match u {
+            Update::Snapshot { app, .. } => Some(app.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(app.source, AppSource::ConsoleSubscriber);
+
+    // A gRPC server with neither service.
+    let (listener, neither) = local_listener().await;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .serve_with_incoming(NoService, TcpIncoming::from(listener)),
+    );
+    let err = client::list_tasks(&neither).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
-            "{console} is a gRPC server, but not taskscope (console-subscriber? another service?)"
+            "{neither} is a gRPC server, but speaks neither taskscope's protocol nor \
+             tokio-console's (another service?)"
         )
     );
-    let mut viewer = Viewer::start(&console.to_string());
+    let mut viewer = Viewer::start(&neither.to_string());
     let reason = viewer
         .wait_for("Incompatible", |u| match u {
             Update::Connection(Connection::Incompatible { reason, .. }) => Some(reason.clone()),
             _ => None,
         })
         .await;
-    assert!(reason.contains("not taskscope"), "{reason}");
+    assert!(reason.contains("speaks neither"), "{reason}");
 
     // A taskscope server of another protocol version: refused by either side.
     let (listener, future) = local_listener().await;

@@ -11,7 +11,11 @@
 //! - an unknown task id, and requests from a newer or an older protocol version;
 //! - a missing or wrong `TASKSCOPE_TOKEN` when the app requires one (and the
 //!   token is never echoed), through the raw protocol, the client API
-//!   (`Connection::Incompatible` in the live view) and `dump` (one line, exit 1).
+//!   (`Connection::Incompatible` in the live view) and `dump` (one line, exit 1);
+//! - a brute force of the token: slowed down, its connections closed, while
+//!   the right token is served at once;
+//! - 128 idle HTTP/2 connections: they do not lock a viewer out, and they
+//!   are closed; a viewer's Watch connection is not.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
@@ -32,7 +36,7 @@ use tokio::time::Instant;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The token of the apps that require one.
-const TOKEN: &str = "s3cret-9f2c41d7";
+const TOKEN: &str = "s3cret-9f2c41d7a0b3";
 
 /// The tests take turns: each app keeps the machine's cores busy.
 async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
@@ -395,6 +399,7 @@ async fn an_unknown_task_or_another_protocol_version_is_a_clear_status() {
         .task_detail(proto::TaskDetailRequest {
             protocol_version: PROTOCOL_VERSION,
             id: 987_654_321,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -431,6 +436,7 @@ async fn an_unknown_task_or_another_protocol_version_is_a_clear_status() {
             raw.list_tasks(proto::ListTasksRequest {
                 protocol_version: viewer,
                 include_finished: false,
+                ..Default::default()
             })
             .await
             .unwrap_err(),
@@ -439,6 +445,7 @@ async fn an_unknown_task_or_another_protocol_version_is_a_clear_status() {
             raw.task_detail(proto::TaskDetailRequest {
                 protocol_version: viewer,
                 id: 1,
+                ..Default::default()
             })
             .await
             .unwrap_err(),
@@ -462,7 +469,7 @@ async fn an_app_with_a_token_refuses_calls_without_it_and_never_echoes_it() {
     let _turn = serial().await;
     let mut app = App::start(Some(TOKEN));
     let right = Token::new(TOKEN).unwrap();
-    let wrong_text = "s3cret-9f2c41d8";
+    let wrong_text = "s3cret-9f2c41d7a0b4";
     let wrong = Token::new(wrong_text).unwrap();
 
     // On the wire: UNAUTHENTICATED, saying what is missing, echoing nothing.
@@ -610,4 +617,165 @@ async fn a_non_loopback_address_warns_and_says_whether_a_token_guards_it() {
     let mut app = App::start(None);
     app.still_serves(None, "start").await;
     assert!(!app.stderr().contains("loopback"), "{}", app.stderr());
+}
+
+/// An HTTP/2 connection that says nothing after its handshake; `done`
+/// finishes when the server closes it.
+struct IdleConnection {
+    _h2: h2::client::SendRequest<Bytes>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+async fn idle_connection(addr: &str) -> IdleConnection {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    let done = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    IdleConnection { _h2: h2, done }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_lock_a_viewer_out_and_are_closed() {
+    let _turn = serial().await;
+    let mut app = App::start(None);
+    // A real viewer watching all along: its connection carries a call.
+    let (tx, mut updates) = mpsc::channel(256);
+    let (_requests, requests_rx) = mpsc::channel(8);
+    tokio::spawn(client::watch_with(app.server(), None, tx, requests_rx));
+    loop {
+        match tokio::time::timeout(WAIT, updates.recv()).await {
+            Ok(Some(Update::Snapshot { .. })) => break,
+            Ok(Some(_)) => {}
+            other => panic!("no snapshot: {other:?}"),
+        }
+    }
+
+    // Every other slot (128 in all) taken by a connection that never calls.
+    let mut idle = Vec::new();
+    for _ in 0..127 {
+        idle.push(idle_connection(&app.addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // A viewer still gets in: the connection idle longest makes room.
+    app.still_serves(None, "128 idle connections").await;
+    let closed_at_once = idle.iter().filter(|c| c.done.is_finished()).count();
+    assert!(closed_at_once >= 1, "one made room");
+
+    // All are closed within two idle periods (5 s each).
+    for connection in idle {
+        tokio::time::timeout(WAIT, connection.done)
+            .await
+            .expect("an idle connection is closed")
+            .unwrap();
+    }
+    // The watching viewer was not: it still gets its deltas, on its first connection.
+    let mut states = Vec::new();
+    let mut deltas = 0;
+    while deltas < 3 {
+        match tokio::time::timeout(WAIT, updates.recv()).await {
+            Ok(Some(Update::Delta { .. })) => deltas += 1,
+            Ok(Some(Update::Connection(state))) => states.push(state),
+            Ok(Some(_)) => {}
+            other => panic!("the viewer stopped: {other:?}"),
+        }
+    }
+    assert!(
+        !states
+            .iter()
+            .any(|s| matches!(s, Connection::Disconnected { .. })),
+        "{states:?}"
+    );
+    app.still_serves(None, "idle connections closed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_brute_force_is_slowed_and_closed_and_the_right_token_is_served() {
+    let _turn = serial().await;
+    let mut app = App::start(Some(TOKEN));
+    let right = Token::new(TOKEN).unwrap();
+
+    // One connection guessing: refused three times, then closed.
+    let tcp = tokio::net::TcpStream::connect(&app.addr).await.unwrap();
+    let (mut h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut refused = 0;
+    for guess in 0..10 {
+        let request = http::Request::post(format!("http://{}{LIST_TASKS}", app.addr))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("authorization", format!("Bearer guess-{guess:012}"))
+            .body(())
+            .unwrap();
+        h2 = match h2.ready().await {
+            Ok(ready) => ready,
+            Err(_) => break,
+        };
+        let Ok((response, mut send)) = h2.send_request(request, false) else {
+            break;
+        };
+        let _ = send.send_data(Bytes::from(framed(b"\x08\x01")), true);
+        match tokio::time::timeout(WAIT, response).await {
+            Ok(Ok(response)) => {
+                let reply = reply_of(response.headers(), 0).expect("a status");
+                assert_eq!(reply.code, UNAUTHENTICATED, "{reply:?}");
+                refused += 1;
+            }
+            Ok(Err(_)) => break,
+            Err(_) => panic!("no answer to guess {guess}"),
+        }
+    }
+    assert_eq!(
+        refused, 3,
+        "three guesses on one connection, then it is closed"
+    );
+    tokio::time::timeout(WAIT, connection)
+        .await
+        .expect("the guessing connection is closed")
+        .unwrap();
+
+    // Guessing on fresh connections: at most 5 refusals a second (after a
+    // burst of 10), while the right token is served at once and the app
+    // keeps working.
+    let addr = app.addr.clone();
+    let guesses: u64 = 40;
+    let brute = tokio::spawn(async move {
+        let started = Instant::now();
+        for guess in 0..guesses {
+            let header = format!("Bearer guess-{guess:012}");
+            let reply = raw_call(
+                &addr,
+                LIST_TASKS,
+                &[("authorization", &header)],
+                framed(b""),
+            )
+            .await;
+            assert_eq!(reply.code, UNAUTHENTICATED, "{reply:?}");
+        }
+        started.elapsed()
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let served = Instant::now();
+    app.still_serves(Some(&right), "a brute force of the token")
+        .await;
+    let served = served.elapsed();
+    let took = brute.await.unwrap();
+    // 40 guesses with 3 made before: 33 beyond the burst, 200 ms apart.
+    assert!(
+        took >= Duration::from_millis(200 * (guesses + 3 - 10) * 9 / 10),
+        "{guesses} guesses took {took:?}"
+    );
+    assert!(
+        served < took,
+        "the right token waited for the guesses: {served:?} (guesses {took:?})"
+    );
+    println!("{guesses} guesses took {took:?}; the right token was served in {served:?}");
+    let stderr = app.stderr();
+    assert!(
+        stderr.contains("3 calls with a wrong or missing token"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("guess-"), "{stderr}");
 }

@@ -718,6 +718,18 @@ fn shutdown_with_a_stuck_report_writer_is_bounded_and_says_what_it_lost() {
     // The disk never comes back while the app runs.
     let (status, exit, took) = app.quit();
     assert!(status.success(), "{}", app.stderr_tail());
+    // The guard's drop is bounded by FLUSH_TIMEOUT in all (the margin: the
+    // scheduling of a loaded machine, not a budget of taskscope's).
+    let guard_drop = Duration::from_secs_f64(ms(&exit, "guard_drop_ms") / 1e3);
+    assert!(
+        guard_drop >= taskscope::FLUSH_TIMEOUT - Duration::from_millis(100),
+        "the flush waited for the stuck writer until its deadline: {guard_drop:?}"
+    );
+    assert!(
+        guard_drop <= taskscope::FLUSH_TIMEOUT + Duration::from_secs(1),
+        "the guard's drop took {guard_drop:?}, more than FLUSH_TIMEOUT ({:?}) and a margin",
+        taskscope::FLUSH_TIMEOUT
+    );
     assert!(
         app.stderr().contains("had not reached the report file"),
         "{}",

@@ -10,9 +10,10 @@
 //! - a viewer reconnecting in a loop.
 //!
 //! And the viewer pointed at what is not a taskscope app (a TCP server writing
-//! garbage, an HTTP/1 server, a console-subscriber app): `dump` says why in
-//! one line and exits 1; the live view's client shows it as its connection
-//! state.
+//! garbage, an HTTP/1 server, a gRPC server with neither taskscope's service
+//! nor tokio-console's): `dump` says why in one line and exits 1; the live
+//! view's client shows it as its connection state. A console-subscriber app
+//! is read through tokio-console's protocol, and `dump` says so.
 //!
 //! What is compared with a baseline measured in the same test (the best of
 //! a few one-second windows on each side, by the app's own clock):
@@ -377,7 +378,12 @@ impl LoadApp {
 
     /// A real client call succeeds.
     async fn still_serves(&self, after: &str) {
-        let listing = client::list_tasks_with(&self.server(), None)
+        self.still_serves_with(None, after).await;
+    }
+
+    /// A real client call, sending `token`, succeeds.
+    async fn still_serves_with(&self, token: Option<&client::Token>, after: &str) {
+        let listing = client::list_tasks_with(&self.server(), token)
             .await
             .unwrap_or_else(|e| panic!("after {after}: {e}; app stderr:\n{}", self.stderr()));
         assert_eq!(listing.app.pid, self.child.id());
@@ -417,9 +423,19 @@ impl ViewerProc {
     fn start(addr: &str) -> ViewerProc {
         ViewerProc::spawn(
             &mut Command::new(env!("CARGO_BIN_EXE_viewer_proc")),
-            "watch",
-            addr,
+            &["watch", addr],
         )
+    }
+
+    /// `flooder MODE ADDR [N]` (a raw HTTP/2 attacker, `src/bin/flooder.rs`)
+    /// under `nice -n 10`, like the other faults that are load.
+    fn flooder(mode: &str, addr: &str, count: Option<usize>) -> ViewerProc {
+        let mut nice = Command::new("nice");
+        nice.args(["-n", "10", env!("CARGO_BIN_EXE_flooder")]);
+        let count = count.map(|n| n.to_string());
+        let mut args = vec![mode, addr];
+        args.extend(count.as_deref());
+        ViewerProc::spawn(&mut nice, &args)
     }
 
     /// `viewer_proc MODE ADDR` under `nice -n 10`: the faults that are load
@@ -430,12 +446,12 @@ impl ViewerProc {
     fn start_nice(mode: &str, addr: &str) -> ViewerProc {
         let mut nice = Command::new("nice");
         nice.args(["-n", "10", env!("CARGO_BIN_EXE_viewer_proc")]);
-        ViewerProc::spawn(&mut nice, mode, addr)
+        ViewerProc::spawn(&mut nice, &[mode, addr])
     }
 
-    fn spawn(command: &mut Command, mode: &str, addr: &str) -> ViewerProc {
+    fn spawn(command: &mut Command, args: &[&str]) -> ViewerProc {
         let mut child = command
-            .args([mode, addr])
+            .args(args)
             .env_remove("TASKSCOPE_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -667,6 +683,182 @@ async fn a_viewer_reconnecting_in_a_loop_costs_the_app_little() {
     app.still_serves("the reconnection loop").await;
 }
 
+/// One flood of HTTP/2 control frames (`flooder MODE`, reconnecting each
+/// time it is closed) against an app doing steady work: the server closes
+/// the flooding connections, saying so on stderr, and the app keeps its
+/// throughput, its memory, and its server's CPU budget; a real client is
+/// served during the flood.
+async fn a_flood_is_closed_and_costs_the_app_little(mode: &str, frames: &str) {
+    let _turn = serial().await;
+    let mut app = LoadApp::start(1_000);
+    let base = app.baseline().await;
+    let mut flood = ViewerProc::flooder(mode, &app.addr, None);
+    flood.line_starting("connected").await;
+    // The server closes the flooding connection (it reconnects at once).
+    flood.line_starting("closed 2").await;
+    let during = format!("under a {frames} flood");
+    app.keeps_working(&base, &during).await;
+    app.keeps_its_memory(&base, &during);
+    app.still_serves(&during).await;
+    let closes = flood
+        .lines_so_far()
+        .iter()
+        .filter(|l| l.starts_with("closed"))
+        .count();
+    flood.kill();
+    println!(
+        "{during}: {} more connections closed while measured",
+        closes
+    );
+    let lines = app
+        .stderr_lines("taskscope: closed the connection of 127.0.0.1:", 1)
+        .await;
+    assert!(
+        lines[0].ends_with(&format!(
+            "it sent more than {} {frames} frames at once (a flood: the limit is {} a second)",
+            match mode {
+                "ping" => 40,
+                "settings" => 20,
+                _ => 64,
+            },
+            match mode {
+                "ping" => 10,
+                "settings" => 5,
+                _ => 50,
+            }
+        )),
+        "{lines:?}"
+    );
+    // Nothing from the HTTP/2 stack reaches the app's logs.
+    assert!(!app.stderr().contains("h2::"), "{}", app.stderr());
+    app.still_serves(&format!("a {frames} flood")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_is_closed_and_costs_the_app_little() {
+    a_flood_is_closed_and_costs_the_app_little("ping", "PING").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settings_flood_is_closed_and_costs_the_app_little() {
+    a_flood_is_closed_and_costs_the_app_little("settings", "SETTINGS").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rapid_reset_flood_is_closed_and_costs_the_app_little() {
+    a_flood_is_closed_and_costs_the_app_little("reset", "RST_STREAM").await;
+}
+
+/// 128 connections that never make a call, opened again as soon as the
+/// server closes them: the app keeps its throughput and memory, and a
+/// viewer still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_reopened_in_a_loop_cost_the_app_little() {
+    let _turn = serial().await;
+    let mut app = LoadApp::start(1_000);
+    let base = app.baseline().await;
+    let mut idle = ViewerProc::flooder("idle", &app.addr, Some(128));
+    idle.line_starting("connected 128").await;
+    // The server closes them (idle 5 s), they come back.
+    idle.line_starting("closed 1").await;
+    let during = "with 128 idle connections";
+    app.keeps_working(&base, during).await;
+    app.keeps_its_memory(&base, during);
+    app.still_serves(during).await;
+    idle.kill();
+}
+
+/// Wrong tokens, 4 a connection, connection after connection: the app
+/// keeps its throughput and memory, and the right token is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_brute_force_costs_the_app_little() {
+    let _turn = serial().await;
+    let token = "s3cret-7d1e2f9a4b6c";
+    let mut app = LoadApp::start_with(1_000, &[("TASKSCOPE_TOKEN", token)]);
+    let base = app.baseline().await;
+    let mut guess = ViewerProc::flooder("guess", &app.addr, None);
+    guess.line_starting("closed 3").await;
+    let during = "under a token brute force";
+    app.keeps_working(&base, during).await;
+    app.keeps_its_memory(&base, during);
+    let right = client::Token::new(token).unwrap();
+    app.still_serves_with(Some(&right), during).await;
+    let connections = guess
+        .lines_so_far()
+        .iter()
+        .filter(|l| l.starts_with("closed"))
+        .count();
+    guess.kill();
+    println!("{during}: {connections} guessing connections closed while measured");
+    assert!(!app.stderr().contains("guess-"), "{}", app.stderr());
+}
+
+/// 2,000 ListTasks calls of an app with 100,000 tasks, none read past the
+/// first 64 KiB (the attack the server once paid about 10 MB a call for):
+/// the app's memory stays within [`RSS_SLACK_KIB`] of its baseline all
+/// along (watched while the calls come in, and the app stopped at once past
+/// it), the app keeps working, and once they are gone a listing is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_unread_listings_keep_the_app_within_its_memory_bound() {
+    let _turn = serial().await;
+    let mut app = LoadApp::start(100_000);
+    let base = app.baseline().await;
+    let bound = base.rss + RSS_SLACK_KIB;
+    let mut hoard = ViewerProc::flooder("hoard", &app.addr, Some(2_000));
+    let started = Instant::now();
+    let mut sent_at = None;
+    let mut most = 0;
+    // Until all are sent, and 20 s more: the answers in flight made their
+    // chunks, and a server that built every listing whole (as taskscope once
+    // did, 2 MB each here) would have gone far past the bound.
+    while sent_at.is_none_or(|at: Instant| at.elapsed() < Duration::from_secs(20)) {
+        let rss = app.rss_kib();
+        most = most.max(rss);
+        if rss > bound {
+            let _ = app.child.kill();
+            panic!(
+                "RSS {rss} KiB with unread listings, against {} KiB before (bound {bound} KiB)",
+                base.rss
+            );
+        }
+        if sent_at.is_none() && hoard.lines_so_far().iter().any(|l| l.starts_with("sent")) {
+            sent_at = Some(Instant::now());
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the 2,000 calls were not sent in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "2,000 unread listings of 100,000 tasks: RSS at most {most} KiB, baseline {} KiB \
+         (+{} KiB)",
+        base.rss,
+        most - base.rss
+    );
+    app.keeps_working(&base, "with 2,000 unread listings").await;
+    app.keeps_its_memory(&base, "with 2,000 unread listings");
+    hoard.kill();
+    // The server answers again. (A call that lists 100,000 tasks can take
+    // longer than the client's 10 s in a debug build on a busy machine: a
+    // task's detail says as much.)
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match client::task_detail_with(&app.server(), u64::MAX, None).await {
+            Err(ClientError::NotFound { reason, .. }) => {
+                assert!(reason.contains("neither alive nor"), "{reason}");
+                break;
+            }
+            other => assert!(
+                Instant::now() < deadline,
+                "no answer after the unread listings: {other:?}; app stderr:\n{}",
+                app.stderr()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Runs `viewer_proc dump ADDR` (what `taskscope dump ADDR` runs).
 fn dump(addr: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_viewer_proc"))
@@ -766,22 +958,70 @@ async fn the_viewer_says_what_is_at_the_address_instead_of_an_app() {
     assert_eq!(reason, want);
     dump_fails_saying(&http1.to_string(), &want);
 
-    // A console-subscriber app (a gRPC server, but not taskscope).
+    // A gRPC server with neither taskscope's service nor tokio-console's.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let console = ServerAddr::Tcp(listener.local_addr().unwrap());
-    let (_layer, server) = console_subscriber::ConsoleLayer::builder().build();
+    let neither = ServerAddr::Tcp(listener.local_addr().unwrap());
     tokio::spawn(tonic::transport::Server::builder().serve_with_incoming(
-        server.into_parts().instrument_server,
+        NoService,
         tonic::transport::server::TcpIncoming::from(listener),
     ));
     dump_fails_saying(
-        &console.to_string(),
-        &format!("{console} is a gRPC server, but not taskscope (console-subscriber?"),
+        &neither.to_string(),
+        &format!(
+            "{neither} is a gRPC server, but speaks neither taskscope's protocol nor tokio-console's"
+        ),
     );
-    let Connection::Incompatible { reason, .. } = first_state(&console).await else {
-        panic!("console-subscriber: Incompatible")
+    let Connection::Incompatible { reason, .. } = first_state(&neither).await else {
+        panic!("neither service: Incompatible")
     };
-    assert!(reason.contains("not taskscope"), "{reason}");
+    assert!(reason.contains("speaks neither"), "{reason}");
+
+    // A console-subscriber app: read through tokio-console's protocol.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let console = ServerAddr::Tcp(listener.local_addr().unwrap());
+    let (_layer, server) = console_subscriber::ConsoleLayer::builder().build();
+    let parts = server.into_parts();
+    tokio::spawn(parts.aggregator.run());
+    tokio::spawn(tonic::transport::Server::builder().serve_with_incoming(
+        parts.instrument_server,
+        tonic::transport::server::TcpIncoming::from(listener),
+    ));
+    let out = dump(&console.to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{console} is a console-subscriber app")),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("ID  NAME"),
+        "the table"
+    );
+    let Connection::Connected { .. } = first_state(&console).await else {
+        panic!("console-subscriber: Connected")
+    };
+}
+
+/// A gRPC server with neither taskscope's service nor tokio-console's:
+/// every call is UNIMPLEMENTED.
+#[derive(Clone)]
+struct NoService;
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for NoService {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+        std::future::ready(Ok(tonic::Status::unimplemented("").into_http()))
+    }
 }
 
 /// The figure for the README: the app's throughput with 20 live viewers
@@ -834,4 +1074,54 @@ async fn measure_throughput_with_twenty_viewers() {
         base.rss,
         rss.iter().max().unwrap()
     );
+}
+
+/// The figures for BENCHMARKS.md (issue 15): a viewer attaching to an app
+/// with a million live idle tasks (`MEASURE_IDLE`, default 1,000,000): how
+/// long its snapshot takes to arrive, the viewer's peak memory, the app's
+/// memory before and after, and its throughput while the viewer watches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run with --release -- --ignored --nocapture"]
+async fn measure_a_viewer_attaching_to_a_million_tasks() {
+    let _turn = serial().await;
+    let idle: usize = std::env::var("MEASURE_IDLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut app = LoadApp::start(idle);
+    // The idle tasks are spawned before `ready`; give them their first poll.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let quiet = app.measure().await;
+    let rss_before = app.rss_kib();
+    let attached = Instant::now();
+    let mut viewer = ViewerProc::start(&app.addr);
+    let before = viewer.line_starting("snapshot").await;
+    let took = attached.elapsed();
+    let busy = app.measure().await;
+    viewer.line_starting("delta").await;
+    let peak = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    println!(
+        "{idle} idle tasks: snapshot after {:.2} s (lines before: {before:?}); viewer peak RSS \
+         {} MiB; app RSS {} MiB before, {} MiB after, peak {} MiB; app {:.0} req/s quiet, \
+         {:.0} req/s watched (ratio {:.3}), server thread {:.0}% of a core",
+        took.as_secs_f64(),
+        peak(viewer.child.id()) / 1024,
+        rss_before / 1024,
+        app.rss_kib() / 1024,
+        peak(app.child.id()) / 1024,
+        quiet.rate,
+        busy.rate,
+        busy.rate / quiet.rate,
+        busy.server_share * 100.0,
+    );
+    let _ = viewer.child.kill();
 }

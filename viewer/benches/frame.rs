@@ -1,9 +1,12 @@
-//! The viewer at scale: with 100,000 live tasks, apply a delta (1% of the
-//! tasks changed, plus tasks started and ended) and draw one frame of the
-//! tasks view into a `TestBackend`, as the live view does on every update.
+//! The viewer at scale: with 100,000 and 1,000,000 live tasks, apply a delta
+//! (1% of the tasks changed, plus tasks started and ended) and draw one frame
+//! of the tasks view into a `TestBackend`, as the live view does on every
+//! update; at 1,000,000, also the snapshot's arrival (applied and the first
+//! frame drawn), a key of a filter typed, and a page down.
 //!
 //! ```sh
 //! cargo bench -p taskscope-viewer --bench frame
+//! cargo bench -p taskscope-viewer --bench frame -- 1M     # the 1,000,000-task ones only
 //! ```
 
 use std::time::{Duration, Instant, SystemTime};
@@ -44,6 +47,7 @@ fn snapshot(n: u64) -> Update {
             version: "0".into(),
             protocol: 1,
             slow_poll_threshold: Duration::from_millis(100),
+            source: Default::default(),
         },
         tasks: (1..=n).map(|id| task(id, 10)).collect(),
         finished: vec![],
@@ -79,11 +83,10 @@ fn delta(n: u64, round: u64) -> Update {
 
 /// The tasks view sorted by `column` (the default, id, or another reached
 /// with `>` as a user would): apply a delta and draw a frame, repeatedly.
-fn bench_sorted(c: &mut Criterion, title: &str, column: Column) {
-    const N: u64 = 100_000;
+fn bench_sorted(c: &mut Criterion, title: &str, column: Column, n: u64) {
     let now = Instant::now();
     let mut model = Model::new("127.0.0.1:6670", now);
-    model.apply(snapshot(N), now);
+    model.apply(snapshot(n), now);
     while model.ui.tasks_sort.column != column {
         model.handle_key(press(KeyCode::Char('>')), now);
     }
@@ -96,7 +99,7 @@ fn bench_sorted(c: &mut Criterion, title: &str, column: Column) {
         b.iter_batched(
             || {
                 round += 1;
-                delta(N, round)
+                delta(n, round)
             },
             |update| {
                 model.apply(update, Instant::now());
@@ -109,17 +112,108 @@ fn bench_sorted(c: &mut Criterion, title: &str, column: Column) {
     });
 }
 
+/// This process's resident memory in bytes (0 where `/proc` is not).
+fn resident() -> i64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<i64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// A model holding `n` tasks, sorted by id, its first frame drawn.
+fn attached(n: u64) -> (Model, Terminal<TestBackend>) {
+    let now = Instant::now();
+    let mut model = Model::new("127.0.0.1:6670", now);
+    model.apply(snapshot(n), now);
+    let mut terminal = Terminal::new(TestBackend::new(200, 50)).expect("test backend");
+    terminal
+        .draw(|f| taskscope_viewer::ui::draw(f, &mut model))
+        .expect("first frame");
+    (model, terminal)
+}
+
+/// At 1,000,000 tasks: the snapshot applied and the first frame drawn; a
+/// filter typed key by key (each key re-filters and draws); a page down.
+fn bench_million(c: &mut Criterion) {
+    const N: u64 = 1_000_000;
+    c.bench_function("snapshot applied + first frame, 1M tasks", |b| {
+        b.iter_batched(
+            || snapshot(N),
+            |update| {
+                let now = Instant::now();
+                let mut model = Model::new("127.0.0.1:6670", now);
+                model.apply(update, now);
+                let mut terminal = Terminal::new(TestBackend::new(200, 50)).expect("test backend");
+                terminal
+                    .draw(|f| taskscope_viewer::ui::draw(f, &mut model))
+                    .expect("first frame");
+                model
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    let before = resident();
+    let (mut model, mut terminal) = attached(N);
+    eprintln!(
+        "the model of 1M tasks: {:.0} bytes resident per task",
+        (resident() - before) as f64 / N as f64
+    );
+    model.handle_key(press(KeyCode::Char('/')), Instant::now());
+    let mut typed = 0usize;
+    c.bench_function("filter: one key typed + frame, 1M tasks", |b| {
+        b.iter(|| {
+            // "mod1" narrows to a tenth of the tasks, Backspace widens again.
+            let key = match typed % 8 {
+                0 => KeyCode::Char('m'),
+                1 => KeyCode::Char('o'),
+                2 => KeyCode::Char('d'),
+                3 => KeyCode::Char('1'),
+                _ => KeyCode::Backspace,
+            };
+            typed += 1;
+            model.handle_key(press(key), Instant::now());
+            terminal
+                .draw(|f| taskscope_viewer::ui::draw(f, &mut model))
+                .expect("frame");
+        })
+    });
+    let (mut model, mut terminal) = attached(N);
+    c.bench_function("page down + frame, 1M tasks", |b| {
+        b.iter(|| {
+            model.handle_key(press(KeyCode::PageDown), Instant::now());
+            terminal
+                .draw(|f| taskscope_viewer::ui::draw(f, &mut model))
+                .expect("frame");
+        })
+    });
+}
+
 fn bench(c: &mut Criterion) {
     bench_sorted(
         c,
         "apply 1% delta + draw tasks view, 100k tasks",
         Column::Id,
+        100_000,
     );
     bench_sorted(
         c,
         "apply 1% delta + draw tasks view, 100k tasks, sorted by busy",
         Column::Busy,
+        100_000,
     );
+    bench_sorted(
+        c,
+        "apply 1% delta + draw tasks view, 1M tasks",
+        Column::Id,
+        1_000_000,
+    );
+    bench_sorted(
+        c,
+        "apply 1% delta + draw tasks view, 1M tasks, sorted by busy",
+        Column::Busy,
+        1_000_000,
+    );
+    bench_million(c);
 }
 
 criterion_group! {

@@ -3,9 +3,12 @@
 //!
 //! ```text
 //! taskscope [attach [ADDR]]      live view (the default)
-//! taskscope dump [ADDR] [--json]  list the tasks once
+//! taskscope dump [ADDR] [--json] [--stacks] [--tree]
+//!                                 list the tasks once (with where each waits,
+//!                                 as a tree by parent)
 //! taskscope report FILE... [--json] [--since T] [--until T] [--full-stacks]
 //! taskscope demo                  run a misbehaving app to look at
+//! taskscope replay FILE           the live view on a recording (TASKSCOPE_RECORD)
 //! ```
 //!
 //! `ADDR` is `host:port` (default `127.0.0.1:6670`), `http://host:port` or
@@ -47,11 +50,27 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also show where each task waits (its async stack): the app takes a
+        /// Tokio task dump, which pauses its runtime while it traces the tasks.
+        /// Needs the app built with taskscope's `taskdump` feature.
+        #[arg(long)]
+        stacks: bool,
+        /// Show the tasks as a tree by parent, like `python -m asyncio pstree`.
+        #[arg(long)]
+        tree: bool,
     },
     /// Review report files: slow polls by spawn location, and the other findings.
     Report(ReportArgs),
     /// Run a built-in misbehaving app, to see taskscope at work.
     Demo,
+    /// Replay a recording (an app's TASKSCOPE_RECORD) in the live view, under
+    /// a time cursor: space pauses, ←/→ step 10 s, g/G jump to start/end.
+    Replay {
+        /// The recording: the path the app was given in TASKSCOPE_RECORD (its
+        /// older segments beside it, FILE.000001 …, are read too).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// The app to talk to.
@@ -97,8 +116,17 @@ fn main() -> ExitCode {
     match cli.command {
         None => attach(ServerAddr::parse(taskscope_api::DEFAULT_ADDR).expect("default address")),
         Some(Command::Attach(target)) => attach(target.addr),
-        Some(Command::Dump { target, json }) => taskscope_viewer::dump::main(&target.addr, json),
+        Some(Command::Dump {
+            target,
+            json,
+            stacks,
+            tree,
+        }) => taskscope_viewer::dump::main_with(
+            &target.addr,
+            taskscope_viewer::dump::Options { json, stacks, tree },
+        ),
         Some(Command::Demo) => demo(),
+        Some(Command::Replay { file }) => replay(&file),
         Some(Command::Report(args)) => {
             let window = report::Window {
                 since: args.since,
@@ -125,7 +153,11 @@ fn attach(addr: ServerAddr) -> ExitCode {
     match live_view(addr) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("taskscope attach: {err:#}");
+            let text = format!("{err:#}");
+            eprintln!(
+                "taskscope attach: {}",
+                taskscope_api::format::printable(&text)
+            );
             ExitCode::FAILURE
         }
     }
@@ -151,6 +183,47 @@ fn live_view(addr: ServerAddr) -> anyhow::Result<()> {
             requests_rx,
         ));
         taskscope_viewer::tui::run(text, updates_rx, requests_tx).await
+    })
+}
+
+/// `taskscope replay FILE`: the live view on a recording, then what could
+/// not be read (it is also counted in the status line meanwhile).
+fn replay(file: &std::path::Path) -> ExitCode {
+    // Loading reports its progress here (bytes read of the total): the place
+    // for a progress bar on stderr.
+    let mut progress = |_: &taskscope_viewer::replay::Progress| {};
+    match replay_view(file, &mut progress) {
+        Ok(problems) => {
+            for problem in problems {
+                eprintln!("taskscope replay: {problem}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("taskscope replay: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the recording (calling `progress` as it reads) and runs the live
+/// view on it until the user quits; returns what could not be read.
+fn replay_view(
+    file: &std::path::Path,
+    progress: &mut dyn FnMut(&taskscope_viewer::replay::Progress),
+) -> anyhow::Result<Vec<String>> {
+    use anyhow::Context as _;
+    let recording = taskscope_viewer::replay::load(file, progress)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the viewer's runtime")?;
+    let label = file.display().to_string();
+    runtime.block_on(async move {
+        let now = std::time::Instant::now();
+        let (player, model) = taskscope_viewer::replay::Player::new(recording, label, now);
+        let player = taskscope_viewer::tui::run_replay(player, model).await?;
+        Ok(player.problems().to_vec())
     })
 }
 

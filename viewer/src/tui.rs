@@ -22,6 +22,7 @@ use ratatui::crossterm::terminal::{
 use ratatui::crossterm::{cursor, execute};
 use tokio::sync::mpsc;
 
+use crate::replay::player::Player;
 use crate::state::{Action, Model, Request, Update, View};
 use crate::ui;
 
@@ -123,6 +124,62 @@ where
                     ask(id, now, &mut detail_asked);
                 }
             }
+        }
+    }
+}
+
+/// Runs the live view on a recording (`taskscope replay`) until the user
+/// quits; returns the player (with what could not be read, to say after the
+/// terminal is restored).
+///
+/// Call it inside a Tokio runtime with time enabled (`enable_all()`).
+pub async fn run_replay(player: Player, model: Model) -> anyhow::Result<Player> {
+    let mut screen = Screen::enter().context("cannot set up the terminal")?;
+    let (keys_tx, keys) = mpsc::channel(64);
+    let reader = KeyReader::start(keys_tx);
+    let (mut player, mut model) = (player, model);
+    let result = replay_loop(&mut screen.terminal, &mut model, &mut player, keys).await;
+    reader.stop().await;
+    screen.leave();
+    result.map(|()| player)
+}
+
+/// The replay's loop: draw, then wait for a terminal event or the tick (which
+/// moves the cursor while playing). The replay's keys go to the player, the
+/// others to the live view's model; a detail the view asks for is made from
+/// the recording.
+pub async fn replay_loop<B>(
+    terminal: &mut Terminal<B>,
+    model: &mut Model,
+    player: &mut Player,
+    mut events: mpsc::Receiver<Event>,
+) -> anyhow::Result<()>
+where
+    B: Backend,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        terminal
+            .draw(|frame| ui::draw(frame, model))
+            .context("cannot draw")?;
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(Event::Key(key)) => {
+                    if player.handle_key(key, model) {
+                        continue;
+                    }
+                    match model.handle_key(key, player.now()) {
+                        Some(Action::Quit) => return Ok(()),
+                        Some(Action::RequestDetail(id)) => player.request_detail(model, id),
+                        None => {}
+                    }
+                }
+                Some(_) => {}
+                None => anyhow::bail!("the terminal's input ended"),
+            },
+            _ = tick.tick() => player.tick(model, Instant::now()),
         }
     }
 }
@@ -320,6 +377,130 @@ mod tests {
         );
         assert!(text.contains("Task 42 \"handler\""), "detail view:\n{text}");
         assert_eq!(requests_rx.try_recv(), Ok(Request::Detail(42)));
+    }
+
+    /// The status line's last row of the screen.
+    fn status_line(terminal: &Terminal<TestBackend>) -> String {
+        screen_text(terminal)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
+    fn the_replays_status_line_says_replay_and_the_recorded_time_and_follows_the_keys() {
+        use crate::replay::testing::{at, delta, dir, rec, snapshot, task, write_segment};
+        let dir = dir("status-line");
+        let path = dir.join("app.rec");
+        let mut records = vec![
+            rec(
+                0,
+                snapshot(at(0.0), vec![task(1, "handler", None, false)], vec![]),
+            ),
+            rec(0, delta(at(0.0), vec![], vec![], vec![])),
+        ];
+        for seq in 1..=180u64 {
+            records.push(rec(
+                seq,
+                delta(at(seq as f64 / 2.0), vec![], vec![], vec![]),
+            ));
+        }
+        write_segment(&path, 1, 0, &records);
+        let recording = crate::replay::load(&path, &mut |_| {}).unwrap();
+        let (mut player, mut model) = Player::new(recording, "/tmp/app.rec", Instant::now());
+        let mut terminal = Terminal::new(TestBackend::new(140, 30)).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        // Each key, then q: the screen as the key left it.
+        let mut after = |code: KeyCode| {
+            let (events_tx, events) = mpsc::channel(8);
+            events_tx.try_send(Event::Key(press(code))).unwrap();
+            events_tx
+                .try_send(Event::Key(press(KeyCode::Char('q'))))
+                .unwrap();
+            let run = replay_loop(&mut terminal, &mut model, &mut player, events);
+            runtime.block_on(run).unwrap();
+            (status_line(&terminal), screen_text(&terminal))
+        };
+        let (status, _) = after(KeyCode::Char(' '));
+        // (Playing until the key came: a tick may have moved it by a tenth.)
+        assert!(
+            status.starts_with(" REPLAY  2026-11-22 10:00:00."),
+            "{status}"
+        );
+        assert!(
+            status.contains(" UTC  0:00 / 1:30  PAUSED  /tmp/app.rec"),
+            "{status}"
+        );
+        assert!(
+            status
+                .trim_end()
+                .ends_with("space pause  ←→ 10s  g G start/end  ? help  q quit"),
+            "{status}"
+        );
+        let (status, _) = after(KeyCode::Char('G'));
+        assert!(
+            status.starts_with(" REPLAY  2026-11-22 10:01:30.0 UTC  1:30 / 1:30  END "),
+            "{status}"
+        );
+        let (status, _) = after(KeyCode::Left);
+        assert!(
+            status.starts_with(" REPLAY  2026-11-22 10:01:20.0 UTC  1:20 / 1:30  PAUSED "),
+            "{status}"
+        );
+        let (status, _) = after(KeyCode::Char(' '));
+        assert!(
+            status.starts_with(" REPLAY  2026-11-22 10:01:20."),
+            "{status}"
+        );
+        assert!(
+            status.contains(" UTC  1:20 / 1:30  ▶ 1×  /tmp/app.rec"),
+            "{status}"
+        );
+        let (_, text) = after(KeyCode::Char('?'));
+        assert!(
+            text.contains("space  p") && text.contains("replay: 10 s back / forward"),
+            "the help lists the replay's keys:\n{text}"
+        );
+    }
+
+    #[test]
+    fn the_replays_status_line_at_the_start_playing_and_at_the_end() {
+        let mut model = Model::new("x", Instant::now());
+        let mut status = crate::state::ReplayStatus {
+            file: "rec/app.rec".into(),
+            at: std::time::UNIX_EPOCH + Duration::from_millis(1_795_341_600_000 + 42_537),
+            elapsed: Duration::from_millis(42_537),
+            length: Duration::from_secs(3_725),
+            playing: true,
+            speed: 4,
+            at_end: false,
+            missing: 3,
+            problems: 1,
+        };
+        model.replay = Some(status.clone());
+        let mut terminal = Terminal::new(TestBackend::new(240, 6)).unwrap();
+        terminal.draw(|f| ui::draw(f, &mut model)).unwrap();
+        let line = status_line(&terminal);
+        assert!(
+            line.starts_with(
+                " REPLAY  2026-11-22 10:00:42.5 UTC  0:42 / 1:02:05  ▶ 4×  rec/app.rec  3 updates \
+                 missing (the app dropped them)  ⚠ 1 problem reading the recording (listed on exit)"
+            ),
+            "{line}"
+        );
+        status.at_end = true;
+        status.playing = false;
+        model.replay = Some(status);
+        terminal.draw(|f| ui::draw(f, &mut model)).unwrap();
+        assert!(
+            status_line(&terminal).contains(" 1:02:05  END  rec/app.rec"),
+            "{}",
+            status_line(&terminal)
+        );
     }
 
     #[tokio::test]

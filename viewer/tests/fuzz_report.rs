@@ -194,12 +194,18 @@ fn kind() -> impl Strategy<Value = FindingKind> {
                 LeakReason::IdleTooLong
             ]),
             any::<u64>(),
-            any::<u64>()
+            any::<u64>(),
+            prop::collection::vec(frame(), 0..4),
+            prop::option::of(text())
         )
-            .prop_map(|(reason, age_ms, idle_ms)| FindingKind::LeakedTask {
-                reason,
-                age_ms,
-                idle_ms
+            .prop_map(|(reason, age_ms, idle_ms, waiting_at, waiting_at_note)| {
+                FindingKind::LeakedTask {
+                    reason,
+                    age_ms,
+                    idle_ms,
+                    waiting_at,
+                    waiting_at_note,
+                }
             }),
         (
             text(),

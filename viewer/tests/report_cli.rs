@@ -139,12 +139,12 @@ fn report_file() -> (Vec<u8>, Vec<usize>) {
         b"{\"v\":1,\"kind\":\"never_awaited\",\"name\":\"fetch_user\",\"created_at\":\"src/users.rs:10:5\",\"time\":\"2026-11-22T10:00:06.000Z\",\"task\":null,\"later\":true}\n".to_vec(),
         b"{\"v\":1,\"kind\":\"slow_poll\",\"time\":\"2026-11-22T10:00:06.\xff\xfeZ\",\"task\":null}\n".to_vec(),
         line(&finding(
-            FindingKind::LeakedTask { reason: LeakReason::LostWaker, age_ms: 5_000, idle_ms: 4_000 },
+            FindingKind::LeakedTask { reason: LeakReason::LostWaker, age_ms: 5_000, idle_ms: 4_000, waiting_at: Vec::new(), waiting_at_note: None },
             task(7, Some("poller"), "src/poll.rs:5:5"),
             7,
         )),
         line(&finding(
-            FindingKind::LeakedTask { reason: LeakReason::AliveAtShutdown, age_ms: 9_000, idle_ms: 10 },
+            FindingKind::LeakedTask { reason: LeakReason::AliveAtShutdown, age_ms: 9_000, idle_ms: 10, waiting_at: Vec::new(), waiting_at_note: None },
             task(8, None, "src/poll.rs:5:5"),
             8,
         )),
@@ -437,6 +437,8 @@ fn other_findings_show_one_row_per_kind_and_location_with_first_last_and_newest(
             reason: LeakReason::LostWaker,
             age_ms: 600,
             idle_ms: 511,
+            waiting_at: Vec::new(),
+            waiting_at_note: None,
         },
         task(13, Some("lost_waker"), "src/main.rs:83:5"),
         3,
@@ -627,4 +629,115 @@ fn text_report_folds_the_runtimes_frames_and_full_stacks_shows_them_all() {
         format!("{REGISTRY}/tokio-1.54.1/src/runtime/task/core.rs")
     );
     assert_eq!(stack[2]["file"], "/srv/build/shop/server/src/config.rs");
+}
+
+/// Whether `bytes` hold a control character other than a line break.
+fn has_control(bytes: &[u8]) -> bool {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .any(|c| c.is_control() && c != '\n')
+}
+
+#[test]
+fn escape_sequences_anywhere_in_a_report_file_never_reach_the_terminal() {
+    // OSC 52 (write the clipboard), BEL, CSI (clear the screen), C1 CSI, CR, DEL.
+    const EVIL: &str = "evil\u{1b}]52;c;aGVsbG8=\u{7}\u{1b}[2J\u{9b}31m\r\u{7f}end";
+    const SHOWN: &str = "evil\\x1b]52;c;aGVsbG8=\\x07\\x1b[2J\\u{9b}31m\\x0d\\x7fend";
+    let at = format!("src/{EVIL}.rs:1:1");
+    let victim = task(7, Some(EVIL), &at);
+    let blocked = slow(
+        victim.clone(),
+        1,
+        300.0,
+        false,
+        vec![frame(&format!("app::{EVIL}"), &format!("src/{EVIL}.rs"), 3)],
+        0,
+    );
+    // The worst poll of the group: no stack, and why (from the file).
+    let mut unavailable = slow(victim.clone(), 2, 400.0, false, vec![], 1);
+    if let FindingKind::SlowPoll {
+        stack_unavailable,
+        thread,
+        ..
+    } = &mut unavailable.kind
+    {
+        *stack_unavailable = Some(EVIL.into());
+        *thread = EVIL.into();
+    }
+    let content = [
+        line(&blocked),
+        line(&unavailable),
+        line(&finding(
+            FindingKind::TaskPanicked {
+                message: EVIL.into(),
+                panicked_at: Some(at.clone()),
+                joined: Some(false),
+            },
+            victim.clone(),
+            2,
+        )),
+        line(&finding(
+            FindingKind::NeverAwaited {
+                name: EVIL.into(),
+                created_at: at.clone(),
+            },
+            None,
+            3,
+        )),
+        // Corrupt lines whose reasons quote them: an unknown kind, a bad
+        // enum value, a line that is not JSON.
+        format!("{{\"v\":1,\"kind\":{},\"time\":\"x\",\"task\":null}}\n", serde_json::to_string(EVIL).unwrap()).into_bytes(),
+        format!(
+            "{{\"v\":1,\"kind\":\"leaked_task\",\"reason\":{},\"idle_ms\":1,\"time\":\"2026-11-22T10:00:04.000Z\",\"task\":null}}\n",
+            serde_json::to_string(EVIL).unwrap()
+        )
+        .into_bytes(),
+        format!("{EVIL}\n").into_bytes(),
+    ]
+    .concat();
+    let file = TempFile::new(&content);
+
+    let out = taskscope(&["report", &file.name()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(!has_control(&out.stdout), "{stdout:?}");
+    assert!(!has_control(&out.stderr), "{stderr:?}");
+    // Each of them, made visible: the task name, the spawn location, the
+    // frame, the thread, the panic message, the never-awaited name.
+    for (what, shown) in [
+        (
+            "task name",
+            format!(
+                "7 \"{}\"",
+                "evil\\u{1b}]52;c;aGVsbG8=\\u{7}\\u{1b}[2J\\u{9b}31m\\r\\u{7f}end"
+            ),
+        ),
+        ("spawn location", format!("src/{SHOWN}.rs:1:1")),
+        ("frame", format!("app::{SHOWN} (src/{SHOWN}.rs:3)")),
+        ("thread", format!("thread {SHOWN}")),
+        ("stack unavailable", format!("(no stack: {SHOWN})")),
+        ("never-awaited name", SHOWN.to_string()),
+    ] {
+        assert!(stdout.contains(&shown), "{what}: {shown}\n{stdout}");
+    }
+    // The malformed lines are named, their quotes made visible.
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains(".jsonl:")).count(),
+        3,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("unknown variant `{SHOWN}`")),
+        "serde quotes the value as it is: {stderr}"
+    );
+
+    // JSON: escaped, and the same strings when read back.
+    let out = taskscope(&["report", &file.name(), "--json"]);
+    assert!(!has_control(&out.stdout), "{:?}", text(&out.stdout));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["slow_polls"][0]["worst_task"]["name"], EVIL,
+        "{report}"
+    );
+    assert_eq!(report["slow_polls"][0]["spawned_at"], at.as_str());
 }

@@ -85,6 +85,7 @@ fn app() -> AppInfo {
         version: "0.1.0".into(),
         protocol: 1,
         slow_poll_threshold: Duration::from_millis(100),
+        source: Default::default(),
     }
 }
 
@@ -223,6 +224,8 @@ fn tasks_view_marks_panicked_and_lost_waker_tasks() {
             reason: LeakReason::LostWaker,
             age_ms: 600,
             idle_ms: 559,
+            waiting_at: Vec::new(),
+            waiting_at_note: None,
         },
         Some(task_ref(&lost)),
     );
@@ -704,6 +707,8 @@ fn problems_view_lists_never_awaited_lost_wakers_panics_and_drops() {
                 reason: LeakReason::LostWaker,
                 age_ms: 560,
                 idle_ms: 559,
+                waiting_at: Vec::new(),
+                waiting_at_note: None,
             },
             Some(lost),
         ),
@@ -788,6 +793,8 @@ fn problems_group_by_kind_and_location_and_enter_shows_the_occurrences() {
             reason: LeakReason::LostWaker,
             age_ms: 600,
             idle_ms: 511,
+            waiting_at: Vec::new(),
+            waiting_at_note: None,
         },
         Some(TaskRef {
             id: 13,
@@ -1394,4 +1401,112 @@ fn the_selected_slow_poll_group_stays_selected_when_newer_polls_reorder_the_grou
     let lines = screen(&mut model);
     line_of(&lines, "Worst stack: src/a.rs:1:1");
     line_of(&lines, "0  in_a");
+}
+
+#[test]
+fn control_characters_from_the_app_never_reach_the_screen() {
+    // OSC 52 (write the clipboard), BEL, CSI (clear the screen), C1 CSI, CR, DEL.
+    const EVIL: &str = "evil\u{1b}]52;c;aGVsbG8=\u{7}\u{1b}[2J\u{9b}31m\r\u{7f}end";
+    let now = Instant::now();
+    let mut model = Model::new("127.0.0.1:6670", now);
+    connected(&mut model, now);
+    let mut victim = task(17, Some(EVIL), &format!("src/{EVIL}.rs:1:1"));
+    victim.max_poll = Duration::from_millis(300);
+    let victim_ref = task_ref(&victim);
+    let mut slow = slow_poll(
+        &victim_ref,
+        1,
+        300.0,
+        false,
+        vec![frame(&format!("app::{EVIL}"), &format!("src/{EVIL}.rs"), 3)],
+    );
+    if let FindingKind::SlowPoll { thread, .. } = &mut slow.kind {
+        *thread = EVIL.into();
+    }
+    let panicked = Finding::new(
+        FindingKind::TaskPanicked {
+            message: EVIL.into(),
+            panicked_at: Some(format!("src/{EVIL}.rs:9:9")),
+            joined: Some(false),
+        },
+        Some(victim_ref.clone()),
+    );
+    let never = Finding::new(
+        FindingKind::NeverAwaited {
+            name: EVIL.into(),
+            created_at: format!("src/{EVIL}.rs:2:2"),
+        },
+        Some(victim_ref),
+    );
+    model.apply(snapshot(vec![victim], vec![slow, panicked, never]), now);
+    model.handle_key(press(KeyCode::Enter), now);
+    model.apply(
+        Update::Detail(TaskDetail {
+            id: 17,
+            ..TaskDetail::default()
+        }),
+        now,
+    );
+    let mut seen = String::new();
+    for key in ['1', '2', '3', '4', '5'] {
+        model.handle_key(press(KeyCode::Char(key)), now);
+        let text = dump(&screen(&mut model));
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "view {key}:\n{text:?}"
+        );
+        seen.push_str(&text);
+    }
+    // What is left of the name is shown, without its control characters.
+    assert!(seen.contains("evil]52;c;aGVsbG8=[2J31mend"), "{seen}");
+    // A server's message in the status line: the same.
+    model.apply(
+        Update::Connection(Connection::Disconnected {
+            addr: "127.0.0.1:6670".into(),
+            reason: EVIL.into(),
+            retry_in: Duration::from_secs(1),
+        }),
+        now,
+    );
+    let text = dump(&screen(&mut model));
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn a_server_sending_endless_new_tasks_cannot_make_the_model_grow() {
+    let now = Instant::now();
+    let mut model = Model::new("127.0.0.1:6670", now);
+    connected(&mut model, now);
+    model.max_tasks = 1_000;
+    model.apply(
+        snapshot(vec![task(1, Some("first"), "src/a.rs:1:1")], vec![]),
+        now,
+    );
+    // Deltas of new tasks, live and finished, again and again.
+    for round in 0..20u64 {
+        let changed = (0..100).map(|i| task(10_000 + round * 200 + i, None, "src/x.rs:1:1"));
+        let mut finished: Vec<Task> = (100..200)
+            .map(|i| task(10_000 + round * 200 + i, None, "src/x.rs:1:1"))
+            .collect();
+        for t in &mut finished {
+            t.ended = Some(TaskEnd::Completed);
+        }
+        model.apply(delta(changed.collect(), finished, vec![]), now);
+    }
+    assert_eq!(model.tasks.len(), 1_000);
+    assert_eq!(model.tasks_refused, 20 * 200 + 1 - 1_000);
+    let text = dump(&screen(&mut model));
+    assert!(
+        text.contains("3001 tasks not shown: the app sent more than 1000"),
+        "{text}"
+    );
+    // A snapshot starts afresh.
+    model.apply(
+        snapshot(vec![task(1, Some("first"), "src/a.rs:1:1")], vec![]),
+        now,
+    );
+    assert_eq!((model.tasks.len(), model.tasks_refused), (1, 0));
 }

@@ -223,6 +223,7 @@ fn live_groups(findings: &[Finding]) -> Vec<SlowPollGroup> {
                 version: "0.1.0".into(),
                 protocol: 1,
                 slow_poll_threshold: std::time::Duration::from_millis(100),
+                source: Default::default(),
             },
             tasks: vec![],
             finished: vec![],

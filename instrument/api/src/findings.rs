@@ -118,6 +118,18 @@ pub enum FindingKind {
         age_ms: u64,
         /// Time since it last ran, in milliseconds.
         idle_ms: u64,
+        /// Where the task waits: its async stack from a Tokio task dump,
+        /// innermost frame first, trimmed to the app's frames plus the Tokio
+        /// (or `futures`) primitive the app called (see [`crate::waiting`]).
+        /// Empty when unknown: then `waiting_at_note` says why.
+        #[serde(default)]
+        waiting_at: Vec<StackFrame>,
+        /// Why `waiting_at` is empty, or what it lacks (taskscope built
+        /// without its `taskdump` feature, the dump refused or timed out, no
+        /// Tokio primitive on the task's stack, the app's frames lost in an
+        /// optimized build, ...). Left out when there is nothing to say.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        waiting_at_note: Option<String>,
     },
     /// A task panicked.
     TaskPanicked {
@@ -219,20 +231,27 @@ impl Finding {
                 format!("future {name} (created at {created_at}) was never awaited")
             }
             FindingKind::LeakedTask {
-                reason, idle_ms, ..
-            } => match reason {
-                LeakReason::AliveAtShutdown => {
-                    format!("{task} was destroyed but it is pending!")
-                }
-                LeakReason::LostWaker => format!(
-                    "{task} can never be woken again: no waker is left (idle for {:.3} seconds)",
-                    *idle_ms as f64 / 1000.0
-                ),
-                LeakReason::IdleTooLong => format!(
-                    "{task} has been idle for {:.3} seconds",
-                    *idle_ms as f64 / 1000.0
-                ),
-            },
+                reason,
+                idle_ms,
+                waiting_at,
+                waiting_at_note,
+                ..
+            } => {
+                let text = match reason {
+                    LeakReason::AliveAtShutdown => {
+                        format!("{task} was destroyed but it is pending!")
+                    }
+                    LeakReason::LostWaker => format!(
+                        "{task} can never be woken again: no waker is left (idle for {:.3} seconds)",
+                        *idle_ms as f64 / 1000.0
+                    ),
+                    LeakReason::IdleTooLong => format!(
+                        "{task} has been idle for {:.3} seconds",
+                        *idle_ms as f64 / 1000.0
+                    ),
+                };
+                text + &crate::waiting::warning_suffix(waiting_at, waiting_at_note.as_deref())
+            }
             FindingKind::TaskPanicked {
                 message,
                 panicked_at,

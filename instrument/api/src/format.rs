@@ -1,6 +1,146 @@
-//! Text forms shared by the task table and messages.
+//! Text forms shared by the task table and messages, and the two rules for
+//! strings that come from an app or a file:
+//!
+//! - their size has a bound: [`truncate`] (and [`Bounded`] for values that
+//!   are formatted) keep at most [`MAX_TEXT`] bytes of a task name, a panic
+//!   message or the name of a never-awaited future, and say how long the
+//!   original was;
+//! - they reach a terminal only through [`printable`], which makes control
+//!   characters visible, so a task name cannot write the clipboard (OSC 52)
+//!   or redraw the screen (CSI).
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::time::Duration;
+
+/// The most bytes taskscope keeps of a string from the app: a task name, a
+/// panic message, the name of a never-awaited future. A longer one is cut to
+/// at most this many bytes (at a character boundary) and marked, as
+/// [`truncate`] says.
+pub const MAX_TEXT: usize = 4096;
+
+/// The longest text [`truncate`] makes of any string with [`MAX_TEXT`]: the
+/// kept bytes and the longest mark (a length of 20 digits).
+pub const MAX_MARKED: usize = MAX_TEXT + " … [truncated, 18446744073709551615 bytes]".len();
+
+/// `text` when it is at most `max` bytes long; otherwise its first `max`
+/// bytes at most (cut at a character boundary), then
+/// ` … [truncated, N bytes]`, N being the length of the whole.
+///
+/// ```
+/// use taskscope_api::format::truncate;
+/// assert_eq!(truncate("handler", 16), "handler");
+/// assert_eq!(truncate(&"x".repeat(5_242_880), 4), "xxxx … [truncated, 5242880 bytes]");
+/// assert_eq!(truncate("héllo", 2), "h … [truncated, 6 bytes]");
+/// ```
+pub fn truncate(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Cow::Owned(format!("{}{}", &text[..cut], truncation_mark(text.len())))
+}
+
+/// What [`truncate`] appends to a string of `len` bytes that it cut.
+pub fn truncation_mark(len: usize) -> String {
+    format!(" … [truncated, {len} bytes]")
+}
+
+/// A [`std::fmt::Write`] that keeps the first `max` bytes written to it and
+/// counts the rest: a value's `Debug` or `Display` form, bounded without
+/// first making all of it.
+///
+/// ```
+/// use std::fmt::Write;
+/// use taskscope_api::format::Bounded;
+/// let mut name = Bounded::new(8);
+/// write!(name, "{:?}", "a very long task name").unwrap();
+/// assert_eq!(name.finish(), "\"a very  … [truncated, 23 bytes]");
+/// ```
+#[derive(Clone, Debug)]
+pub struct Bounded {
+    kept: String,
+    len: usize,
+    max: usize,
+}
+
+impl Bounded {
+    /// An empty text that keeps at most `max` bytes.
+    pub fn new(max: usize) -> Bounded {
+        Bounded {
+            kept: String::new(),
+            len: 0,
+            max,
+        }
+    }
+
+    /// The text, marked as [`truncate`] does when it was longer than `max`.
+    pub fn finish(mut self) -> String {
+        if self.len > self.kept.len() {
+            self.kept.push_str(&truncation_mark(self.len));
+        }
+        self.kept
+    }
+}
+
+impl std::fmt::Write for Bounded {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.len += s.len();
+        let room = self.max.saturating_sub(self.kept.len());
+        if s.len() <= room {
+            self.kept.push_str(s);
+        } else {
+            let mut cut = room;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.kept.push_str(&s[..cut]);
+            // Cut here: nothing written later is kept (the text stays a prefix).
+            self.max = self.kept.len();
+        }
+        Ok(())
+    }
+}
+
+/// Whether `c` is a control character: C0 (U+0000 to U+001F), DEL, or C1
+/// (U+0080 to U+009F).
+fn is_control(c: char) -> bool {
+    c.is_control()
+}
+
+/// `text` with every control character made visible, for printing to a
+/// terminal: C0 controls and DEL as `\x1b`, C1 controls as `\u{9b}` (ESC,
+/// BEL, CR, LF, TAB included). An escape sequence in a task name, a panic
+/// message or a line of a report file then prints as text and does nothing.
+/// Everything else is kept as it is.
+///
+/// ```
+/// use taskscope_api::format::printable;
+/// assert_eq!(printable("handler"), "handler");
+/// assert_eq!(
+///     printable("x\x1b]52;c;aGk=\x07\u{9b}2J\r"),
+///     "x\\x1b]52;c;aGk=\\x07\\u{9b}2J\\x0d"
+/// );
+/// ```
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !is_control(c) {
+            out.push(c);
+        } else if (c as u32) < 0x80 {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// A duration in the unit that keeps it short: `850µs`, `12.3ms`, `1.53s`, `2m05s`.
 pub fn duration(d: Duration) -> String {
@@ -27,9 +167,17 @@ pub fn duration(d: Duration) -> String {
 
 /// Lays out rows as columns separated by two spaces; columns listed in
 /// `right` are right-aligned (numbers).
+///
+/// The cells are printed through [`printable`]: a cell holding a task name or
+/// a function name from a report cannot put a control character on the
+/// terminal.
 pub fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
+    let rows: Vec<Vec<Cow<'_, str>>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| printable(cell)).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             if let Some(w) = widths.get_mut(i) {
                 *w = (*w).max(cell.chars().count());
@@ -56,8 +204,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
         out.push('\n');
     };
     line(&mut header.iter().copied());
-    for row in rows {
-        line(&mut row.iter().map(String::as_str));
+    for row in &rows {
+        line(&mut row.iter().map(|cell| &**cell));
     }
     out
 }
@@ -153,6 +301,52 @@ mod tests {
         assert_eq!(duration(Duration::from_millis(153)), "153.0ms");
         assert_eq!(duration(Duration::from_millis(1_530)), "1.53s");
         assert_eq!(duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn every_control_character_is_made_visible_and_nothing_else() {
+        for c in (0u32..0x20).chain([0x7f]).chain(0x80..0xa0) {
+            let c = char::from_u32(c).unwrap();
+            let shown = printable(&format!("a{c}b")).into_owned();
+            assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+            assert!(
+                shown.starts_with("a\\") && shown.ends_with('b'),
+                "{shown:?}"
+            );
+        }
+        assert_eq!(printable("\u{1b}[2J"), "\\x1b[2J");
+        assert_eq!(printable("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(printable("\u{7f}"), "\\x7f");
+        let plain = "src/main.rs:42:5 — ünïcödé, 漢字, emoji 🦀, \\ and spaces";
+        assert!(matches!(printable(plain), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn long_texts_are_cut_at_a_character_boundary_and_marked() {
+        let long = "é".repeat(3_000); // 6,000 bytes
+        let cut = truncate(&long, MAX_TEXT);
+        assert!(
+            cut.ends_with(" … [truncated, 6000 bytes]"),
+            "{}",
+            &cut[4000..]
+        );
+        assert_eq!(cut.len(), MAX_TEXT + " … [truncated, 6000 bytes]".len());
+        assert!(matches!(
+            truncate("short", MAX_TEXT),
+            Cow::Borrowed("short")
+        ));
+
+        let mut w = Bounded::new(5);
+        for piece in ["ab", "cé", "fgh", "ijk"] {
+            w.write_str(piece).unwrap();
+        }
+        assert_eq!(w.finish(), "abcé … [truncated, 11 bytes]");
+        let mut w = Bounded::new(5);
+        w.write_str("abcde").unwrap();
+        assert_eq!(w.finish(), "abcde", "exactly the bound: not cut");
+        let longest = truncate(&"x".repeat(MAX_TEXT + 1), MAX_TEXT).len();
+        assert!(longest <= MAX_MARKED, "{longest}");
+        assert_eq!(MAX_MARKED, MAX_TEXT + 44);
     }
 
     #[test]

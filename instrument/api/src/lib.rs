@@ -6,11 +6,16 @@
 //! build time with a vendored protoc), the report file's schema ([`Finding`]
 //! and its kinds, one JSON line each), the states of a task, the addresses
 //! both sides accept ([`ServerAddr`]), the text forms both print
-//! ([`format`](mod@format)), RFC 3339 times read back ([`time`]), and the
+//! ([`format`](mod@format)), RFC 3339 times read back ([`time`]), where a
+//! task waits as text ([`waiting`]), and the
 //! one model of slow polls by spawn location that the live view and
 //! `taskscope report` share ([`slow_polls`]), likewise for the other findings
 //! grouped by kind and location ([`problems`]), and stacks as both show them,
-//! the runtime's frames folded ([`stack`]).
+//! the runtime's frames folded ([`stack`]). It also holds the per-task poll
+//! histogram's buckets ([`histogram`]), what both sides need of
+//! tokio-console's protocol, which the app serves too and the viewer reads
+//! from apps that embed console-subscriber ([`console`]), and the format of
+//! recordings (`TASKSCOPE_RECORD`, read by `taskscope replay`: [`recording`]).
 //!
 //! It starts nothing and captures nothing: a viewer, a script reading report
 //! files or a test can depend on it without compiling the capture, the
@@ -28,14 +33,18 @@
 #![warn(missing_docs)]
 
 mod addr;
+pub mod console;
 mod findings;
 pub mod format;
+pub mod histogram;
 pub mod problems;
 pub mod proto;
+pub mod recording;
 pub mod slow_polls;
 pub mod stack;
 mod task;
 pub mod time;
+pub mod waiting;
 
 pub use addr::{DEFAULT_ADDR, ServerAddr};
 pub use findings::{

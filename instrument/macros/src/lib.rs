@@ -121,6 +121,7 @@ fn expand(args: TokenStream, item: TokenStream) -> Result<TokenStream, (Span, St
         )
     })?;
     let teardown: TokenStream = ";
+         ::taskscope::__private::before_runtime_drop(&__taskscope_guard, &__taskscope_runtime);
          ::std::mem::drop(__taskscope_runtime);
          ::std::mem::drop(__taskscope_guard);
          __taskscope_result"

@@ -5,14 +5,13 @@
 //! lookup per poll. Tokio gives the hooks no task name and no wake-ups, so on
 //! this path names are null, wakes are 0, and a task between polls is `idle`.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use tokio::runtime::TaskMeta;
 
 use crate::capture::poll;
 use crate::detect::events;
-use crate::model::task::{TaskCell, TaskEnd};
+use crate::model::task::{TaskCell, TaskEnd, tokio_task_id};
 use crate::session::Session;
 
 /// Installs the hooks on `builder`.
@@ -42,31 +41,19 @@ pub(crate) fn install(session: &Arc<Session>, builder: &mut tokio::runtime::Buil
 }
 
 fn spawned(session: &Session, meta: &TaskMeta<'_>) {
+    // Spawned by taskscope's own threads (its server asking the app's
+    // runtime for a task dump): not the app's task.
+    if crate::internal::is_internal_thread() {
+        return;
+    }
     let id = task_id(meta.id());
     let cell = TaskCell::new(id, None, meta.spawned_at().into(), poll::current_task_id());
     session.registry.add(id, cell);
 }
 
-/// Tokio's task id as a number, without formatting it: `Id` hashes as its `u64`.
+/// Tokio's task id as a number, without formatting it (see [`tokio_task_id`]).
 pub(crate) fn task_id(id: tokio::task::Id) -> u64 {
-    struct Capture(u64);
-    impl Hasher for Capture {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            // Not reached for `Id` (it hashes one `u64`); keep a stable fallback.
-            for &b in bytes {
-                self.0 = self.0.rotate_left(8) ^ u64::from(b);
-            }
-        }
-        fn write_u64(&mut self, n: u64) {
-            self.0 = n;
-        }
-    }
-    let mut h = Capture(0);
-    id.hash(&mut h);
-    h.0
+    tokio_task_id(id)
 }
 
 #[cfg(test)]

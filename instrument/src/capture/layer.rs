@@ -128,7 +128,7 @@ where
         if let Some(span) = ctx.span(&Id::from_u64(span))
             && let Some(cell) = span.extensions().get::<Arc<TaskCell>>()
         {
-            op.apply(cell);
+            op.apply(cell, poll::current_key() == Some(span.id().into_u64()));
         }
     }
 

@@ -8,7 +8,9 @@
 //! - [`hooks`]: Tokio's runtime task hooks, installed on a `tokio::runtime::Builder`,
 //!   cheaper but without task names or wakes.
 //!
-//! Both call [`poll::begin`] and [`poll::end`] around every poll: the hot path.
+//! All call [`poll::begin`] and [`poll::end`] around every poll: the hot path.
+//! The first two come with the default cargo feature `tracing-capture`. One
+//! of them per process ([`mode`]).
 
 #[cfg(tokio_unstable)]
 pub(crate) mod hooks;
@@ -17,8 +19,12 @@ pub(crate) mod hooks;
 #[cfg(not(tokio_unstable))]
 #[path = "no_hooks.rs"]
 pub(crate) mod hooks;
+#[cfg(feature = "tracing-capture")]
 pub(crate) mod layer;
+pub(crate) mod mode;
 pub(crate) mod panics;
 pub(crate) mod poll;
+#[cfg(feature = "tracing-capture")]
 pub(crate) mod subscriber;
+#[cfg(feature = "tracing-capture")]
 pub(crate) mod tokio_spans;

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::clock;
-use crate::detect::watch_slot::{self, WatchSlot};
+use crate::detect::watch_slot;
 use crate::detect::{events, slow_poll};
 use crate::model::task::{
     ST_IDLE, ST_RUNNING, ST_RUNNING_WOKEN, ST_SCHEDULED, TaskCell, TaskEnd, poll_histogram_bucket,
@@ -37,8 +37,6 @@ const EMPTY: Frame = Frame {
 struct PollStack {
     depth: Cell<usize>,
     frames: [Cell<Frame>; MAX_DEPTH],
-    /// This thread's watchdog slot, registered at the first poll.
-    watch: Cell<*const WatchSlot>,
 }
 
 thread_local! {
@@ -46,21 +44,8 @@ thread_local! {
         PollStack {
             depth: Cell::new(0),
             frames: [const { Cell::new(EMPTY) }; MAX_DEPTH],
-            watch: Cell::new(std::ptr::null()),
         }
     };
-}
-
-#[inline]
-fn watch_slot(s: &PollStack) -> Option<&'static WatchSlot> {
-    let mut ptr = s.watch.get();
-    if ptr.is_null() {
-        ptr = watch_slot::current()?;
-        s.watch.set(ptr);
-    }
-    // SAFETY: the slot is owned by an `Arc` in the global list and by this
-    // thread's owner; it is never freed while this thread runs.
-    Some(unsafe { &*ptr })
 }
 
 /// A poll of the task `cell` (table key `key`) starts on this thread.
@@ -82,7 +67,7 @@ pub(crate) fn begin(key: u64, cell: &TaskCell) {
             });
         }
         if depth == 0
-            && let Some(slot) = watch_slot(s)
+            && let Some(slot) = watch_slot::current()
         {
             slot.begin(key, cell.polls.load(Relaxed) + 1, now);
         }
@@ -106,7 +91,7 @@ pub(crate) fn end(session: &Session, key: u64) {
         s.depth.set(depth - 1);
         let mut watched = None;
         if depth == 1
-            && let Some(slot) = watch_slot(s)
+            && let Some(slot) = watch_slot::current()
         {
             slot.end();
             watched = Some((slot, slot.seq.load(Relaxed)));
@@ -191,6 +176,8 @@ pub(crate) fn mark_ended_in_poll(key: u64) -> bool {
 }
 
 /// A wake of a task: scheduled, or woken while running.
+/// (The tracing capture's: the hooks see no wakes.)
+#[cfg_attr(not(feature = "tracing-capture"), allow(dead_code))]
 #[inline]
 pub(crate) fn woken(cell: &TaskCell) {
     cell.wakes.fetch_add(1, Relaxed);
@@ -200,4 +187,13 @@ pub(crate) fn woken(cell: &TaskCell) {
         _ => ST_SCHEDULED,
     };
     cell.state.store(next, Relaxed);
+}
+
+/// A wake of a task from inside its own poll, on the thread polling it.
+#[inline]
+pub(crate) fn self_woken(cell: &TaskCell) {
+    // Only the polling thread writes it: a load and a store, saturating.
+    let n = cell.self_wakes.load(Relaxed);
+    cell.self_wakes.store(n.saturating_add(1), Relaxed);
+    woken(cell);
 }

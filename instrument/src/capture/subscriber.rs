@@ -114,7 +114,7 @@ impl<S> TaskSubscriber<S> {
         // ending the task right now: read the record pinned.
         if poll::with_current(|current, cell| {
             if current == key {
-                op.apply(cell);
+                op.apply(cell, true);
                 true
             } else {
                 false
@@ -123,7 +123,7 @@ impl<S> TaskSubscriber<S> {
         {
             self.session
                 .registry
-                .with_pinned(key, |cell| op.apply(cell));
+                .with_pinned(key, |cell| op.apply(cell, false));
         }
     }
 

@@ -2,11 +2,14 @@
 //! allocating: the `runtime.spawn` span a task is created with (id, name,
 //! spawn location, kind) and the waker events (`tokio::task::waker`). Shared by
 //! the two tracing front ends, [`super::subscriber`] and [`super::layer`].
+//! A task name longer than [`MAX_TEXT`] bytes is cut there and marked
+//! (`… [truncated, N bytes]`).
 
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, Release};
 
+use taskscope_api::format::{Bounded, MAX_TEXT, truncate};
 use tracing::field::{Field, Visit};
 use tracing::span::Attributes;
 use tracing::{Event, Metadata};
@@ -14,7 +17,7 @@ use tracing::{Event, Metadata};
 use crate::capture::poll;
 use crate::clock;
 use crate::model::registry::Registry;
-use crate::model::task::{SpawnLocation, TaskCell, TaskEnd};
+use crate::model::task::{SpawnLocation, TaskCell, TaskEnd, poll_histogram_bucket};
 
 /// A final poll and the drop of the task's future closer together than this
 /// mean the task completed; a longer gap means it was cancelled while pending.
@@ -138,7 +141,9 @@ impl Visit for SpawnVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "loc.file" => self.spawn.file = Some(intern(self.registry, value)),
-            "task.name" if !value.is_empty() => self.spawn.name = Some(value.into()),
+            "task.name" if !value.is_empty() => {
+                self.spawn.name = Some(truncate(value, MAX_TEXT).into());
+            }
             "kind" => self.spawn.block_on = value == "block_on",
             _ => {}
         }
@@ -147,7 +152,10 @@ impl Visit for SpawnVisitor<'_> {
         match field.name() {
             // `%name`: empty for unnamed tasks, then nothing is allocated.
             "task.name" => {
-                let name = format!("{value:?}");
+                // At most MAX_TEXT bytes are kept of a long name (marked).
+                let mut name = Bounded::new(MAX_TEXT);
+                let _ = write!(name, "{value:?}");
+                let name = name.finish();
                 if !name.is_empty() {
                     self.spawn.name = Some(name.into_boxed_str());
                 }
@@ -185,28 +193,39 @@ impl WakerOp {
         Some(op)
     }
 
-    /// Applies the event to the task's record (any thread).
+    /// Applies the event to the task's record (any thread); `own_poll`: it
+    /// happens inside the task's own poll, on the thread polling it (a
+    /// wake there is a self-wake).
     #[inline]
-    pub(crate) fn apply(self, cell: &TaskCell) {
+    pub(crate) fn apply(self, cell: &TaskCell, own_poll: bool) {
         match self {
             WakerOp::Clone => {
-                cell.wakers.fetch_add(1, Relaxed);
+                cell.waker_clones.fetch_add(1, Relaxed);
             }
             WakerOp::Drop => drop_waker(cell),
             WakerOp::Wake => {
                 drop_waker(cell);
-                poll::woken(cell);
+                wake(cell, own_poll);
             }
-            WakerOp::WakeByRef => poll::woken(cell),
+            WakerOp::WakeByRef => wake(cell, own_poll),
         }
     }
 }
 
 #[inline]
+fn wake(cell: &TaskCell, own_poll: bool) {
+    if own_poll {
+        poll::self_woken(cell);
+    } else {
+        poll::woken(cell);
+    }
+}
+
+#[inline]
 fn drop_waker(cell: &TaskCell) {
-    let _ = cell
-        .wakers
-        .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+    // Release: whoever reads this drop also sees the clone it undoes (see
+    // `TaskCell::wakers`).
+    cell.waker_drops.fetch_add(1, Release);
 }
 
 /// A waker event's operation and the span id of its task.
@@ -235,11 +254,20 @@ pub(crate) fn read_waker_event(event: &Event<'_>) -> Option<(WakerOp, u64)> {
 }
 
 /// How a task whose span just closed ended. Tokio enters the span once more
-/// to drop the future: that was not a poll, and is taken back from the count.
+/// to drop the future: that was not a poll, and is taken back from the count,
+/// the busy time and the poll histogram (on the thread that just dropped it).
 pub(crate) fn end_of(cell: &TaskCell) -> TaskEnd {
     let polls = cell.polls.load(Relaxed);
     if polls > 0 {
         cell.polls.store(polls - 1, Relaxed);
+        let took = clock::since(
+            cell.last_poll_start.load(Relaxed),
+            cell.last_poll_end.load(Relaxed),
+        );
+        let busy = cell.busy_ns.load(Relaxed);
+        cell.busy_ns.store(busy.saturating_sub(took), Relaxed);
+        let bucket = &cell.histogram[poll_histogram_bucket(took)];
+        bucket.store(bucket.load(Relaxed).saturating_sub(1), Relaxed);
     }
     let prev_end = cell.prev_poll_end.load(Relaxed);
     let gap = if prev_end == 0 {
@@ -274,6 +302,25 @@ mod tests {
         assert!(!displays_as(&Pieces(&["block_on", "_x"]), "block_on"));
         assert!(!displays_as(&Pieces(&["block"]), "block_on"));
         assert!(!displays_as(&Pieces(&["x", "block_on"]), "block_on"));
+    }
+
+    #[test]
+    fn waker_ops_count_clones_drops_and_self_wakes() {
+        let cell = TaskCell::new(1, None, crate::model::task::SpawnLocation::UNKNOWN, None);
+        WakerOp::Clone.apply(&cell, false);
+        WakerOp::Clone.apply(&cell, true);
+        assert_eq!(cell.wakers(), 2);
+        WakerOp::Wake.apply(&cell, false); // consumes its waker
+        WakerOp::WakeByRef.apply(&cell, true); // inside its own poll
+        WakerOp::Wake.apply(&cell, true);
+        assert_eq!(cell.waker_clones.load(Relaxed), 2);
+        assert_eq!(cell.waker_drops.load(Relaxed), 2);
+        assert_eq!(cell.wakers(), 0);
+        assert_eq!(cell.wakes.load(Relaxed), 3);
+        assert_eq!(cell.self_wakes.load(Relaxed), 2);
+        // A drop whose clone was never seen does not make the count negative.
+        WakerOp::Drop.apply(&cell, false);
+        assert_eq!(cell.wakers(), 0);
     }
 
     #[test]

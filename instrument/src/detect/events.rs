@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Acquire;
 use std::time::{Duration, Instant};
 
 use crate::clock;
-use crate::detect::{leaks, panics, watch_slot};
+use crate::detect::{leaks, panics, taskdump, watch_slot};
 use crate::model::task::TaskEnd;
 use crate::session::Session;
 
@@ -26,6 +26,10 @@ pub(crate) fn task_ended(session: &Session, key: u64, end: TaskEnd, at_shutdown:
         end
     };
     cell.set_end(end, clock::now());
+    if let Some(locations) = &session.locations {
+        // After the removal above: see `Totals::now`.
+        locations.task_ended(&cell);
+    }
     if at_shutdown {
         leaks::dropped_at_shutdown(session, &cell);
     }
@@ -36,11 +40,19 @@ pub(crate) fn task_ended(session: &Session, key: u64, end: TaskEnd, at_shutdown:
 }
 
 /// The app is shutting down (its guard is dropped): reports the tasks left
-/// behind (but `current`, the task dropping the guard, if any) and the final
-/// slow-poll reports still waiting for their stack, waiting for those at most
-/// until `deadline`.
-pub(crate) fn shutting_down(session: &Session, current: Option<u64>, deadline: Instant) {
-    leaks::report_alive_at_shutdown(session, current);
+/// behind (but `current`, the task dropping the guard, if any), each with
+/// where it waits (a task dump of the runtime the guard is dropped in, taken
+/// and resolved until `stacks_by`), and the final slow-poll reports still
+/// waiting for their stack, waiting for those at most until `deadline`.
+pub(crate) fn shutting_down(
+    session: &Session,
+    current: Option<u64>,
+    stacks_by: Instant,
+    deadline: Instant,
+) {
+    leaks::report_alive_at_shutdown(session, current, || {
+        taskdump::shutdown::at_guard_drop(session, current, stacks_by)
+    });
     while watch_slot::any_pending_final() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }

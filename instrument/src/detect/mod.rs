@@ -9,7 +9,8 @@
 //!   while it is blocked, then turned into frames off that thread;
 //! - [`leaks`]: tasks alive at shutdown, with a lost waker, or idle too long;
 //! - [`never_awaited`]: tracked futures dropped before their first poll;
-//! - [`panics`]: tasks that panicked.
+//! - [`panics`]: tasks that panicked;
+//! - [`taskdump`]: where each task waits, from Tokio's task dumps (bounded).
 //!
 //! Detectors read the session and submit findings to it; they never reach
 //! up into the capture or the server: what they need from there (the
@@ -22,6 +23,7 @@ pub(crate) mod panics;
 pub(crate) mod slow_poll;
 pub(crate) mod stack_capture;
 pub(crate) mod symbolize;
+pub(crate) mod taskdump;
 pub(crate) mod watch_slot;
 pub(crate) mod watchdog;
 

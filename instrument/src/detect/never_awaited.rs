@@ -3,6 +3,7 @@
 
 use std::panic::Location;
 
+use taskscope_api::format::{MAX_TEXT, truncate};
 use taskscope_api::{Finding, FindingKind, TaskRef};
 
 /// The `never_awaited` finding of a future of type `F` (or named `name`)
@@ -14,6 +15,8 @@ pub(crate) fn finding(
     task: Option<TaskRef>,
 ) -> Finding {
     let name = name.map_or_else(|| short_type_name(type_name), str::to_owned);
+    // A name of any length may be given: at most MAX_TEXT bytes are kept (marked).
+    let name = truncate(&name, MAX_TEXT).into_owned();
     Finding::new(
         FindingKind::NeverAwaited {
             name,

@@ -21,6 +21,11 @@ pub(crate) fn ended(
     took_ns: u64,
     watched: Option<(&WatchSlot, u64)>,
 ) {
+    if let Some(locations) = &session.locations {
+        // Counted here, where the poll's final report is made (once per
+        // poll, whatever the findings queue does with the reports).
+        locations.slow_poll(&cell.spawned_at, took_ns);
+    }
     let thread = std::thread::current();
     let finding = Finding::new(
         FindingKind::SlowPoll {

@@ -30,8 +30,8 @@ pub(crate) const MAX_SYMBOLIZED: usize = 64;
 ///
 /// Function names are demangled without the hash; file and line are set where
 /// the debug info has them (unknown functions are named by address, `0x…`);
-/// inlined calls are expanded into frames of their own. Removed: any capture
-/// machinery left at the top (signal handler, unwinder, trampoline), and
+/// inlined calls are expanded into frames of their own. The stack holds no
+/// capture machinery (the capture walks it from another thread); removed:
 /// taskscope's own frames (functions whose name starts with `taskscope::` or
 /// `<taskscope::`), except those of test modules (`::tests::`), which stand for
 /// application code. Frames outside the task (Tokio's worker loop, the thread's
@@ -39,8 +39,10 @@ pub(crate) const MAX_SYMBOLIZED: usize = 64;
 pub(crate) fn symbolize(raw: &RawStack) -> Vec<StackFrame> {
     let mut frames = Vec::new();
     for (i, &ip) in raw.ips().iter().enumerate() {
-        // `resolve` looks up `addr - 1`, right for return addresses; the
-        // interrupted program counter itself is exact, so ask for one past it.
+        // `resolve` looks up `addr - 1`, right for return addresses and for
+        // the address after a `syscall` instruction (a thread blocked in a
+        // system call); an interrupted program counter is exact, so ask for
+        // one past it.
         let addr = if i == 0 && raw.exact_top() {
             ip.wrapping_add(1)
         } else {
@@ -83,16 +85,6 @@ pub(crate) fn symbolize(raw: &RawStack) -> Vec<StackFrame> {
                 file: None,
                 line: None,
             }),
-        }
-    }
-    if !raw.exact_top() {
-        // The interrupted pc was not found in the walk: cut by name instead.
-        let top = frames.len().min(32);
-        if let Some(last) = frames[..top]
-            .iter()
-            .rposition(|f| is_capture_machinery(&f.function))
-        {
-            frames.drain(..=last);
         }
     }
     frames.retain(|f| !is_own_frame(&f.function));
@@ -320,7 +312,9 @@ fn is_own_frame(function: &str) -> bool {
         && !function.contains("::tests::")
 }
 
-/// A frame of the capture itself: handler, unwinder, signal trampoline.
+/// A frame of a capture machinery (signal handler, unwinder, trampoline):
+/// the tests check that no captured stack holds one.
+#[cfg(test)]
 pub(crate) fn is_capture_machinery(function: &str) -> bool {
     (function.starts_with("taskscope::detect::stack_capture::") && !function.contains("::tests::"))
         || function.starts_with("backtrace::")

@@ -68,7 +68,8 @@ fn assert_marker(frames: &[StackFrame], marker: &str, lines: (u32, u32)) {
 }
 
 /// A thread in `std::thread::sleep`: its marker frame with file and line,
-/// and a 2 s sleep that lasts 2 s despite 5 signals.
+/// taken without a signal (the thread is blocked in a system call), and a
+/// 2 s sleep that lasts 2 s.
 #[cfg(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
@@ -96,8 +97,8 @@ fn captures_a_thread_blocked_in_sleep_without_cutting_the_sleep_short() {
     );
     for raw in &stacks {
         assert!(
-            raw.exact_top(),
-            "interrupted pc not found in the walk: {raw:?}"
+            matches!(raw.method(), Method::Blocked { syscall: Some(_) }),
+            "{raw:?}"
         );
         let frames = symbolize(raw);
         assert_marker(&frames, "blocked_in_sleep_marker", lines);
@@ -138,33 +139,26 @@ fn captures_a_spinning_thread() {
         .collect();
     stop.store(true, Ordering::Relaxed);
     let lines = spinner.join().unwrap();
+    // A thread stopped at any instruction: now and then at one the line
+    // table gives no line (DWARF's line 0); never at a wrong one, and most
+    // captures name the line.
+    let mut with_line = 0;
     for raw in &raws {
-        assert_marker(&symbolize(raw), "spinning_marker", lines);
+        let frames = symbolize(raw);
+        let marker = frames
+            .iter()
+            .find(|f| f.function.contains("spinning_marker"));
+        if marker.is_some_and(|f| f.line.is_none()) {
+            continue;
+        }
+        assert_marker(&frames, "spinning_marker", lines);
+        with_line += 1;
     }
+    assert!(with_line >= 3, "{with_line} of 5 captures named the line");
 }
 
-/// A thread that has exited: `ThreadExited` at once, not a wait for the timeout.
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-#[test]
-fn capture_of_an_exited_thread_fails_fast() {
-    let handle = std::thread::spawn(ThreadHandle::current).join().unwrap();
-    let start = Instant::now();
-    // A long timeout: failing fast must not come from waiting it out. (The
-    // bound below leaves room for waiting on another test's capture.)
-    let result = capture(&handle, Duration::from_secs(5));
-    let took = start.elapsed();
-    assert!(
-        matches!(result, Err(StackError::ThreadExited)),
-        "{result:?}"
-    );
-    assert!(took < Duration::from_millis(900), "took {took:?}");
-}
-
-/// 200 captures in a row of one sleeping thread: no lost signal, no
-/// deadlock; prints timings.
+/// 200 captures in a row of one sleeping thread: all succeed, none cuts
+/// the sleep short; prints timings.
 #[cfg(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
@@ -191,10 +185,10 @@ fn many_captures_in_a_row_all_succeed() {
     let (slept, lines) = sleeper.join().unwrap();
     assert!(
         slept >= Duration::from_secs(2),
-        "200 signals cut the sleep short: {slept:?}"
+        "200 captures cut the sleep short: {slept:?}"
     );
     for ips in &stacks {
-        let raw = RawStack::from_ips(ips, true);
+        let raw = RawStack::from_ips(ips, false);
         assert_marker(&symbolize(&raw), "blocked_in_sleep_marker", lines);
     }
     took.sort();
@@ -204,66 +198,6 @@ fn many_captures_in_a_row_all_succeed() {
         took[180],
         took[199],
         stacks.len()
-    );
-}
-
-/// A thread that blocks the signal: `Timeout` after the timeout; the signal,
-/// delivered late, is ignored, and the next capture works.
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-#[test]
-fn a_thread_that_blocks_the_signal_times_out_and_the_late_signal_is_harmless() {
-    let sig = install().expect("install");
-    let (tx, rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let blocked = std::thread::spawn(move || {
-        // SAFETY: plain sigset manipulation of this thread's mask.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, sig);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-            tx.send(ThreadHandle::current()).unwrap();
-            go_rx.recv().unwrap();
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        }
-        blocked_in_sleep_marker(Duration::from_secs(1))
-    });
-    let handle = rx.recv().unwrap();
-    let start = Instant::now();
-    let result = capture(&handle, Duration::from_millis(200));
-    let took = start.elapsed();
-    assert!(matches!(result, Err(StackError::Timeout)), "{result:?}");
-    assert!(
-        took >= Duration::from_millis(200) && took < Duration::from_millis(900),
-        "took {took:?}"
-    );
-    // The pending signal is delivered now, to no request: ignored.
-    go_tx.send(()).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let raw = capture(&handle, TIMEOUT).expect("capture after unblocking");
-    let lines = blocked.join().unwrap();
-    assert_marker(&symbolize(&raw), "blocked_in_sleep_marker", lines);
-}
-
-/// A capture of the calling thread itself works (the signal arrives before
-/// `tgkill` returns).
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-#[test]
-fn captures_the_calling_thread() {
-    // The signal is delivered to this thread before `tgkill` returns.
-    let raw = capture(&ThreadHandle::current(), TIMEOUT).expect("self capture");
-    let frames = symbolize(&raw);
-    assert!(
-        frames
-            .iter()
-            .any(|f| f.function.contains("captures_the_calling_thread")),
-        "{frames:#?}"
     );
 }
 

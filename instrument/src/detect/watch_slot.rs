@@ -2,6 +2,7 @@
 //! plain stores when an outermost poll starts, one when it ends, on a cache
 //! line only that thread writes), read by the watchdog.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -62,18 +63,33 @@ pub(crate) struct WatchSlot {
     pub(crate) stack: Mutex<Option<TakenStack>>,
 }
 
+/// Every thread's slot. The list owns them: a slot is freed only once its
+/// thread has let go of it (`dead`) and the watchdog pruned it.
 static SLOTS: Mutex<Vec<Arc<WatchSlot>>> = Mutex::new(Vec::new());
 
+/// Marks this thread's slot dead when the thread's thread-locals are
+/// destroyed, and first forgets the thread's pointer to it.
 struct Owner(Arc<WatchSlot>);
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        self.0.dead.store(true, Ordering::Relaxed);
+        // Thread-local destructors run in the reverse order of first use: a
+        // runtime or a LocalSet kept in a thread-local first used before this
+        // one is dropped after it, and can still poll (and so reach
+        // `current`). From now on `current` gives `None`, so nothing can use
+        // the slot once the watchdog has pruned (freed) it.
+        let _ = CACHED.try_with(|c| c.set(std::ptr::null()));
+        self.0.dead.store(true, Ordering::Release);
     }
 }
 
 thread_local! {
     static OWNER: Owner = Owner(register());
+    /// This thread's slot, while its [`Owner`] lives: the hot path's one
+    /// lookup. `const` and without destructor, so readable during any other
+    /// thread-local's destructor; null before the first poll and after the
+    /// owner's destructor ran.
+    static CACHED: Cell<*const WatchSlot> = const { Cell::new(std::ptr::null()) };
 }
 
 fn register() -> Arc<WatchSlot> {
@@ -98,17 +114,40 @@ fn register() -> Arc<WatchSlot> {
     slot
 }
 
-/// This thread's slot (registered on first use). `None` while the thread is being torn down.
+/// This thread's slot (registered on first use). `None` once the thread's
+/// thread-locals are being torn down (its [`Owner`] is gone or going).
+///
+/// The reference is valid while the caller does not return to a point where
+/// the thread could run its thread-local destructors: the slot is freed only
+/// after its owner's destructor has run (and cleared this thread's pointer).
+#[inline]
+pub(crate) fn current() -> Option<&'static WatchSlot> {
+    let cached = CACHED.try_with(Cell::get).ok()?;
+    let ptr = if cached.is_null() {
+        register_current()?
+    } else {
+        cached
+    };
+    // SAFETY: a non-null pointer here was set by `register_current` from the
+    // `Arc` this thread's `Owner` holds, and is cleared by the owner's
+    // destructor before it lets go of that `Arc`; the list in `SLOTS` frees
+    // a slot only after that (`dead`). So the slot is alive.
+    Some(unsafe { &*ptr })
+}
+
+/// The slow path of [`current`]: registers this thread's slot and caches it.
 #[cold]
-pub(crate) fn current() -> Option<*const WatchSlot> {
-    OWNER.try_with(|o| Arc::as_ptr(&o.0)).ok()
+fn register_current() -> Option<*const WatchSlot> {
+    let ptr = OWNER.try_with(|o| Arc::as_ptr(&o.0)).ok()?;
+    CACHED.with(|c| c.set(ptr));
+    Some(ptr)
 }
 
 /// The live slots; prunes those of exited threads, but not while a final
 /// report of theirs still waits for the watchdog.
 pub(crate) fn all() -> Vec<Arc<WatchSlot>> {
     let mut slots = lock(&SLOTS);
-    slots.retain(|s| !s.dead.load(Ordering::Relaxed) || s.has_pending_final());
+    slots.retain(|s| !s.dead.load(Ordering::Acquire) || s.has_pending_final());
     slots.clone()
 }
 
@@ -207,6 +246,57 @@ pub(crate) fn set_stack(finding: &mut Finding, with: &PollStack) {
 mod tests {
     use super::*;
     use taskscope_api::FindingKind;
+
+    /// A thread-local first used before the slot's owner is dropped after
+    /// it, and may still poll: it must find no slot, or a live one, even
+    /// when the watchdog pruned (freed) the slot in between. (Under Miri, a
+    /// use of the freed slot is reported as undefined behaviour.)
+    #[test]
+    fn a_slot_is_never_used_after_its_owner_let_go() {
+        use std::cell::RefCell;
+        use std::sync::mpsc;
+        if cfg!(miri) {
+            // No /proc, signals or thread ids under Miri: handles open nothing.
+            crate::detect::stack_capture::set_enabled(false);
+        }
+        struct Late(mpsc::Sender<(bool, bool)>);
+        impl Drop for Late {
+            fn drop(&mut self) {
+                // What the watchdog does every 10 ms: frees dead slots.
+                drop(all());
+                let found = current();
+                if let Some(slot) = found {
+                    slot.begin(1, 1, 1);
+                    slot.end();
+                }
+                let owner_gone = OWNER.try_with(|_| ()).is_err();
+                let _ = self.0.send((found.is_some(), owner_gone));
+            }
+        }
+        thread_local! {
+            static LATE: RefCell<Option<Late>> = const { RefCell::new(None) };
+        }
+        let (tx, rx) = mpsc::channel();
+        let (addr_tx, addr_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            LATE.with(|l| *l.borrow_mut() = Some(Late(tx)));
+            let slot = current().expect("a slot at the first poll");
+            slot.begin(7, 1, 1);
+            slot.end();
+            addr_tx.send(slot as *const WatchSlot as usize).unwrap();
+        })
+        .join()
+        .unwrap();
+        let (found, owner_gone) = rx.recv().unwrap();
+        // Dropped after the owner (the order of first use, reversed): no slot.
+        assert!(owner_gone, "the test needs the owner dropped first");
+        assert!(!found, "a slot handed out after its owner let go");
+        let addr = addr_rx.recv().unwrap();
+        assert!(
+            all().iter().all(|s| Arc::as_ptr(s) as usize != addr),
+            "the dead slot is pruned"
+        );
+    }
 
     fn slow_poll() -> Finding {
         Finding::new(

@@ -2,7 +2,8 @@
 //! progress since T" slot. A poll past the threshold has its thread's stack
 //! captured while it is still blocked (then symbolized here, off that thread)
 //! and is reported as an `in_progress` slow poll, again every [`REPEAT`] while
-//! it stays blocked. Every [`SCAN_EVERY`] it also runs the leak scans.
+//! it stays blocked. Every [`SCAN_EVERY`] it also starts a leak scan, which
+//! it runs in steps, one per tick ([`leaks::Scan`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -15,6 +16,7 @@ use crate::clock;
 use crate::detect::leaks;
 use crate::detect::stack_capture;
 use crate::detect::symbolize::symbolize;
+use crate::detect::taskdump;
 use crate::detect::watch_slot::{self, PollStack, TakenStack, WatchSlot};
 use crate::session::Session;
 use crate::sync::lock;
@@ -23,7 +25,7 @@ use crate::sync::lock;
 pub(crate) const TICK: Duration = Duration::from_millis(10);
 /// How often a poll that stays blocked is reported again.
 pub(crate) const REPEAT: Duration = Duration::from_secs(1);
-/// How often the leak scans run.
+/// How often a leak scan starts (a scan of many tasks takes several ticks).
 pub(crate) const SCAN_EVERY: Duration = Duration::from_millis(250);
 /// How long a capture may wait for the blocked thread to answer.
 const CAPTURE_TIMEOUT: Duration = Duration::from_millis(100);
@@ -34,10 +36,16 @@ struct Watched {
     stack: PollStack,
 }
 
-/// Installs the stack-capture signal before the first capture, so a conflict
-/// is reported at start rather than at the first slow poll. Called by the
-/// builder before it starts [`run`] on the watchdog's thread.
-pub(crate) fn prepare() {
+/// Turns stack capture on or off as `session`'s settings say and, when on,
+/// installs the stack-capture signal and warms the capturer up before the
+/// first capture, so a conflict is reported at start rather than at the first
+/// slow poll. Called by the builder before it starts [`run`] on the
+/// watchdog's thread, and before the app's workers first poll.
+pub(crate) fn prepare(session: &Session) {
+    stack_capture::set_enabled(session.settings.capture_stacks);
+    if !session.settings.capture_stacks {
+        return;
+    }
     if let Err(err) = stack_capture::install() {
         eprintln!("taskscope: stacks of blocked polls are unavailable: {err}");
     }
@@ -47,21 +55,24 @@ pub(crate) fn prepare() {
 pub(crate) fn run(session: Weak<Session>) {
     let mut watched: HashMap<usize, Watched> = HashMap::new();
     let mut last_scan = Instant::now();
+    let mut scan = leaks::Scan::default();
     loop {
         std::thread::sleep(TICK);
         let Some(session) = session.upgrade() else {
             return;
         };
+        taskdump::dump::tick();
         let slots = watch_slot::all();
         watched.retain(|addr, _| slots.iter().any(|s| Arc::as_ptr(s) as usize == *addr));
         for slot in &slots {
             check_slot(&session, slot, &mut watched);
         }
-        if last_scan.elapsed() >= SCAN_EVERY {
+        if !scan.running() && last_scan.elapsed() >= SCAN_EVERY {
             last_scan = Instant::now();
-            leaks::scan(&session);
+            scan.start();
             session.registry.prune();
         }
+        scan.step(&session);
     }
 }
 
@@ -92,6 +103,8 @@ fn check_slot(session: &Session, slot: &Arc<WatchSlot>, watched: &mut HashMap<us
                 ready: None,
                 pending_final: None,
             });
+            // Turned off (TASKSCOPE_STACKS=off), the thread is not looked at:
+            // the error says "disabled".
             match stack_capture::capture(&slot.thread, CAPTURE_TIMEOUT) {
                 Ok(raw) => PollStack {
                     frames: symbolize(&raw),

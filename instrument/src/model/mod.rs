@@ -7,10 +7,12 @@
 //! - [`history`]: the bounded, lock-free ring of finished tasks;
 //! - [`record_pool`]: records reused instead of freed and allocated again;
 //! - [`registry`]: the three together, the registry of live and finished tasks;
-//! - [`app_runtime`]: the app's Tokio runtime, noted where an app thread is inside it.
+//! - [`app_runtime`]: the app's Tokio runtime, noted where an app thread is inside it;
+//! - [`locations`]: running totals by spawn location, for the metrics.
 
 pub(crate) mod app_runtime;
 pub(crate) mod history;
+pub(crate) mod locations;
 pub(crate) mod record_pool;
 pub(crate) mod registry;
 pub(crate) mod table;

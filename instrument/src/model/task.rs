@@ -2,9 +2,10 @@
 //! ([`TaskCell`]) and the snapshots handed to users ([`TaskInfo`], [`FinishedTask`]).
 
 use std::fmt;
+use std::num::NonZeroU64;
 use std::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64,
-    Ordering::{AcqRel, Relaxed, Release},
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 use std::time::{Duration, SystemTime};
 
@@ -96,19 +97,31 @@ pub(crate) const ST_RUNNING: u8 = 2;
 /// Running, and woken while running: scheduled again when the poll ends.
 pub(crate) const ST_RUNNING_WOKEN: u8 = 3;
 
-/// Buckets of the per-task poll-duration histogram: bucket 0 counts polls
-/// under 1.024 µs, bucket `k` those in `[2^(k-1), 2^k) × 1.024 µs`, the last one
-/// everything from 268 ms up.
-pub const POLL_HISTOGRAM_BUCKETS: usize = 20;
+pub(crate) use taskscope_api::histogram::poll_histogram_bucket;
+pub use taskscope_api::histogram::{POLL_HISTOGRAM_BUCKETS, poll_histogram_bucket_limit};
 
-/// The upper bound of histogram bucket `k`, in nanoseconds (`None` for the last one).
-pub fn poll_histogram_bucket_limit(k: usize) -> Option<u64> {
-    (k + 1 < POLL_HISTOGRAM_BUCKETS).then(|| 1024u64 << k)
-}
-
-#[inline]
-pub(crate) fn poll_histogram_bucket(took_ns: u64) -> usize {
-    ((64 - (took_ns >> 10).leading_zeros()) as usize).min(POLL_HISTOGRAM_BUCKETS - 1)
+/// Tokio's task id as a number, without formatting it: `Id` hashes as its
+/// `u64` (the registry's key, and what `Display` prints).
+pub(crate) fn tokio_task_id(id: tokio::task::Id) -> u64 {
+    use std::hash::{Hash, Hasher};
+    struct Capture(u64);
+    impl Hasher for Capture {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            // Not reached for `Id` (it hashes one `u64`); keep a stable fallback.
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            }
+        }
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n;
+        }
+    }
+    let mut h = Capture(0);
+    id.hash(&mut h);
+    h.0
 }
 
 /// Bits of [`TaskCell::reported`]: which leak reports were made for the task.
@@ -133,7 +146,7 @@ pub(crate) struct PanicRecord {
 /// Layout: everything a poll writes comes first (`repr(C)` keeps the order):
 /// the six per-poll counters share the first cache line with the `Arc`'s two
 /// reference counts, wakes, state and the end the second, which also holds
-/// the histogram's counters for polls under ~16 µs, so a poll and the task's
+/// the histogram's counters for polls under ~256 µs, so a poll and the task's
 /// end dirty two cache lines of the record. (Aligning the record to 64 bytes measured slower: the
 /// aligned allocation costs more at spawn than the line saves per poll.)
 #[derive(Debug)]
@@ -161,6 +174,9 @@ pub(crate) struct TaskCell {
     pub(crate) reported: AtomicU8,
     /// Clones of the task's span beyond the one Tokio holds (taskscope's subscriber).
     pub(crate) span_clones: AtomicU32,
+    /// Wakes made from inside the task's own poll (tracing capture; only
+    /// the polling thread writes it; saturates). In what was padding.
+    pub(crate) self_wakes: AtomicU32,
     // ---- one counter written by every poll
     /// Poll durations, see [`POLL_HISTOGRAM_BUCKETS`].
     pub(crate) histogram: [AtomicU32; POLL_HISTOGRAM_BUCKETS],
@@ -168,10 +184,18 @@ pub(crate) struct TaskCell {
     pub(crate) id: u64,
     pub(crate) name: Option<Box<str>>,
     pub(crate) spawned_at: SpawnLocation,
-    pub(crate) parent: Option<u64>,
+    /// The spawning task's id (8 bytes: ids are never 0).
+    parent: Option<NonZeroU64>,
     pub(crate) created: u64,
     // ---- rare: wakers (tracing capture), panics, leak reports
-    pub(crate) wakers: AtomicU64,
+    /// Waker clones (Tokio's `waker.clone` events). 32 bits, wrapping
+    /// (the record stays in its allocator's 272-byte chunk): the live count,
+    /// `clones - drops`, stays exact; the totals tokio-console shows wrap
+    /// after 4,294,967,295 clones of one task's waker.
+    pub(crate) waker_clones: AtomicU32,
+    /// Waker drops (`waker.drop`, and `waker.wake`, which consumes its
+    /// waker); 32 bits, wrapping, as `waker_clones`.
+    pub(crate) waker_drops: AtomicU32,
     /// The panic of the task's poll, once (a `Box<PanicRecord>`, null until then).
     panic: AtomicPtr<PanicRecord>,
     /// `last_poll_end` of the idle period last reported as too long.
@@ -199,7 +223,7 @@ impl TaskCell {
             id,
             name,
             spawned_at,
-            parent,
+            parent: parent.and_then(NonZeroU64::new),
             is_block_on: false,
             created: clock::now(),
             state: AtomicU8::new(ST_SCHEDULED),
@@ -211,7 +235,9 @@ impl TaskCell {
             last_poll_end: AtomicU64::new(0),
             prev_poll_end: AtomicU64::new(0),
             wakes: AtomicU64::new(0),
-            wakers: AtomicU64::new(0),
+            waker_clones: AtomicU32::new(0),
+            waker_drops: AtomicU32::new(0),
+            self_wakes: AtomicU32::new(0),
             panic: AtomicPtr::new(std::ptr::null_mut()),
             histogram: [const { AtomicU32::new(0) }; POLL_HISTOGRAM_BUCKETS],
             reported: AtomicU8::new(0),
@@ -220,6 +246,11 @@ impl TaskCell {
             end: AtomicU8::new(TaskEnd::Completed as u8),
             span_clones: AtomicU32::new(0),
         }
+    }
+
+    /// The task that spawned this one, if it was spawned from inside a task.
+    pub(crate) fn parent(&self) -> Option<u64> {
+        self.parent.map(NonZeroU64::get)
     }
 
     /// Notes the panic of the task's poll (the first one counts).
@@ -271,6 +302,24 @@ impl TaskCell {
         counter.store(counter.load(Relaxed).wrapping_add(delta), Relaxed);
     }
 
+    /// Wakers alive for the task: clones less drops. Drops are read first,
+    /// so a clone and drop made between the two reads can only make it
+    /// higher, never a false 0.
+    pub(crate) fn wakers(&self) -> u64 {
+        u64::from(self.waker_counts().1)
+    }
+
+    /// Waker drops and live wakers. Drops are read first: every drop read has
+    /// its clone counted by the time the clones are read, so the wrapping
+    /// difference is the live count, unless drops whose clones were never
+    /// seen (wakers made before the capture started) outnumber the clones:
+    /// then a "negative" count, which is 0.
+    pub(crate) fn waker_counts(&self) -> (u32, u32) {
+        let drops = self.waker_drops.load(Acquire);
+        let live = self.waker_clones.load(Acquire).wrapping_sub(drops);
+        (drops, if live > u32::MAX / 2 { 0 } else { live })
+    }
+
     /// The poll-duration histogram, see [`POLL_HISTOGRAM_BUCKETS`].
     pub(crate) fn histogram(&self) -> [u32; POLL_HISTOGRAM_BUCKETS] {
         std::array::from_fn(|k| self.histogram[k].load(Relaxed))
@@ -310,7 +359,7 @@ impl TaskCell {
             name: self.name.as_deref().map(str::to_owned),
             state,
             spawned_at: self.spawned_at,
-            parent: self.parent,
+            parent: self.parent(),
             age: Duration::from_nanos(age),
             polls: self.polls.load(Relaxed),
             busy: Duration::from_nanos(busy.min(age)),
@@ -319,7 +368,7 @@ impl TaskCell {
                 .then(|| Duration::from_nanos(clock::since(last_end, now))),
             max_poll: Duration::from_nanos(self.max_poll_ns.load(Relaxed)),
             wakes: self.wakes.load(Relaxed),
-            wakers: self.wakers.load(Relaxed) as i64,
+            wakers: self.wakers() as i64,
         }
     }
 }

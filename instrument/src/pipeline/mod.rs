@@ -16,8 +16,13 @@
 //! carry add up to `drops_noticed`, which catches up with `dropped` at every
 //! flush.
 
+pub(crate) mod counts;
 pub(crate) mod log_sink;
 mod recent;
+// The recording (TASKSCOPE_RECORD): a sink of the viewer server's updates,
+// fed by the server's publisher, written on a thread of its own.
+pub(crate) mod record_file;
+pub(crate) mod record_queue;
 pub(crate) mod report_file;
 mod shared;
 mod sinks;
@@ -149,6 +154,13 @@ impl Pipeline {
         drop(p);
         shared.waiters.fetch_sub(1, SeqCst);
         flushed
+    }
+
+    /// Findings through the sinks so far, by kind and reason ([`counts::SERIES`]).
+    pub(crate) fn finding_counts(
+        &self,
+    ) -> [(&'static str, &'static str, u64); counts::SERIES.len()] {
+        self.shared.counts.now()
     }
 
     /// The recent findings (up to [`recent::RECENT_CAPACITY`]), oldest first.

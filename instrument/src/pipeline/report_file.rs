@@ -135,14 +135,16 @@ impl ReportFile {
     }
 }
 
-/// Opens `path` for appending, creating it. Never waits for a FIFO's reader.
+/// Opens `path` for appending, creating it owner-only (mode 0600: it holds
+/// panic messages and stack frames; an existing file keeps its mode). Never
+/// waits for a FIFO's reader.
 fn open(path: &Path) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
     options.create(true).append(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
+        options.custom_flags(libc::O_NONBLOCK).mode(0o600);
     }
     let file = options.open(path)?;
     #[cfg(unix)]
@@ -222,6 +224,19 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 1);
         assert!(text.contains("\"count\":3"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_report_file_is_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = dir("mode");
+        let path = dir.join("report.jsonl");
+        let mut report = ReportFile::new(path.clone());
+        assert!(report.write(&finding(1)));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o600, 0o600, "mode {mode:o}");
+        assert_eq!(mode & 0o077, 0, "readable by others: {mode:o}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use taskscope_api::Finding;
 
+use super::counts::FindingCounts;
 use super::recent::Recent;
 
 /// While findings are being dropped, how often the sink thread reports it.
@@ -40,6 +41,8 @@ pub(super) struct Shared {
     pub(super) alive: AtomicBool,
     /// The recent findings, numbered.
     pub(super) recent: Recent,
+    /// Findings through the sinks, by kind and reason.
+    pub(super) counts: FindingCounts,
 }
 
 /// What the sink thread has done, under one lock (flushes wait on it).
@@ -67,6 +70,7 @@ impl Shared {
             flush_requests: AtomicU64::new(0),
             alive: AtomicBool::new(true),
             recent: Recent::default(),
+            counts: FindingCounts::default(),
         }
     }
 }

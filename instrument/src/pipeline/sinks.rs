@@ -138,6 +138,7 @@ impl Sinks {
         let line = self.report.as_mut().map(|report| {
             catch_unwind(AssertUnwindSafe(|| report.write(&finding))).unwrap_or(false)
         });
+        self.shared.counts.count(&finding.kind);
         self.shared.recent.push(finding);
         line
     }

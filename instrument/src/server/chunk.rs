@@ -1,10 +1,20 @@
-//! Splitting what grows with the number of tasks (snapshots, deltas, task
-//! listings) into chunks of about 256 KiB, well under tonic's default 4 MiB
-//! decode limit. Nothing is truncated: every task, finished task and finding lands in
-//! exactly one chunk, in order, and the last chunk says `last`.
+//! Splitting what grows with the number of tasks (snapshots, deltas; task
+//! listings are made chunk by chunk in [`super::listing`] with the same
+//! budget) into chunks of about 256 KiB, well under tonic's default 4 MiB
+//! decode limit. Every task, finished task and finding lands in exactly one
+//! chunk, in order, and the last chunk says `last`.
+//!
+//! No single item can make a chunk too big for a viewer: a task's name and
+//! spawn location are cut to [`MAX_TEXT`] bytes and marked ([`bounded_task`]; the capture
+//! already cuts names, this holds whatever the source), and a finding longer
+//! than [`MAX_ITEM`] bytes (none is, since panic messages and names are cut
+//! where they are captured) is left out ([`fitting`]; the publisher counts it
+//! among the dropped findings), rather than sent in a message every viewer
+//! must refuse.
 
 use prost::Message;
 
+use taskscope_api::format::{MAX_MARKED, MAX_TEXT, truncate};
 use taskscope_api::proto;
 
 /// tonic's default limit on a decoded message.
@@ -18,6 +28,38 @@ pub(crate) const CHUNK_BUDGET: usize = 256 * 1024;
 
 const _: () = assert!(CHUNK_BUDGET + 64 * 1024 <= MAX_MESSAGE);
 
+/// The largest finding sent (its JSON line, in bytes).
+pub(crate) const MAX_ITEM: usize = 1024 * 1024;
+
+const _: () = assert!(MAX_ITEM + 64 * 1024 <= MAX_MESSAGE);
+
+/// `task` with its name and spawn location at most [`MAX_MARKED`] bytes
+/// each (a name already cut where it was captured is left as it is).
+pub(crate) fn bounded_task(mut task: proto::Task) -> proto::Task {
+    if let Some(name) = &task.name
+        && name.len() > MAX_MARKED
+    {
+        task.name = Some(truncate(name, MAX_TEXT).into_owned());
+    }
+    if task.spawned_at.len() > MAX_MARKED {
+        task.spawned_at = truncate(&task.spawned_at, MAX_TEXT).into_owned();
+    }
+    task
+}
+
+/// The findings that fit in a chunk, and how many did not.
+pub(crate) fn fitting(mut findings: Vec<String>) -> (Vec<String>, u64) {
+    let before = findings.len();
+    findings.retain(|f| f.len() <= MAX_ITEM);
+    let left_out = (before - findings.len()) as u64;
+    (findings, left_out)
+}
+
+/// What a task adds to a chunk, encoded.
+pub(crate) fn task_cost(task: &proto::Task) -> usize {
+    field_cost(task.encoded_len())
+}
+
 /// The repeated fields of one chunk.
 #[derive(Debug, Default)]
 pub(crate) struct Part {
@@ -28,12 +70,14 @@ pub(crate) struct Part {
 
 /// Encoded size of one element of a repeated length-delimited field with a
 /// tag below 16 (one byte of key).
-fn field_cost(len: usize) -> usize {
+pub(crate) fn field_cost(len: usize) -> usize {
     1 + prost::length_delimiter_len(len) + len
 }
 
 /// Packs the lists into parts of at most `budget` encoded bytes each (an item
-/// bigger than the budget gets a part of its own). Always at least one part.
+/// bigger than the budget gets a part of its own; tasks are bounded with
+/// [`bounded_task`], findings must have been through [`fitting`]). Always at
+/// least one part.
 pub(crate) fn pack(
     tasks: Vec<proto::Task>,
     finished: Vec<proto::Task>,
@@ -50,11 +94,13 @@ pub(crate) fn pack(
         used += cost;
     };
     for t in tasks {
-        room(&mut parts, field_cost(t.encoded_len()));
+        let t = bounded_task(t);
+        room(&mut parts, task_cost(&t));
         parts.last_mut().expect("one part").tasks.push(t);
     }
     for t in finished {
-        room(&mut parts, field_cost(t.encoded_len()));
+        let t = bounded_task(t);
+        room(&mut parts, task_cost(&t));
         parts.last_mut().expect("one part").finished.push(t);
     }
     for f in findings {
@@ -73,13 +119,17 @@ pub(crate) struct SnapshotHeader {
     pub(crate) at_unix_ns: u64,
 }
 
-/// A full picture as a sequence of `Update`s, each under [`MAX_MESSAGE`].
+/// A full picture as a sequence of `Update`s, each under [`MAX_MESSAGE`]
+/// (the publisher uses [`snapshot_encoded`], which makes the same chunks).
+#[cfg(test)]
 pub(crate) fn snapshot(
     header: &SnapshotHeader,
     tasks: Vec<proto::Task>,
     finished: Vec<proto::Task>,
     findings: Vec<String>,
 ) -> Vec<proto::Update> {
+    // The publisher counted those left out among the dropped (as they came).
+    let (findings, _) = fitting(findings);
     let (total_tasks, total_finished, total_findings) =
         (tasks.len(), finished.len(), findings.len());
     let parts = pack(tasks, finished, findings, CHUNK_BUDGET);
@@ -106,6 +156,65 @@ pub(crate) fn snapshot(
         .collect()
 }
 
+/// A snapshot made and encoded chunk by chunk from an iterator of live
+/// tasks (`total_tasks` of them): only one chunk's tasks exist as protocol
+/// messages at a time, so a snapshot of a million tasks costs its encoded
+/// bytes, not those plus every task converted first. The same chunks as
+/// [`snapshot`] gives.
+pub(crate) fn snapshot_encoded<E>(
+    header: &SnapshotHeader,
+    total_tasks: usize,
+    tasks: impl Iterator<Item = proto::Task>,
+    finished: Vec<proto::Task>,
+    findings: Vec<String>,
+    encode: impl Fn(&proto::Update) -> E,
+) -> Vec<E> {
+    let (total_finished, total_findings) = (finished.len(), findings.len());
+    let mut encoded = Vec::new();
+    let mut part = Part::default();
+    let mut used = 0usize;
+    let mut chunk = 0u32;
+    let make = |part: Part, chunk: u32, last: bool| proto::Update {
+        kind: Some(proto::update::Kind::Snapshot(proto::Snapshot {
+            chunk,
+            last,
+            app: Some(header.app.clone()),
+            tasks: part.tasks,
+            finished: part.finished,
+            findings: part.findings,
+            metrics: Some(header.metrics.clone()),
+            dropped: Some(header.dropped),
+            at_unix_ns: header.at_unix_ns,
+            total_tasks: total_tasks as u64,
+            total_finished: total_finished as u64,
+            total_findings: total_findings as u64,
+        })),
+    };
+    // Starts a new part when `cost` does not fit: the full one is encoded.
+    let mut room = |part: &mut Part, cost: usize, encoded: &mut Vec<E>| {
+        if used > 0 && used + cost > CHUNK_BUDGET {
+            encoded.push(encode(&make(std::mem::take(part), chunk, false)));
+            chunk += 1;
+            used = 0;
+        }
+        used += cost;
+    };
+    for t in tasks {
+        room(&mut part, field_cost(t.encoded_len()), &mut encoded);
+        part.tasks.push(t);
+    }
+    for t in finished {
+        room(&mut part, field_cost(t.encoded_len()), &mut encoded);
+        part.finished.push(t);
+    }
+    for f in findings {
+        room(&mut part, field_cost(f.len()), &mut encoded);
+        part.findings.push(f);
+    }
+    encoded.push(encode(&make(part, chunk, true)));
+    encoded
+}
+
 /// The changes since the previous update, as a sequence of `Update`s.
 pub(crate) fn delta(
     header: &SnapshotHeader,
@@ -113,6 +222,8 @@ pub(crate) fn delta(
     finished: Vec<proto::Task>,
     findings: Vec<String>,
 ) -> Vec<proto::Update> {
+    // The publisher counted those left out among the dropped (as they came).
+    let (findings, _) = fitting(findings);
     let parts = pack(changed, finished, findings, CHUNK_BUDGET);
     let count = parts.len();
     parts
@@ -129,32 +240,6 @@ pub(crate) fn delta(
                 dropped: Some(header.dropped),
                 at_unix_ns: header.at_unix_ns,
             })),
-        })
-        .collect()
-}
-
-/// A task listing as a sequence of `TaskList` chunks.
-pub(crate) fn listing(
-    app: &proto::AppInfo,
-    tasks: Vec<proto::Task>,
-    finished: Vec<proto::Task>,
-    at_unix_ns: u64,
-) -> Vec<proto::TaskList> {
-    let total_tasks = tasks.len() as u64;
-    let parts = pack(tasks, finished, Vec::new(), CHUNK_BUDGET);
-    let count = parts.len();
-    parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| proto::TaskList {
-            chunk: i as u32,
-            last: i + 1 == count,
-            protocol_version: proto::PROTOCOL_VERSION,
-            app: Some(app.clone()),
-            tasks: p.tasks,
-            finished: p.finished,
-            total_tasks,
-            at_unix_ns,
         })
         .collect()
 }
@@ -204,6 +289,24 @@ mod tests {
             dropped: proto::Dropped::default(),
             at_unix_ns: 1,
         }
+    }
+
+    #[test]
+    fn a_snapshot_made_chunk_by_chunk_is_the_same_as_one_made_at_once() {
+        let tasks: Vec<_> = (0..20_000).map(sample_task).collect();
+        let finished = vec![sample_task(30_000)];
+        let findings = vec!["{}".to_string(); 3];
+        let at_once = snapshot(&header(), tasks.clone(), finished.clone(), findings.clone());
+        let streamed = snapshot_encoded(
+            &header(),
+            tasks.len(),
+            tasks.into_iter(),
+            finished,
+            findings,
+            Clone::clone,
+        );
+        assert!(at_once.len() > 3, "{} chunks", at_once.len());
+        assert_eq!(streamed, at_once);
     }
 
     #[test]
@@ -268,6 +371,19 @@ mod tests {
     }
 
     #[test]
+    fn a_task_is_bounded_once() {
+        let mut t = sample_task(1);
+        t.name = Some("n".repeat(1 << 20));
+        t.spawned_at = "s".repeat(1 << 20);
+        let t = bounded_task(t);
+        let name = t.name.clone().unwrap();
+        assert!(name.ends_with(" … [truncated, 1048576 bytes]"), "{name}");
+        assert_eq!(t.spawned_at.len(), name.len());
+        // Already cut (where it was captured): left as it is.
+        assert_eq!(bounded_task(t.clone()), t);
+    }
+
+    #[test]
     fn empty_lists_still_make_one_last_chunk() {
         let updates = delta(&header(), vec![], vec![], vec![]);
         assert_eq!(updates.len(), 1);
@@ -276,9 +392,6 @@ mod tests {
         };
         assert!(d.last);
         assert_eq!(d.chunk, 0);
-        let list = listing(&header().app, vec![], vec![], 0);
-        assert_eq!(list.len(), 1);
-        assert!(list[0].last);
     }
 
     #[test]

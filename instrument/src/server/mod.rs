@@ -1,19 +1,33 @@
 //! The viewer server: gRPC (tonic) on a thread of its own, with its own
 //! current-thread Tokio runtime, started by the builder when
 //! `TASKSCOPE_ADDR` is not `off` ([`bind`] on the starting thread, then
-//! [`serve`] on the server's).
+//! [`serve`] on the server's) or when the app records (`TASKSCOPE_RECORD`:
+//! then the publisher runs even with nothing listening).
 //!
 //! - [`listen`]: binds the address (TCP, loopback unless told otherwise, or a
 //!   Unix socket created owner-only), with one clear warning when it cannot;
 //! - [`conn`]: accepts connections, at most [`conn::MAX_CONNECTIONS`], and
 //!   turns away any that does not open with HTTP/2 (an HTTP/1 request is told
-//!   what this port speaks; random bytes, TLS, silence are closed);
-//! - [`auth`]: the optional shared token (`TASKSCOPE_TOKEN`);
+//!   what this port speaks; random bytes, TLS, silence are closed); closes
+//!   idle ones; reads within the CPU budget;
+//! - [`frames`]: HTTP/2 frames counted by type, floods closed;
+//! - [`auth`]: the optional shared token (`TASKSCOPE_TOKEN`), refusals paced;
+//! - [`limits`]: what all calls together may hold (answers in flight, their
+//!   progress, calls in progress on a connection);
 //! - [`routes`]: the `taskscope.v1.Taskscope` calls (Watch, ListTasks,
 //!   TaskDetail), after the token check; [`codec`]: their wire format;
-//! - [`service`]: what ListTasks and TaskDetail answer;
+//! - [`console`]: tokio-console's protocol on the same address (the
+//!   `rs.tokio.console.instrument.Instrument` calls, routed by path after the
+//!   same token check and under the same limits; `TASKSCOPE_CONSOLE=off`
+//!   turns it off);
+//! - [`service`]: what ListTasks and TaskDetail answer; [`listing`]: the
+//!   listing, chunk by chunk as the client reads;
+//! - [`stacks`]: where the app's tasks wait, when a viewer asks (a bounded
+//!   task dump of the app's runtime, reused for a while);
 //! - [`publisher`]: one loop that reads the registry every publish interval
 //!   and makes one snapshot or delta, encoded once;
+//! - [`recorder`]: what the publisher hands the recording (the same encoded
+//!   updates, a snapshot at each segment's start and every minute);
 //! - [`fanout`]: each viewer's bounded queue of those updates, never waited
 //!   for; a viewer that falls behind is dropped with a reason;
 //! - [`budget`]: the server's CPU budget (a quarter of one core);
@@ -40,30 +54,46 @@
 //! # What a viewer can cost the app
 //!
 //! Nothing on the app's threads: they never touch the server's queues. The
-//! server's thread uses at most a quarter of one core ([`budget`]); its memory
-//! is bounded by [`conn::MAX_CONNECTIONS`] connections (64 KiB of receive
-//! window each), [`fanout::MAX_VIEWERS`] viewers and
-//! [`fanout::CLIENT_QUEUE`] shared updates a viewer.
+//! server's thread uses at most a quarter of one core ([`budget`]): costly
+//! steps wait their turn, and no connection is read while the budget is in
+//! debt, whatever it sends (calls, PING, SETTINGS, RST_STREAM floods; a
+//! connection that floods is closed, [`frames`]). Its memory is bounded by
+//! [`conn::MAX_CONNECTIONS`] connections (64 KiB of receive window each, at
+//! most [`STREAMS_PER_CONNECTION`] calls), [`fanout::MAX_VIEWERS`] viewers
+//! and [`fanout::CLIENT_QUEUE`] shared updates a viewer, and
+//! [`limits::MAX_ANSWERS`] listings and details in flight, each holding a
+//! reference a task and a few chunks of [`chunk::CHUNK_BUDGET`] bytes (they
+//! are made as the client reads, [`listing`]); an answer not read for
+//! [`limits::ANSWER_STALL`] gets its connection closed. Idle connections
+//! are closed after [`conn::IDLE_TIMEOUT`], and make room for a new one when
+//! all slots are taken.
 
 pub(crate) mod auth;
 pub(crate) mod budget;
 pub(crate) mod chunk;
 pub(crate) mod codec;
 pub(crate) mod conn;
+pub(crate) mod console;
 pub(crate) mod convert;
 pub(crate) mod delta;
 pub(crate) mod fanout;
+pub(crate) mod frames;
+pub(crate) mod limits;
 pub(crate) mod listen;
+pub(crate) mod listing;
 pub(crate) mod publisher;
+pub(crate) mod recorder;
 pub(crate) mod routes;
 pub(crate) mod runtime;
 pub(crate) mod service;
+pub(crate) mod stacks;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::pipeline::record_queue::Recording;
 use crate::session::Session;
-use crate::settings::ServerAddr;
+use crate::settings::{ServerAddr, token_problem};
 
 /// HTTP/2 pings to each viewer, so a viewer that vanished is noticed.
 const KEEPALIVE: Duration = Duration::from_secs(10);
@@ -85,6 +115,14 @@ const MAX_HEADERS: u32 = 16 * 1024;
 pub(crate) fn bind(session: &Session) -> Option<(listen::Listener, ServerAddr)> {
     let addr = session.settings.server_addr.clone();
     if addr == ServerAddr::Off {
+        return None;
+    }
+    // `TASKSCOPE_TOKEN` was checked with the settings; `Builder::token` is here.
+    if let Some(problem) = session.settings.token.as_deref().and_then(token_problem) {
+        eprintln!(
+            "taskscope: the viewer server's token cannot be used: {problem}; the viewer server \
+             is off, rather than serve without it"
+        );
         return None;
     }
     let listener = match listen::bind(&addr) {
@@ -110,8 +148,13 @@ pub(crate) fn bind(session: &Session) -> Option<(listen::Listener, ServerAddr)> 
 
 /// Serves `listener` on the calling thread (the server's own, started by the
 /// builder) until the server stops; its tasks run on a runtime of its own
-/// and are never counted among the app's.
-pub(crate) fn serve(session: Arc<Session>, listener: listen::Listener, addr: ServerAddr) {
+/// and are never counted among the app's. With `recording`, the publisher
+/// also feeds the recording, for as long as the app runs, listener or not.
+pub(crate) fn serve(
+    session: Arc<Session>,
+    listener: Option<(listen::Listener, ServerAddr)>,
+    recording: Option<Recording>,
+) {
     // Before the runtime exists: every task it runs is taskscope's, not the app's.
     crate::internal::mark_internal_thread();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -130,17 +173,31 @@ pub(crate) fn serve(session: Arc<Session>, listener: listen::Listener, addr: Ser
     runtime.block_on(async move {
         let hub = Arc::new(fanout::Hub::new());
         let budget = Arc::new(budget::Budget::new());
-        tokio::spawn(publisher::run(
+        let recording = recording.map(|sink| {
+            let started = convert::unix_ns(std::time::SystemTime::now());
+            recorder::Recorder::new(sink, started)
+        });
+        let recorded = recording.is_some();
+        let publisher = tokio::spawn(publisher::run(
             Arc::clone(&session),
             Arc::clone(&hub),
             Arc::clone(&budget),
+            recording,
         ));
+        let Some((listener, addr)) = listener else {
+            // Recording only (TASKSCOPE_ADDR=off): nothing listens.
+            let _ = publisher.await;
+            return;
+        };
         let auth = auth::Auth::new(session.settings.token.as_deref());
         let routes = routes::Routes::new(session, hub, auth, Arc::clone(&budget));
         let incoming = match conn::accept(listener, budget) {
             Ok(incoming) => incoming,
             Err(err) => {
                 eprintln!("taskscope: cannot serve on {addr} ({err}); the viewer server is off");
+                if recorded {
+                    let _ = publisher.await;
+                }
                 return;
             }
         };
@@ -151,10 +208,16 @@ pub(crate) fn serve(session: Arc<Session>, listener: listen::Listener, addr: Ser
             .initial_connection_window_size(RECEIVE_WINDOW)
             .max_concurrent_streams(STREAMS_PER_CONNECTION)
             .http2_max_header_list_size(MAX_HEADERS)
+            .http2_max_pending_accept_reset_streams(Some(frames::MAX_PENDING_RESETS))
+            .http2_max_local_error_reset_streams(Some(frames::MAX_ERROR_RESETS))
             .serve_with_incoming(routes, incoming)
             .await;
         if let Err(err) = served {
             eprintln!("taskscope: the viewer server on {addr} stopped: {err}");
+        }
+        if recorded {
+            // The recording goes on without the listener.
+            let _ = publisher.await;
         }
     });
 }

@@ -1,7 +1,8 @@
 //! The `taskscope.v1.Taskscope` service as one tower service: the token
-//! check first (nothing of the app is read for a call without the token),
-//! then the three calls, each decoding a request of at most [`MAX_REQUEST`]
-//! bytes. Written out rather than generated so that the Watch stream can send
+//! check first (nothing of the app is read for a call without the token;
+//! refusals are paced, [`super::auth`]), then the limits every call is under
+//! ([`super::limits`]: [`kind_of`] says which), then the three calls, each
+//! decoding a request of at most [`MAX_REQUEST`] bytes. Written out rather than generated so that the Watch stream can send
 //! updates the publisher encoded once for all viewers, and so that a request
 //! that is not the expected message is INVALID_ARGUMENT, naming the call.
 
@@ -18,8 +19,12 @@ use crate::server::auth::Auth;
 use crate::server::budget::Budget;
 use crate::server::codec::{self, Raw};
 use crate::server::conn::ConnInfo;
+use crate::server::console;
 use crate::server::fanout::{Hub, UpdateStream};
-use crate::server::service::{check_version, detail, listing};
+use crate::server::limits::{CallKind, Limits};
+use crate::server::listing::ListingStream;
+use crate::server::service::{check_version, detail};
+use crate::server::stacks::{self, ListingStacks};
 use crate::session::Session;
 use taskscope_api::proto;
 
@@ -35,6 +40,16 @@ pub(crate) const TASK_DETAIL: &str = "/taskscope.v1.Taskscope/TaskDetail";
 /// (OUT_OF_RANGE, "decoded message length too large").
 pub(crate) const MAX_REQUEST: usize = 4 * 1024;
 
+/// What limits a call is under, by its path: a call that builds one answer
+/// for its caller is an [`CallKind::Answer`]; a long-lived stream (whose
+/// number is bounded by its own service) is a [`CallKind::Stream`].
+pub(crate) fn kind_of(path: &str) -> CallKind {
+    match path {
+        LIST_TASKS | TASK_DETAIL => CallKind::Answer,
+        _ => CallKind::Stream,
+    }
+}
+
 /// The service, on the server's runtime.
 #[derive(Clone)]
 pub(crate) struct Routes {
@@ -42,6 +57,9 @@ pub(crate) struct Routes {
     hub: Arc<Hub>,
     auth: Arc<Auth>,
     budget: Arc<Budget>,
+    limits: Arc<Limits>,
+    /// tokio-console's protocol (`None`: TASKSCOPE_CONSOLE=off).
+    console: Option<console::Server>,
 }
 
 impl Routes {
@@ -52,10 +70,12 @@ impl Routes {
         budget: Arc<Budget>,
     ) -> Routes {
         Routes {
+            console: console::server(&session, &budget),
             session,
             hub,
             auth: Arc::new(auth),
             budget,
+            limits: Arc::default(),
         }
     }
 }
@@ -73,11 +93,24 @@ impl Service<HttpRequest> for Routes {
     }
 
     fn call(&mut self, request: HttpRequest) -> Self::Future {
+        let conn = request.extensions().get::<ConnInfo>().cloned();
         if let Err(status) = self.auth.check(request.headers()) {
-            return Box::pin(async move { Ok(status.into_http()) });
+            let auth = Arc::clone(&self.auth);
+            return Box::pin(async move { Ok(auth.refuse(status, conn).await.into_http()) });
         }
+        let guard = match self
+            .limits
+            .admit(kind_of(request.uri().path()), conn.as_ref())
+        {
+            Ok(guard) => guard,
+            Err(status) => return Box::pin(async move { Ok(status.into_http()) }),
+        };
         let routes = self.clone();
-        match request.uri().path() {
+        let answer: Self::Future = match request.uri().path() {
+            // tokio-console's calls, under the same token and limits.
+            path if path.starts_with(console::PATH_PREFIX) => {
+                console::call(&mut self.console, request)
+            }
             WATCH => Box::pin(async move {
                 let mut grpc = Grpc::new(Raw::<proto::WatchRequest>::new("Watch"))
                     .max_decoding_message_size(MAX_REQUEST);
@@ -100,7 +133,9 @@ impl Service<HttpRequest> for Routes {
                 ));
                 Box::pin(async move { Ok(status.into_http()) })
             }
-        }
+        };
+        // The call holds its limits until its answer is sent or dropped.
+        Box::pin(async move { Ok(guard.attach(answer.await?)) })
     }
 }
 
@@ -120,26 +155,29 @@ impl ServerStreamingService<proto::WatchRequest> for WatchCall {
     }
 }
 
-type ListStream = tokio_stream::Iter<std::vec::IntoIter<Result<Bytes, Status>>>;
-
 struct ListCall(Routes);
 
 impl ServerStreamingService<proto::ListTasksRequest> for ListCall {
     type Response = Bytes;
-    type ResponseStream = ListStream;
-    type Future = BoxFuture<Response<ListStream>, Status>;
+    type ResponseStream = ListingStream;
+    type Future = BoxFuture<Response<ListingStream>, Status>;
 
     fn call(&mut self, request: Request<proto::ListTasksRequest>) -> Self::Future {
         let routes = self.0.clone();
         Box::pin(async move {
             let request = request.into_inner();
             check_version(request.protocol_version)?;
-            routes.budget.wait().await;
-            let chunks = routes
-                .budget
-                .spend(|| listing(&routes.session, request.include_finished));
-            let chunks: Vec<_> = chunks.iter().map(|c| Ok(codec::encode(c))).collect();
-            Ok(Response::new(tokio_stream::iter(chunks)))
+            let stacks = match request.include_stacks {
+                true => Some(ListingStacks::take(&routes.session, &routes.budget).await),
+                false => None,
+            };
+            // Made chunk by chunk, as the client reads.
+            Ok(Response::new(ListingStream::new(
+                routes.session,
+                routes.budget,
+                request.include_finished,
+                stacks,
+            )))
         })
     }
 }
@@ -155,10 +193,13 @@ impl UnaryService<proto::TaskDetailRequest> for DetailCall {
         Box::pin(async move {
             let request = request.into_inner();
             check_version(request.protocol_version)?;
-            routes.budget.wait().await;
-            let found = routes
+            let mut found = routes
                 .budget
-                .spend(|| detail(&routes.session, request.id))?;
+                .run_first(|| detail(&routes.session, request.id))
+                .await?;
+            if request.include_async_stack {
+                stacks::add_to_detail(&routes.session, &routes.budget, &mut found).await;
+            }
             Ok(Response::new(codec::encode(&found)))
         })
     }

@@ -39,41 +39,33 @@ fn never_less(busy: &mut [u64], sent: &mut Vec<u64>) {
     }
 }
 
-/// The metrics of `handle`'s runtime. The per-worker queue depths, poll
-/// counts and the blocking pool's figures need `--cfg tokio_unstable` (0 and
-/// empty without); per-worker busy times need 64-bit atomics.
+/// The metrics of `handle`'s runtime (read by [`app_runtime::figures`]), each
+/// worker's busy time with the poll running on it so far. The per-worker
+/// queue depths, poll counts and the blocking pool's figures need
+/// `--cfg tokio_unstable` (0 and empty without).
 pub(crate) fn metrics_of(handle: &Handle) -> proto::RuntimeMetrics {
-    let m = handle.metrics();
-    #[allow(unused_mut)]
-    let mut out = proto::RuntimeMetrics {
+    let f = app_runtime::figures(handle);
+    proto::RuntimeMetrics {
         available: true,
-        workers: m.num_workers() as u64,
-        alive_tasks: m.num_alive_tasks() as u64,
-        global_queue_depth: m.global_queue_depth() as u64,
-        ..Default::default()
-    };
-    #[cfg(target_has_atomic = "64")]
-    {
-        out.worker_busy_ns = (0..m.num_workers())
-            .map(|w| m.worker_total_busy_duration(w).as_nanos() as u64)
-            .collect();
-    }
-    #[cfg(tokio_unstable)]
-    {
-        out.local_queue_depths = (0..m.num_workers())
-            .map(|w| m.worker_local_queue_depth(w) as u64)
-            .collect();
-        out.blocking_threads = m.num_blocking_threads() as u64;
-        out.blocking_queue_depth = m.blocking_queue_depth() as u64;
-        #[cfg(target_has_atomic = "64")]
-        {
-            out.worker_polls = (0..m.num_workers())
-                .map(|w| m.worker_poll_count(w))
+        workers: f.workers,
+        alive_tasks: f.alive_tasks,
+        global_queue_depth: f.global_queue_depth,
+        local_queue_depths: f.local_queue_depths,
+        blocking_threads: f.blocking_threads,
+        blocking_queue_depth: f.blocking_queue_depth,
+        worker_polls: f.worker_polls,
+        worker_busy_ns: {
+            #[allow(unused_mut)]
+            let mut busy: Vec<u64> = f
+                .worker_busy
+                .iter()
+                .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
                 .collect();
-            add_polls_in_progress(&m, &mut out.worker_busy_ns);
-        }
+            #[cfg(all(tokio_unstable, target_has_atomic = "64"))]
+            add_polls_in_progress(&handle.metrics(), &mut busy);
+            busy
+        },
     }
-    out
 }
 
 /// Adds to each worker's busy time the time so far of the poll running on

@@ -6,6 +6,13 @@
 //! - `spawn NAME`: another waiting task named NAME;
 //! - `finish NAME`: the task NAME completes;
 //! - `block MS`: a task named `blocker` that blocks its worker for MS ms;
+//! - `spawn-hex HEX`: a waiting task whose name is the bytes HEX spells
+//!   (control characters, say); `spawn-long N`: one named `long-` and N `x`s;
+//! - `panic-hex HEX`: a task named `panicker` that panics with the message HEX
+//!   spells; `panic-long N`: with a message of N `p`s;
+//! - `selfwake N`: a task named `self-waker` that wakes itself from inside
+//!   its poll N times (so is polled N + 1 times), then waits like the others
+//!   (`finish self-waker` completes it);
 //! - `quit` (or end of input): exit.
 //!
 //! Each command is answered `ok COMMAND` on stdout once done. A task named
@@ -30,6 +37,24 @@ fn spawn_waiter(name: &str, finish: &mut HashMap<String, oneshot::Sender<()>>) {
     finish.insert(name.to_string(), tx);
 }
 
+/// Ready after waking its own task from inside its poll `.0` times.
+struct SelfWake(u32);
+
+impl std::future::Future for SelfWake {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 -= 1;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
 async fn blocker(ms: u64) {
     // The bug taskscope must show: a blocking call inside a task.
     std::thread::sleep(Duration::from_millis(ms));
@@ -37,6 +62,24 @@ async fn blocker(ms: u64) {
 
 fn main() {
     run_instrumented(app());
+}
+
+/// The text the hex digits spell (UTF-8).
+fn unhex(hex: &str) -> String {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect();
+    String::from_utf8(bytes).expect("UTF-8")
+}
+
+/// A task that panics with `message`; returns once it did.
+async fn panicker(message: String) {
+    let task = tokio::task::Builder::new()
+        .name("panicker")
+        .spawn(async move { std::panic::panic_any(message) })
+        .expect("spawn");
+    let _ = task.await;
 }
 
 async fn family() {
@@ -84,6 +127,27 @@ async fn app() {
                     .name("blocker")
                     .spawn(blocker(ms)) // SPAWN-BLOCKER
                     .expect("spawn");
+            }
+            (Some("spawn-hex"), Some(hex)) => spawn_waiter(&unhex(hex), &mut finish),
+            (Some("spawn-long"), Some(n)) => {
+                let n = n.parse().expect("spawn-long N");
+                spawn_waiter(&format!("long-{}", "x".repeat(n)), &mut finish);
+            }
+            (Some("panic-hex"), Some(hex)) => panicker(unhex(hex)).await,
+            (Some("panic-long"), Some(n)) => {
+                panicker("p".repeat(n.parse().expect("panic-long N"))).await;
+            }
+            (Some("selfwake"), Some(n)) => {
+                let n = n.parse().expect("selfwake N");
+                let (tx, rx) = oneshot::channel::<()>();
+                tokio::task::Builder::new()
+                    .name("self-waker")
+                    .spawn(async move {
+                        SelfWake(n).await;
+                        rx.await.unwrap_or(())
+                    }) // SPAWN-SELF-WAKER
+                    .expect("spawn");
+                finish.insert("self-waker".to_string(), tx);
             }
             (Some("quit"), _) => break,
             _ => eprintln!("grpc_app: unknown command {line:?}"),

@@ -9,7 +9,12 @@
 //! - `log`: an info and a debug event of the app's own, and a task blocking its
 //!   worker for 150 ms; prints `done` once its slow poll (if over the
 //!   threshold) has been reported;
-//! - `serve`: prints `ready`, then waits for a line on stdin.
+//! - `serve`: prints `ready`, then waits for a line on stdin;
+//! - `serve-task`: the same, waiting inside a spawned task (one live task to
+//!   see in the metrics).
+//!
+//! Every scenario ends with `settings_app: peak_rss N kB` on stderr (where
+//! `/proc` has it).
 
 use std::time::Duration;
 
@@ -107,6 +112,25 @@ async fn main() {
             let _ =
                 tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line)).await;
         }
+        Some("serve-task") => {
+            let waiter = tokio::spawn(async {
+                let mut line = String::new();
+                let _ = tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line))
+                    .await;
+            });
+            println!("ready");
+            let _ = waiter.await;
+        }
         other => eprintln!("settings_app: unknown scenario {other:?}"),
+    }
+    // The peak resident set so far (for the tests of the size bounds).
+    if let Some(kb) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:").map(str::to_owned))
+        })
+    {
+        eprintln!("settings_app: peak_rss {}", kb.trim());
     }
 }

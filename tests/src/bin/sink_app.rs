@@ -20,13 +20,14 @@
 //!   with the milliseconds it took;
 //! - `stats`: flushes, answers with the pipeline's counters as JSON;
 //! - `quit` (or end of input): returns from main; after the guard's flush it
-//!   prints `exit-stats {JSON}`.
+//!   prints `exit-stats {JSON}` (the pipeline's counters, and `guard_drop_ms`:
+//!   how long dropping the guard took).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use taskscope_tests::app::run_instrumented;
+use taskscope_tests::app::run_instrumented_timed;
 use tokio::io::AsyncBufReadExt;
 
 fn stats_json() -> serde_json::Value {
@@ -195,6 +196,8 @@ async fn app() {
 }
 
 fn main() {
-    run_instrumented(app());
-    println!("exit-stats {}", stats_json());
+    let ((), guard_drop) = run_instrumented_timed(app());
+    let mut stats = stats_json();
+    stats["guard_drop_ms"] = (guard_drop.as_secs_f64() * 1e3).into();
+    println!("exit-stats {stats}");
 }

@@ -1,10 +1,10 @@
 //! The viewer as a process of its own, for the fault tests
 //! (`tests/viewer_faults.rs`):
 //!
-//! - `viewer_proc dump ADDR [--json]`: exactly what `taskscope dump ADDR
-//!   [--json]` runs after parsing its command line
-//!   (`taskscope_viewer::dump::main`): the tasks on stdout, or one line on
-//!   stderr and exit status 1;
+//! - `viewer_proc dump ADDR [--json] [--stacks] [--tree]`: exactly what
+//!   `taskscope dump ADDR [--json] [--stacks] [--tree]` runs after parsing its
+//!   command line (`taskscope_viewer::dump::main_with`): the tasks on stdout,
+//!   or one line on stderr and exit status 1;
 //! - `viewer_proc watch ADDR`: the live view's client (`client::watch`, with
 //!   the environment's `TASKSCOPE_TOKEN`), printing one line a message:
 //!   `connected`, `snapshot N` (N tasks), `delta`, or the connection state,
@@ -27,7 +27,17 @@ fn main() -> ExitCode {
         .map(|a| ServerAddr::parse(a).expect("an address"))
         .expect("usage: viewer_proc dump|watch ADDR [--json]");
     match args[0].as_str() {
-        "dump" => taskscope_viewer::dump::main(&addr, args.iter().any(|a| a == "--json")),
+        "dump" => {
+            let flag = |name: &str| args.iter().any(|a| a == name);
+            taskscope_viewer::dump::main_with(
+                &addr,
+                taskscope_viewer::dump::Options {
+                    json: flag("--json"),
+                    stacks: flag("--stacks"),
+                    tree: flag("--tree"),
+                },
+            )
+        }
         "watch" => {
             watch(addr);
             ExitCode::SUCCESS

@@ -1,16 +1,22 @@
 //! One-shot calls: [`list_tasks`] and [`task_detail`] (the live stream is
 //! [`super::watch()`]).
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use taskscope_api::ServerAddr;
 use taskscope_api::proto::{self, PROTOCOL_VERSION};
 
+use prost::Message;
+
+use crate::client::assemble::{ChunkError, Tally};
 use crate::client::auth::{Token, env_token};
 use crate::client::connect;
+use crate::client::console;
 use crate::client::convert::{self, TaskKind};
 use crate::client::error::ClientError;
 use crate::client::probe::diagnose;
+use crate::client::stacks::{AsyncStack, Stacks};
 use crate::client::watch;
 use crate::state::model::{AppInfo, Task, TaskDetail};
 
@@ -35,6 +41,8 @@ pub struct Listing {
     pub tasks: Vec<ListedTask>,
     /// When the app took the listing.
     pub at: SystemTime,
+    /// Where each task waits, when asked for ([`list_tasks_and_stacks`]).
+    pub stacks: Option<Stacks>,
 }
 
 /// Lists the live tasks of the app at `addr`.
@@ -56,12 +64,28 @@ pub async fn list_tasks_with(
     addr: &ServerAddr,
     token: Option<&Token>,
 ) -> Result<Listing, ClientError> {
+    list(addr, token, false).await
+}
+
+/// Like [`list_tasks`], and where each task waits ([`Listing::stacks`]): the
+/// app takes a Tokio task dump for it, which pauses its runtime while it
+/// traces the tasks (see the README, "Where each task waits").
+pub async fn list_tasks_and_stacks(addr: &ServerAddr) -> Result<Listing, ClientError> {
+    list(addr, env_token()?.as_ref(), true).await
+}
+
+async fn list(
+    addr: &ServerAddr,
+    token: Option<&Token>,
+    include_stacks: bool,
+) -> Result<Listing, ClientError> {
     let shown = addr.to_string();
     let call = async {
         let mut client = connect::connect(addr, token).await?;
         let request = proto::ListTasksRequest {
             protocol_version: PROTOCOL_VERSION,
             include_finished: false,
+            include_stacks,
         };
         let mut stream = client
             .list_tasks(request)
@@ -69,6 +93,9 @@ pub async fn list_tasks_with(
             .map_err(|s| ClientError::from_status(&shown, &s))?
             .into_inner();
         let mut listing: Option<(proto::TaskList, Vec<ListedTask>)> = None;
+        let mut stacks: HashMap<u64, AsyncStack> = HashMap::new();
+        // What the listing holds is bounded like an update of the live view.
+        let mut tally = Tally::default();
         loop {
             let Some(chunk) = stream
                 .message()
@@ -80,6 +107,12 @@ pub async fn list_tasks_with(
                     detail: "the listing ended before its last part".into(),
                 });
             };
+            if let Err(ChunkError(detail)) = tally.add("listing", chunk.encoded_len()) {
+                return Err(ClientError::Lost {
+                    addr: shown.clone(),
+                    detail,
+                });
+            }
             if chunk.protocol_version != PROTOCOL_VERSION {
                 return Err(ClientError::Incompatible {
                     addr: shown.clone(),
@@ -93,6 +126,7 @@ pub async fn list_tasks_with(
                     detail: format!("listing part {} came instead of {expected}", chunk.chunk),
                 });
             }
+            stacks.extend(chunk.stacks.iter().map(|s| (s.id, convert::async_stack(s))));
             let tasks = chunk.tasks.iter().map(|t| ListedTask {
                 task: convert::task(t),
                 kind: convert::kind(t),
@@ -124,13 +158,48 @@ pub async fn list_tasks_with(
             }
         }
         let (head, tasks) = listing.expect("at least one part");
+        let stacks = include_stacks.then(|| {
+            let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            Stacks {
+                by_task: stacks,
+                unavailable: text(&head.stacks_unavailable),
+                partial: text(&head.stacks_partial),
+                pause: Duration::from_nanos(head.dump_pause_ns),
+                at: (head.dump_at_unix_ns > 0).then(|| convert::time(head.dump_at_unix_ns)),
+            }
+        });
         Ok(Listing {
             app: head.app.as_ref().map(convert::app).unwrap_or_default(),
             tasks,
             at: convert::time(head.at_unix_ns),
+            stacks,
         })
     };
-    match with_timeout(&shown, "the task listing", call).await {
+    let listed = match with_timeout(&shown, "the task listing", call).await {
+        // Not taskscope's service: perhaps tokio-console's (console-subscriber).
+        Err(ClientError::NotTaskscope { .. }) => {
+            let live = console::live_tasks(addr, token);
+            with_timeout(&shown, "the task listing", live)
+                .await
+                .map(|(tasks, at)| Listing {
+                    app: console::app_info(),
+                    tasks: tasks
+                        .into_iter()
+                        .map(|(task, kind)| ListedTask { task, kind })
+                        .collect(),
+                    at,
+                    stacks: include_stacks.then(|| Stacks {
+                        unavailable: Some(
+                            "a console-subscriber app: tokio-console's protocol has no task dumps"
+                                .into(),
+                        ),
+                        ..Stacks::default()
+                    }),
+                })
+        }
+        listed => listed,
+    };
+    match listed {
         Ok(listing) => Ok(listing),
         Err(err) => Err(diagnose(addr, err).await),
     }

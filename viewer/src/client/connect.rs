@@ -49,8 +49,10 @@ pub async fn connect(addr: &ServerAddr, token: Option<&Token>) -> Result<Client,
         .connect()
         .await
         .map_err(|e| ClientError::from_transport(&addr.to_string(), &e))?;
-    Ok(TaskscopeClient::with_interceptor(
-        channel,
-        AddToken(token.cloned()),
-    ))
+    // Never more than this in one message, whatever the server sends (gRPC
+    // checks the length before reading the message).
+    Ok(
+        TaskscopeClient::with_interceptor(channel, AddToken(token.cloned()))
+            .max_decoding_message_size(crate::client::assemble::MAX_MESSAGE),
+    )
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use taskscope_api::proto;
 
 use crate::state::model::{
-    AppInfo, Dropped, Finding, RuntimeMetrics, Task, TaskDetail, TaskEnd, TaskState,
+    AppInfo, AppSource, Dropped, Finding, RuntimeMetrics, Task, TaskDetail, TaskEnd, TaskState,
 };
 
 /// Whether a task record is a spawned task or a runtime's `block_on` future.
@@ -15,6 +15,9 @@ pub enum TaskKind {
     Task,
     /// The future a runtime's `block_on` runs (`#[tokio::main]`'s body).
     BlockOn,
+    /// A `spawn_blocking` closure, or a runtime's worker thread: a thread,
+    /// not a future (only console-subscriber apps report them).
+    Blocking,
 }
 
 impl TaskKind {
@@ -23,7 +26,27 @@ impl TaskKind {
         match self {
             TaskKind::Task => "task",
             TaskKind::BlockOn => "block_on",
+            TaskKind::Blocking => "blocking",
         }
+    }
+}
+
+/// Where a task waits, from the wire.
+pub fn async_stack(s: &proto::AsyncStack) -> crate::client::stacks::AsyncStack {
+    let frames = |frames: &[proto::StackFrame]| -> Vec<taskscope_api::StackFrame> {
+        frames
+            .iter()
+            .map(|f| taskscope_api::StackFrame {
+                function: f.function.clone(),
+                file: f.file.clone(),
+                line: f.line,
+            })
+            .collect()
+    };
+    crate::client::stacks::AsyncStack {
+        waiting_at: frames(&s.waiting_at),
+        also: s.also.iter().map(|a| frames(&a.frames)).collect(),
+        note: (!s.note.is_empty()).then(|| s.note.clone()),
     }
 }
 
@@ -93,6 +116,7 @@ pub fn app(a: &proto::AppInfo) -> AppInfo {
         version: a.version.clone(),
         protocol: a.protocol_version,
         slow_poll_threshold: Duration::from_nanos(a.slow_poll_threshold_ns),
+        source: AppSource::Taskscope,
     }
 }
 
@@ -122,6 +146,7 @@ pub fn dropped(d: Option<&proto::Dropped>) -> Dropped {
     d.map(|d| Dropped {
         findings: d.findings,
         updates: d.updates,
+        app_events: 0,
     })
     .unwrap_or_default()
 }

@@ -4,6 +4,15 @@
 use std::error::Error as _;
 use std::io;
 
+use taskscope_api::format::{MAX_TEXT, printable, truncate};
+
+/// What a server (or the transport) said, as the viewer keeps it: at most
+/// [`MAX_TEXT`] bytes, control characters made visible (it is printed to a
+/// terminal, and it comes from whatever answered at the address).
+fn shown(text: &str) -> String {
+    truncate(&printable(text), MAX_TEXT).into_owned()
+}
+
 /// Why the viewer could not get (or keep) what it asked the app for. The text
 /// names the address and says what to check.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,8 +31,11 @@ pub enum ClientError {
         /// The address.
         addr: String,
     },
-    /// A gRPC server without the taskscope service.
-    #[error("{addr} is a gRPC server, but not taskscope (console-subscriber? another service?)")]
+    /// A gRPC server with neither the taskscope service nor tokio-console's.
+    #[error(
+        "{addr} is a gRPC server, but speaks neither taskscope's protocol nor tokio-console's \
+         (another service?)"
+    )]
     NotTaskscope {
         /// The address.
         addr: String,
@@ -156,13 +168,16 @@ impl ClientError {
         if speaks_something_else(&lower) {
             return ClientError::NotGrpc { addr };
         }
-        ClientError::Lost { addr, detail: text }
+        ClientError::Lost {
+            addr,
+            detail: shown(&text),
+        }
     }
 
     /// An error status from a call (or from the stream of a call).
     pub fn from_status(addr: &str, status: &tonic::Status) -> ClientError {
         use tonic::Code;
-        let message = status.message().to_string();
+        let message = shown(status.message());
         match status.code() {
             Code::Unimplemented => ClientError::NotTaskscope {
                 addr: addr.to_string(),
@@ -186,6 +201,13 @@ impl ClientError {
             Code::DeadlineExceeded => ClientError::TimedOut {
                 addr: addr.to_string(),
                 what: "an answer".into(),
+            },
+            Code::OutOfRange if message.contains("message length too large") => ClientError::Lost {
+                addr: addr.to_string(),
+                detail: format!(
+                    "the app sent a message bigger than the {} MiB a viewer reads ({message})",
+                    crate::client::assemble::MAX_MESSAGE >> 20
+                ),
             },
             _ => {
                 if let Some(source) = status.source() {
@@ -243,7 +265,8 @@ mod tests {
         let e = ClientError::from_status(addr, &tonic::Status::unimplemented(""));
         assert_eq!(
             e.to_string(),
-            "127.0.0.1:6670 is a gRPC server, but not taskscope (console-subscriber? another service?)"
+            "127.0.0.1:6670 is a gRPC server, but speaks neither taskscope's protocol nor \
+             tokio-console's (another service?)"
         );
         assert!(e.is_incompatible());
         let e = ClientError::from_status(
@@ -292,6 +315,54 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "nothing listens on 127.0.0.1:1 — is the app running with taskscope, and TASKSCOPE_ADDR set to it?"
+        );
+    }
+
+    #[test]
+    fn what_a_server_says_is_kept_short_and_printable() {
+        let addr = "127.0.0.1:6670";
+        let hostile = format!(
+            "taskscope protocol \u{1b}]52;c;aGk=\u{7}\u{9b}2J{}",
+            "x".repeat(100_000)
+        );
+        for status in [
+            tonic::Status::failed_precondition(hostile.clone()),
+            tonic::Status::not_found(hostile.clone()),
+            tonic::Status::internal(hostile.clone()),
+            tonic::Status::resource_exhausted(hostile.clone()),
+        ] {
+            let text = ClientError::from_status(addr, &status).to_string();
+            assert!(!text.chars().any(char::is_control), "{:?}", &text[..80]);
+            assert!(
+                text.contains("\\x1b]52;c;aGk=\\x07\\u{9b}2J"),
+                "{}",
+                &text[..80]
+            );
+            assert!(text.len() < 2 * MAX_TEXT, "{}", text.len());
+            let whole = printable(&hostile).len();
+            assert!(
+                text.ends_with(&format!("[truncated, {whole} bytes]")),
+                "{}",
+                &text[text.len() - 40..]
+            );
+        }
+        let io = io::Error::other("reset by \u{1b}[2Jpeer");
+        let text = ClientError::from_transport(addr, &io).to_string();
+        assert!(text.contains("reset by \\x1b[2Jpeer"), "{text}");
+    }
+
+    #[test]
+    fn a_message_too_big_is_named_as_such() {
+        let status = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 5242881 bytes, the limit is: 4194304 bytes",
+        );
+        let text = ClientError::from_status("127.0.0.1:6670", &status).to_string();
+        assert!(
+            text.starts_with(
+                "lost the connection to 127.0.0.1:6670: the app sent a message bigger than the \
+                 4 MiB a viewer reads (Error, decoded message length too large: found 5242881"
+            ),
+            "{text}"
         );
     }
 }

@@ -14,6 +14,7 @@ use crate::client::auth::{Token, env_token};
 use crate::client::backoff::Backoff;
 use crate::client::connect;
 use crate::client::connect::Client;
+use crate::client::console_watch;
 use crate::client::convert;
 use crate::client::error::ClientError;
 use crate::client::probe::diagnose;
@@ -158,6 +159,15 @@ async fn session(
     };
     let mut stream = match client.watch(request).await {
         Ok(response) => response.into_inner(),
+        // Not taskscope's service: perhaps tokio-console's (console-subscriber).
+        Err(status) if status.code() == tonic::Code::Unimplemented => {
+            return match console_watch::session(addr, token, shown, updates, requests, connected)
+                .await
+            {
+                None => Ended::ViewerGone,
+                Some(err) => Ended::Failed(err),
+            };
+        }
         Err(status) => {
             let err = ClientError::from_status(shown, &status);
             return Ended::Failed(diagnose(addr, err).await);
@@ -257,6 +267,7 @@ pub(crate) async fn detail(
     let request = proto::TaskDetailRequest {
         protocol_version: PROTOCOL_VERSION,
         id,
+        include_async_stack: false,
     };
     let response = client
         .task_detail(request)

@@ -227,6 +227,8 @@ mod tests {
                 reason,
                 age_ms: 1,
                 idle_ms: 1,
+                waiting_at: Vec::new(),
+                waiting_at_note: None,
             },
             time: "t".into(),
             task: task(id, "l", at),

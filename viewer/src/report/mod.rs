@@ -38,6 +38,8 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use taskscope_api::format::printable;
+
 pub use window::{Window, parse_time};
 
 /// What `taskscope report` was asked for.
@@ -71,7 +73,8 @@ impl<W: Write> parse::Sink for Collect<W> {
     }
 
     fn unreadable(&mut self, error: &anyhow::Error) {
-        let _ = writeln!(self.stderr, "taskscope report: {error:#}");
+        let text = format!("{error:#}");
+        let _ = writeln!(self.stderr, "taskscope report: {}", printable(&text));
     }
 }
 

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::Value;
 use serde_json::error::Category;
+use taskscope_api::format::printable;
 use taskscope_api::{Finding, FindingKind, SCHEMA_VERSION};
 
 use super::window::Window;
@@ -46,9 +47,16 @@ pub struct Problem {
 }
 
 impl fmt::Display for Problem {
-    /// `FILE:LINE: reason`
+    /// `FILE:LINE: reason`, control characters made visible (the reason may
+    /// quote the line, and the line can hold anything).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+        write!(
+            f,
+            "{}:{}: {}",
+            printable(&self.file),
+            self.line,
+            printable(&self.reason)
+        )
     }
 }
 

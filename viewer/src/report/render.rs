@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use taskscope_api::format::{duration, table};
+use taskscope_api::format::{duration, printable, table};
 use taskscope_api::problems::ProblemGroup;
 use taskscope_api::slow_polls::{SlowPollGroup, WorstPoll};
 use taskscope_api::stack::{self, SourceRoots};
@@ -91,7 +91,12 @@ fn slow_polls_text(groups: &[SlowPollGroup], roots: &SourceRoots, full: bool, ou
             ));
         }
         if !group.task_names.is_empty() {
-            let mut names = group.task_names[..group.task_names.len().min(NAMES_SHOWN)].join(", ");
+            let shown = &group.task_names[..group.task_names.len().min(NAMES_SHOWN)];
+            let mut names = shown
+                .iter()
+                .map(|n| printable(n))
+                .collect::<Vec<_>>()
+                .join(", ");
             if group.task_names.len() > NAMES_SHOWN {
                 names.push_str(&format!(", … ({} names)", group.task_names.len()));
             }
@@ -110,7 +115,7 @@ fn worst_text(worst: &WorstPoll, roots: &[String], full: bool, out: &mut String)
         head.push_str(&format!(", task {}", task_text(task)));
     }
     if !worst.thread.is_empty() {
-        head.push_str(&format!(", thread {}", worst.thread));
+        head.push_str(&format!(", thread {}", printable(&worst.thread)));
     }
     out.push_str(&head);
     out.push('\n');
@@ -119,7 +124,7 @@ fn worst_text(worst: &WorstPoll, roots: &[String], full: bool, out: &mut String)
             .stack_unavailable
             .as_deref()
             .unwrap_or("none was captured");
-        out.push_str(&format!("      (no stack: {why})\n"));
+        out.push_str(&format!("      (no stack: {})\n", printable(why)));
     }
     let lines = stack::fold(&worst.stack, full);
     let shown = if full {
@@ -130,10 +135,11 @@ fn worst_text(worst: &WorstPoll, roots: &[String], full: bool, out: &mut String)
     for line in lines.iter().take(shown) {
         match line {
             stack::StackLine::Frame { frame, .. } => {
-                out.push_str(&format!("      {}\n", stack::frame_text(frame, roots)));
+                let text = stack::frame_text(frame, roots);
+                out.push_str(&format!("      {}\n", printable(&text)));
             }
             folded @ stack::StackLine::Folded { .. } => {
-                out.push_str(&format!("      {folded}\n"));
+                out.push_str(&format!("      {}\n", printable(&folded.to_string())));
             }
         }
     }
@@ -216,7 +222,8 @@ fn other_text(groups: &[ProblemGroup], out: &mut String) {
     for (group, line) in groups.iter().zip(lines) {
         out.push_str(line);
         out.push('\n');
-        out.push_str(&format!("    newest: {}\n", group.newest.message()));
+        let newest = group.newest.message();
+        out.push_str(&format!("    newest: {}\n", printable(&newest)));
     }
 }
 
@@ -238,10 +245,10 @@ fn lines_text(reading: &Reading) -> String {
         text.push_str(&format!("; {}", malformed_text(reading.malformed)));
     }
     if !reading.unreadable.is_empty() {
-        let names: Vec<&str> = reading
+        let names: Vec<_> = reading
             .unreadable
             .iter()
-            .map(|&i| reading.files[i].as_str())
+            .map(|&i| printable(&reading.files[i]))
             .collect();
         text.push_str(&format!("; could not read {}", names.join(", ")));
     }
@@ -276,9 +283,7 @@ pub fn json(summary: &Summary, reading: &Reading) -> String {
             .map(|&i| reading.files[i].as_str())
             .collect(),
     };
-    // Serializing plain structs of strings and numbers can't fail; say so if it does.
-    serde_json::to_string_pretty(&report)
-        .unwrap_or_else(|err| format!("{{\"error\":{:?}}}", err.to_string()))
+    taskscope_viewer::json::pretty(&report)
 }
 
 #[derive(Serialize)]
@@ -378,10 +383,11 @@ fn location(at: Option<&str>, none: &str) -> String {
     at.unwrap_or(none).to_string()
 }
 
-/// `17 "handler"`, or `17` for an unnamed task.
+/// `17 "handler"`, or `17` for an unnamed task (the name as a quoted
+/// string: its control characters escaped).
 fn task_text(task: &TaskRef) -> String {
     match &task.name {
-        Some(name) => format!("{} {name:?}", task.id),
+        Some(name) => format!("{} {}", task.id, printable(&format!("{name:?}"))),
         None => task.id.to_string(),
     }
 }

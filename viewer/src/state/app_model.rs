@@ -9,6 +9,7 @@ use crate::state::entry::{Marks, TaskCounts, TaskEntry, marks_for};
 use crate::state::held::Held;
 use crate::state::history::RuntimeHistory;
 use crate::state::model::{AppInfo, Connection, Dropped, Finding, RuntimeMetrics, TaskDetail};
+use crate::state::replay_status::ReplayStatus;
 use crate::state::slow_polls::{SlowPollGroup, SlowPolls};
 use crate::state::sort::{self, Column, TaskOrder};
 use crate::state::ui_state::UiState;
@@ -20,6 +21,12 @@ pub const KEEP_FINISHED: Duration = Duration::from_secs(10);
 
 /// The most findings other than slow polls kept for the problems view (the oldest go first).
 pub const MAX_PROBLEMS: usize = 5_000;
+
+/// The most tasks (live and recently finished) the model holds by default
+/// ([`Model::max_tasks`]): a server that sends more (a million tasks is far
+/// past what one app runs) cannot make the viewer grow; the tasks past it are
+/// counted ([`Model::tasks_refused`]) and the status line says so.
+pub const MAX_TASKS: usize = 1_000_000;
 
 /// The most (kind, location) groups of problems kept; findings at further
 /// locations are counted, not grouped.
@@ -44,6 +51,11 @@ pub struct Model {
     pub app: Option<AppInfo>,
     /// Live and recently finished tasks, by id.
     pub tasks: HashMap<u64, TaskEntry>,
+    /// The most tasks held ([`MAX_TASKS`] unless set otherwise).
+    pub max_tasks: usize,
+    /// New tasks left out because the model held [`Model::max_tasks`]
+    /// already (since the last snapshot).
+    pub tasks_refused: u64,
     /// Finished tasks in the order they ended, to expire them.
     pub(super) finish_queue: VecDeque<(Instant, u64)>,
     /// How many of `tasks` have ended.
@@ -88,6 +100,8 @@ pub struct Model {
     pub ui: UiState,
     /// Cached table order of the tasks view.
     pub(super) order: TaskOrder,
+    /// Set during `taskscope replay`: the replay's cursor, for the status line.
+    pub replay: Option<ReplayStatus>,
 }
 
 impl Model {
@@ -103,6 +117,8 @@ impl Model {
             connection_since: now,
             app: None,
             tasks: HashMap::new(),
+            max_tasks: MAX_TASKS,
+            tasks_refused: 0,
             finish_queue: VecDeque::new(),
             finished_count: 0,
             marks: HashMap::new(),
@@ -124,6 +140,7 @@ impl Model {
             detail: None,
             ui: UiState::default(),
             order: TaskOrder::default(),
+            replay: None,
         }
     }
 
@@ -410,6 +427,7 @@ mod tests {
                     version: "0".into(),
                     protocol: 1,
                     slow_poll_threshold: Duration::from_millis(100),
+                    source: Default::default(),
                 },
                 tasks: (1..=50).map(|id| task(id, false)).collect(),
                 finished: vec![],

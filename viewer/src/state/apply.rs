@@ -83,6 +83,7 @@ impl Model {
                 self.now = self.now.max(now);
                 self.app = Some(app);
                 self.tasks.clear();
+                self.tasks_refused = 0;
                 self.finished_count = 0;
                 self.tasks.reserve(tasks.len() + finished.len());
                 self.finish_queue.clear();
@@ -151,12 +152,17 @@ impl Model {
             self.insert_finished(task, now);
             return true;
         }
+        let full = self.tasks.len() >= self.max_tasks;
         match self.tasks.get_mut(&task.id) {
             // A late change of a task already known to have ended: its end wins.
             Some(entry) if entry.is_finished() => false,
             Some(entry) => {
                 entry.task = task;
                 entry.updated_at = now;
+                false
+            }
+            None if full => {
+                self.tasks_refused += 1;
                 false
             }
             None => {
@@ -178,6 +184,10 @@ impl Model {
         let id = task.id;
         let known = self.tasks.get(&id);
         match known {
+            None if self.tasks.len() >= self.max_tasks => {
+                self.tasks_refused += 1;
+                return;
+            }
             None => self.order.row_added(id),
             // It moves from the live rows to the finished ones (or, live
             // only, out of the table): taken out and placed again.

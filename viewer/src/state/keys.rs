@@ -80,6 +80,16 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The keys of `taskscope replay`, as the help lists them first in a replay:
+/// they take the place of the live view's `p`, and of ← → `g` `G` (the sort
+/// column stays on `<` `>`, the top and bottom of lists on Home End).
+pub const REPLAY_BINDINGS: &[(&str, &str)] = &[
+    ("space  p", "replay: play / pause"),
+    ("← →", "replay: 10 s back / forward"),
+    ("g G", "replay: to the start / the end of the recording"),
+    ("+ -", "replay: play faster / slower (1× to 64×)"),
+];
+
 impl Model {
     /// Handles one key pressed at `now`; returns what the outside world must do, if anything.
     pub fn handle_key(&mut self, key: KeyEvent, now: Instant) -> Option<Action> {

@@ -42,19 +42,22 @@ pub mod history;
 pub mod keys;
 pub mod model;
 pub mod problems;
+mod replay_status;
 pub mod slow_polls;
 pub mod sort;
 mod ui_state;
 mod view;
 
 pub use app_model::{
-    KEEP_FINISHED, MAX_PROBLEM_GROUPS, MAX_PROBLEMS, Model, RESORT_AT_ONCE_UP_TO, RESORT_EVERY,
+    KEEP_FINISHED, MAX_PROBLEM_GROUPS, MAX_PROBLEMS, MAX_TASKS, Model, RESORT_AT_ONCE_UP_TO,
+    RESORT_EVERY,
 };
 pub use entry::{Marks, TaskCounts, TaskEntry};
 pub use held::MAX_HELD_FINDINGS;
 pub use history::{HISTORY_WINDOW, RuntimeHistory, Sample};
 pub use keys::Action;
 pub use model::*;
+pub use replay_status::ReplayStatus;
 pub use slow_polls::{SlowOrder, SlowPollGroup, SlowPolls};
 pub use sort::{Column, SortSpec};
 pub use ui_state::UiState;

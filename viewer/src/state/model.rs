@@ -69,6 +69,20 @@ pub struct Dropped {
     pub findings: u64,
     /// Updates this viewer missed (its queue on the server was full).
     pub updates: u64,
+    /// Events a console-subscriber app could not record (its buffer was
+    /// full): what it shows of its tasks is missing some of their activity.
+    pub app_events: u64,
+}
+
+/// Which protocol the app speaks, and so what the viewer can show of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AppSource {
+    /// taskscope's own (`taskscope.v1`): everything.
+    #[default]
+    Taskscope,
+    /// tokio-console's, from console-subscriber: tasks, polls, wakers and
+    /// poll histograms; no stacks, no findings, no runtime metrics.
+    ConsoleSubscriber,
 }
 
 /// Who the app is.
@@ -84,6 +98,8 @@ pub struct AppInfo {
     pub protocol: u32,
     /// Slow-poll threshold in force.
     pub slow_poll_threshold: Duration,
+    /// Which protocol it speaks.
+    pub source: AppSource,
 }
 
 /// Everything about one task, asked for when the user opens it.

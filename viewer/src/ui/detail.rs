@@ -10,7 +10,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
-use crate::state::{FindingKind, Marks, Model, TaskDetail};
+use crate::state::{AppSource, FindingKind, Marks, Model, TaskDetail};
 use crate::ui::text::{clamp_scroll, dur, heading, ms, stack_hint, stack_lines};
 
 /// Width of the longest histogram bar, in cells.
@@ -132,7 +132,14 @@ fn lines(model: &Model, id: u64) -> Vec<Line<'static>> {
     out.push(Line::raw(""));
     out.push(heading("Poll durations"));
     let threshold = model.app.as_ref().map(|a| a.slow_poll_threshold);
-    histogram(detail, threshold, &mut out);
+    if model.replay.is_some() {
+        out.push(Line::styled(
+            "  not in a recording (the app sends a task's histogram only when asked)",
+            dim,
+        ));
+    } else {
+        histogram(detail, threshold, &mut out);
+    }
 
     out.push(Line::raw(""));
     let mut slow_heading = heading(format!("Slow polls ({})", detail.slow_polls.len()));
@@ -143,7 +150,13 @@ fn lines(model: &Model, id: u64) -> Vec<Line<'static>> {
         ));
     }
     out.push(slow_heading);
-    if detail.slow_polls.is_empty() {
+    if console_app(model) {
+        out.push(Line::styled(
+            "  not reported by console-subscriber (no stacks): the longest poll above says \
+             whether one was slow",
+            dim,
+        ));
+    } else if detail.slow_polls.is_empty() {
         out.push(Line::styled("  none", dim));
     }
     // Newest first.
@@ -188,12 +201,25 @@ fn lines(model: &Model, id: u64) -> Vec<Line<'static>> {
     out.push(heading("Async stack"));
     match &detail.async_stack {
         Some(stack) => out.extend(stack.lines().map(|l| Line::raw(format!("  {l}")))),
+        None if model.replay.is_some() => {
+            out.push(Line::styled("  not in a recording", dim));
+        }
+        None if console_app(model) => {
+            out.push(Line::styled("  not available from console-subscriber", dim))
+        }
         None => out.push(Line::styled(
             "  not available (the app was not built with --cfg tokio_taskdump)",
             dim,
         )),
     }
     out
+}
+
+fn console_app(model: &Model) -> bool {
+    model
+        .app
+        .as_ref()
+        .is_some_and(|a| a.source == AppSource::ConsoleSubscriber)
 }
 
 fn bound_text(bound: Option<Duration>, previous: Option<Duration>) -> String {

@@ -7,18 +7,27 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
 use crate::state::Marks;
-use crate::state::keys::BINDINGS;
+use crate::state::keys::{BINDINGS, REPLAY_BINDINGS};
 use crate::ui::text::heading;
 
-/// Draws the help into `area`.
-pub fn draw(frame: &mut Frame, area: Rect, _model: &crate::state::Model) {
-    let width = BINDINGS
+/// Draws the help into `area` (in a replay, the replay's keys first).
+pub fn draw(frame: &mut Frame, area: Rect, model: &crate::state::Model) {
+    let replay = model.replay.is_some();
+    let bindings: Vec<&(&str, &str)> = if replay {
+        REPLAY_BINDINGS
+            .iter()
+            .chain(BINDINGS.iter().filter(|(keys, _)| *keys != "p"))
+            .collect()
+    } else {
+        BINDINGS.iter().collect()
+    };
+    let width = bindings
         .iter()
         .map(|(k, _)| k.chars().count())
         .max()
         .unwrap_or(0);
     let mut lines = vec![heading("Keys")];
-    for (keys, what) in BINDINGS {
+    for (keys, what) in bindings {
         lines.push(Line::from(vec![
             Span::styled(
                 format!("  {keys:<width$}  "),

@@ -2,7 +2,8 @@
 //!
 //! [`draw`] lays out a frame: the tab bar on top, the current view (or the
 //! help), and a status line at the bottom that always says how the connection
-//! is, and `PAUSED` while paused.
+//! is, and `PAUSED` while paused (in a replay: `REPLAY`, the recorded time at
+//! the cursor and where it is in the recording).
 
 pub mod detail;
 pub mod help;
@@ -21,7 +22,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::state::{Connection, Model, View};
+use crate::state::{AppSource, Connection, Model, ReplayStatus, View};
 
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, model: &mut Model) {
@@ -82,10 +83,11 @@ fn draw_tabs(frame: &mut Frame, area: Rect, model: &Model) {
     }
     spans.pop();
     if let Some(app) = &model.app {
-        spans.push(Span::styled(
-            format!("  {} (pid {})", app.name, app.pid),
-            Style::new().fg(Color::Cyan),
-        ));
+        let who = match app.source {
+            AppSource::Taskscope => format!("  {} (pid {})", app.name, app.pid),
+            AppSource::ConsoleSubscriber => format!("  {}", app.name),
+        };
+        spans.push(Span::styled(who, Style::new().fg(Color::Cyan)));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -117,7 +119,28 @@ pub fn connection_text(model: &Model) -> String {
     }
 }
 
+/// What the status line says of an app that embeds console-subscriber: that
+/// it is one, and what is not available there (`None` for taskscope's).
+pub fn console_text(model: &Model) -> Option<String> {
+    let app = model.app.as_ref()?;
+    if app.source != AppSource::ConsoleSubscriber {
+        return None;
+    }
+    let mut text = String::from(
+        " console-subscriber app (tokio-console's protocol): no stacks, no findings; \
+         slow polls from its poll histograms",
+    );
+    if model.tasks.is_empty() && matches!(model.connection, Connection::Connected { .. }) {
+        text.push_str("; no tasks: is it built with --cfg tokio_unstable?");
+    }
+    Some(text)
+}
+
 fn draw_status(frame: &mut Frame, area: Rect, model: &Model) {
+    if let Some(replay) = &model.replay {
+        draw_replay_status(frame, area, model, replay);
+        return;
+    }
     let color = match model.connection {
         Connection::Connected { .. } => Color::Green,
         Connection::Connecting { .. } => Color::Yellow,
@@ -144,9 +167,27 @@ fn draw_status(frame: &mut Frame, area: Rect, model: &Model) {
         }
         left.push(Span::raw(held));
     }
+    if let Some(text) = console_text(model) {
+        left.push(Span::styled(text, Style::new().fg(Color::Cyan)));
+    }
+    if model.dropped.app_events > 0 {
+        left.push(Span::styled(
+            format!("  {} events lost by the app", model.dropped.app_events),
+            Style::new().fg(Color::Red),
+        ));
+    }
     if model.dropped.updates > 0 {
         left.push(Span::styled(
             format!("  missed {} updates", model.dropped.updates),
+            Style::new().fg(Color::Red),
+        ));
+    }
+    if model.tasks_refused > 0 {
+        left.push(Span::styled(
+            format!(
+                "  {} tasks not shown: the app sent more than {}",
+                model.tasks_refused, model.max_tasks
+            ),
             Style::new().fg(Color::Red),
         ));
     }
@@ -168,4 +209,108 @@ fn draw_status(frame: &mut Frame, area: Rect, model: &Model) {
         ))),
         right_area,
     );
+}
+
+/// The status line of `taskscope replay`: that it is a replay, the recorded
+/// time at the cursor and where it is in the recording, playing or paused.
+fn draw_replay_status(frame: &mut Frame, area: Rect, model: &Model, replay: &ReplayStatus) {
+    let mut left = vec![
+        Span::styled(
+            " REPLAY ",
+            Style::new()
+                .fg(Color::Black)
+                .bg(Color::Cyan)
+                .add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(
+            format!(" {} ", replay_time_text(replay)),
+            Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+        ),
+    ];
+    let state = if replay.at_end {
+        Span::styled(" END ", Style::new().add_modifier(Modifier::BOLD))
+    } else if replay.playing {
+        Span::raw(format!(" ▶ {}× ", replay.speed))
+    } else {
+        Span::styled(
+            " PAUSED ",
+            Style::new()
+                .fg(Color::Black)
+                .bg(Color::Yellow)
+                .add_modifier(Modifier::BOLD),
+        )
+    };
+    left.push(state);
+    left.push(Span::styled(
+        format!(" {}", replay.file),
+        Style::new().add_modifier(Modifier::DIM),
+    ));
+    if replay.missing > 0 {
+        left.push(Span::styled(
+            format!(
+                "  {} updates missing (the app dropped them)",
+                replay.missing
+            ),
+            Style::new().fg(Color::Red),
+        ));
+    }
+    if replay.problems > 0 {
+        left.push(Span::styled(
+            format!(
+                "  ⚠ {} reading the recording (listed on exit)",
+                plural(replay.problems, "problem")
+            ),
+            Style::new().fg(Color::Red),
+        ));
+    }
+    if model.dropped.updates > 0 {
+        left.push(Span::styled(
+            format!("  missed {} updates", model.dropped.updates),
+            Style::new().fg(Color::Red),
+        ));
+    }
+    let hints = if model.ui.filter_typing {
+        "filter: Enter keeps, Esc clears "
+    } else {
+        "space pause  ←→ 10s  g G start/end  ? help  q quit "
+    };
+    let [left_area, right_area] = Layout::horizontal([
+        Constraint::Min(1),
+        Constraint::Length(hints.chars().count() as u16),
+    ])
+    .areas(area);
+    frame.render_widget(Paragraph::new(Line::from(left)), left_area);
+    frame.render_widget(
+        Paragraph::new(Line::from(Span::styled(
+            hints,
+            Style::new().add_modifier(Modifier::DIM),
+        ))),
+        right_area,
+    );
+}
+
+/// The recorded time at the replay's cursor and where it is in the
+/// recording: `2026-11-22 10:00:42.5 UTC  0:42 / 5:00`.
+pub fn replay_time_text(replay: &ReplayStatus) -> String {
+    // 2026-11-22T10:00:42.537Z -> 2026-11-22 10:00:42.5 (tenths, cut, not rounded)
+    let at = humantime::format_rfc3339_millis(replay.at)
+        .to_string()
+        .replacen('T', " ", 1);
+    let at = at.get(..21).unwrap_or(&at);
+    format!(
+        "{at} UTC  {} / {}",
+        clock(replay.elapsed),
+        clock(replay.length)
+    )
+}
+
+/// `m:ss`, or `h:mm:ss` from an hour on.
+fn clock(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
 }
