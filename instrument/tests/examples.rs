@@ -79,6 +79,11 @@ fn binary(name: &str) -> PathBuf {
 /// Runs the example with taskscope's settings at their defaults, except the
 /// viewer server, which is off (tests never take the default port).
 fn run(name: &str) -> Run {
+    run_with(name, &[])
+}
+
+/// [`run`], with these variables set too.
+fn run_with(name: &str, vars: &[(&str, &str)]) -> Run {
     let mut command = Command::new(binary(name));
     for (key, _) in std::env::vars_os() {
         let key_text = key.to_string_lossy();
@@ -86,6 +91,7 @@ fn run(name: &str) -> Run {
             command.env_remove(&key);
         }
     }
+    command.envs(vars.iter().copied());
     let mut child = command
         .env("TASKSCOPE_ADDR", "off")
         .stdin(Stdio::null())
@@ -139,8 +145,10 @@ fn marked_line(name: &str, marker: &str) -> String {
         .map(|line| line.trim_start_matches("//!").trim())
         .collect::<Vec<_>>()
         .join(" ");
+    // `path:line:col` or, for a stack frame, `(path:line)`.
+    let frame = format!("({})", location.trim_end_matches(':'));
     assert!(
-        header.contains(&location),
+        header.contains(&location) || header.contains(&frame),
         "the header of {name}.rs should name {location} (the line marked {marker:?})"
     );
     location
@@ -270,4 +278,83 @@ fn leak_guard_lists_the_task_left_behind_with_its_spawn_line() {
     let task = line_with(&run.stdout, "\"reconnect-loop\"", &run);
     assert_has(task, &format!("spawned at {leaked}"), &run);
     assert_has(task, ": idle, idle for ", &run);
+}
+
+/// A loopback port nobody listens on now (the default ports are never used:
+/// other tests run at the same time).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+#[test]
+fn metrics_shows_the_slow_line_and_the_live_tasks_by_spawn_location() {
+    let slow = marked_line("metrics", "// a slow poll");
+    let alive = marked_line("metrics", "// three alive");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let run = run_with("metrics", &[("TASKSCOPE_METRICS_ADDR", &addr)]);
+    assert_has(&run.stdout, &format!("From http://{addr}/metrics"), &run);
+    // `marked_line` ends with the line's colon; the column follows.
+    let series = |metric: &str, location: &str| -> String {
+        let prefix = format!("{metric}{{spawned_at=\"{location}");
+        line_with(&run.stdout, &prefix, &run).trim().to_string()
+    };
+    assert!(
+        series("taskscope_slow_polls_total", &slow).ends_with("\"} 1"),
+        "{}",
+        run.both()
+    );
+    assert!(
+        series("taskscope_slow_polls_total", &alive).ends_with("\"} 0"),
+        "{}",
+        run.both()
+    );
+    assert!(
+        series("taskscope_tasks_alive", &alive).ends_with("\"} 3"),
+        "{}",
+        run.both()
+    );
+    assert!(
+        series("taskscope_tasks_alive", &slow).ends_with("\"} 0"),
+        "{}",
+        run.both()
+    );
+    assert_has(&run.stdout, "taskscope_runtime_workers ", &run);
+}
+
+#[test]
+fn taskdump_shows_where_the_task_waits_or_how_to_get_it() {
+    let waits = marked_line("taskdump", "// the stack names this line");
+    let spawned = marked_line("taskdump", "// spawned here");
+    let run = run("taskdump");
+    // `marked_line` gives `path:line:`; a stack frame is `(path:line)`.
+    let waits_frame = format!("({})", waits.trim_end_matches(':'));
+    if cfg!(all(
+        feature = "taskdump",
+        tokio_unstable,
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )) {
+        let task = line_with(&run.stdout, "\"mailbox\" spawned at ", &run);
+        assert_has(task, &spawned, &run);
+        let frame = line_with(&run.stdout, "taskdump::next_letter", &run);
+        assert_has(frame, &waits_frame, &run);
+        assert_has(
+            &run.stdout,
+            "tokio::sync::mpsc::bounded::Receiver::recv",
+            &run,
+        );
+        let leak = line_with(&run.stderr, "was destroyed but it is pending!", &run);
+        assert_has(
+            leak,
+            &format!("; waiting at {}", waits.trim_end_matches(':')),
+            &run,
+        );
+    } else {
+        let no = line_with(&run.stdout, "No stacks: ", &run);
+        assert_has(no, "features = [\"taskdump\"]", &run);
+        assert!(!run.stdout.contains(&waits_frame), "{}", run.both());
+    }
 }
