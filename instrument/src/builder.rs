@@ -487,6 +487,12 @@ impl Builder {
 /// the watchdog and the viewer server. Each failure to start is one warning
 /// on stderr; the app goes on.
 fn start_threads(session: &Arc<Session>, sinks: Option<crate::pipeline::Sinks>) {
+    #[cfg(not(tokio_unstable))]
+    eprintln!(
+        "taskscope: this program was built without `--cfg tokio_unstable`, so Tokio has neither \
+         task hooks nor task spans and taskscope sees no task (only futures wrapped with \
+         taskscope::track); build with RUSTFLAGS=\"--cfg tokio_unstable\" (README: \"Why --cfg tokio_unstable\")"
+    );
     capture::panics::install();
     if let Some(sinks) = sinks {
         let spawned = std::thread::Builder::new()

@@ -25,6 +25,13 @@ fn free_loopback_addr() -> anyhow::Result<SocketAddr> {
 
 /// Starts the demo app on its own threads; returns the address its server listens on.
 pub fn start_app() -> anyhow::Result<ServerAddr> {
+    if !cfg!(tokio_unstable) {
+        anyhow::bail!(
+            "this taskscope was built without `--cfg tokio_unstable`, so its demo app's tasks \
+             cannot be seen (attach, dump and report work as usual); reinstall it with \
+             RUSTFLAGS=\"--cfg tokio_unstable\" cargo install taskscope-viewer"
+        );
+    }
     let addr = ServerAddr::Tcp(free_loopback_addr()?);
     let report = std::env::temp_dir().join(format!("taskscope-demo-{}.jsonl", std::process::id()));
     // Panics of the demo's tasks must not print over the live view.
@@ -52,6 +59,7 @@ pub fn start_app() -> anyhow::Result<ServerAddr> {
 }
 
 #[track_caller]
+#[cfg(tokio_unstable)]
 fn named<F>(name: &str, future: F) -> tokio::task::JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
@@ -61,6 +69,18 @@ where
         .name(name)
         .spawn(future)
         .expect("spawn a demo task")
+}
+
+/// Without `--cfg tokio_unstable` Tokio cannot name tasks (and `start_app`
+/// refuses to run the demo); this only keeps such a build compiling.
+#[track_caller]
+#[cfg(not(tokio_unstable))]
+fn named<F>(_name: &str, future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(future)
 }
 
 async fn app() {

@@ -11,6 +11,7 @@ pub mod client;
 pub mod demo;
 pub mod dump;
 pub mod json;
+pub mod progress;
 pub mod replay;
 pub mod state;
 pub mod tree;

@@ -189,9 +189,18 @@ fn live_view(addr: ServerAddr) -> anyhow::Result<()> {
 /// `taskscope replay FILE`: the live view on a recording, then what could
 /// not be read (it is also counted in the status line meanwhile).
 fn replay(file: &std::path::Path) -> ExitCode {
-    // Loading reports its progress here (bytes read of the total): the place
-    // for a progress bar on stderr.
-    let mut progress = |_: &taskscope_viewer::replay::Progress| {};
+    // Loading reports its progress (bytes read of the total): a bar on
+    // stderr when it is a terminal, made once the total is known and taken
+    // off before the live view starts.
+    use taskscope_viewer::progress::{Bar, REPLAY_MIN_BYTES};
+    let mut bar: Option<Bar> = None;
+    let mut progress = |p: &taskscope_viewer::replay::Progress| {
+        let bar = bar.get_or_insert_with(|| Bar::on_stderr("loading", p.total, REPLAY_MIN_BYTES));
+        bar.set(p.read);
+        if p.read >= p.total {
+            bar.finish();
+        }
+    };
     match replay_view(file, &mut progress) {
         Ok(problems) => {
             for problem in problems {

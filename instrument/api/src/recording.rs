@@ -9,15 +9,15 @@
 //! |---|---|
 //! | 14 | [`MAGIC`], `TASKSCOPE-REC\n` |
 //! | 4 | the format version, little-endian ([`FORMAT_VERSION`], 1) |
-//! | a frame | a [`RecordingHeader`](crate::proto::RecordingHeader): format and protocol versions, the app, when the segment and its run started |
-//! | frames | a [`Record`](crate::proto::Record) each, to the end of the file: one chunk of one update, exactly as a viewer receives it |
+//! | a frame | a [`RecordingHeader`]: format and protocol versions, the app, when the segment and its run started |
+//! | frames | a [`Record`] each, to the end of the file: one chunk of one update, exactly as a viewer receives it |
 //!
 //! and a frame is the message's length (a varint, as protobuf's
 //! length-delimited messages), the message, and the CRC-32 (IEEE) of the
 //! message's bytes (4 bytes, little-endian). A record's update is its last
 //! field, so the app writes the bytes it encoded once for its viewers after a
 //! few bytes of its own ([`record_frame`]), and a reader indexes a recording
-//! by decoding each record's [`RecordHead`](crate::proto::RecordHead)
+//! by decoding each record's [`RecordHead`]
 //! (sequence number, time, snapshot or delta), which skips the update.
 //!
 //! Every segment starts with a full snapshot, so a recording whose oldest

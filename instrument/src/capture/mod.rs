@@ -12,6 +12,12 @@
 //! The first two come with the default cargo feature `tracing-capture`. One
 //! of them per process ([`mode`]).
 
+#[cfg(tokio_unstable)]
+pub(crate) mod hooks;
+// Without `--cfg tokio_unstable` Tokio has no task hooks: the same `install`,
+// which installs nothing (taskscope then sees no task; the builder says so).
+#[cfg(not(tokio_unstable))]
+#[path = "no_hooks.rs"]
 pub(crate) mod hooks;
 #[cfg(feature = "tracing-capture")]
 pub(crate) mod layer;

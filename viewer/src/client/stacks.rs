@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use taskscope_api::StackFrame;
 
 /// Where an app's tasks wait: one Tokio task dump, taken by the app when
-/// asked for ([`list_tasks_and_stacks`]).
+/// asked for ([`list_tasks_and_stacks`](crate::client::list_tasks_and_stacks)).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stacks {
     /// Each live task's async stack, by task id.

@@ -43,7 +43,7 @@ pub fn of(stacks: &Stacks, task: &ListedTask) -> AsyncStack {
 }
 
 /// `s` with control characters made visible (strings from the app are
-/// printed to a terminal), as everywhere else ([`format::printable`]).
+/// printed to a terminal), as everywhere else ([`format::printable`](taskscope_api::format::printable)).
 pub fn visible(s: &str) -> String {
     taskscope_api::format::printable(s).into_owned()
 }

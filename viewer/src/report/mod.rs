@@ -39,6 +39,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use taskscope_api::format::printable;
+use taskscope_viewer::progress::{Bar, REPORT_MIN_BYTES};
 
 pub use window::{Window, parse_time};
 
@@ -61,6 +62,23 @@ pub struct Options {
 struct Collect<W: Write> {
     aggregator: group::Aggregator,
     stderr: W,
+    /// The progress bar (on big files, when stderr is a terminal), taken off
+    /// the screen while a line goes to stderr.
+    bar: Bar,
+}
+
+impl<W: Write> Collect<W> {
+    /// One line on stderr, written at once when a bar is on the screen.
+    fn line(&mut self, text: std::fmt::Arguments<'_>) {
+        let Collect { stderr, bar, .. } = self;
+        bar.suspend(|| {
+            let _ = stderr.write_fmt(text);
+            let _ = stderr.write_all(b"\n");
+            if bar.is_shown() {
+                let _ = stderr.flush();
+            }
+        });
+    }
 }
 
 impl<W: Write> parse::Sink for Collect<W> {
@@ -69,25 +87,39 @@ impl<W: Write> parse::Sink for Collect<W> {
     }
 
     fn problem(&mut self, problem: &parse::Problem) {
-        let _ = writeln!(self.stderr, "{problem}");
+        self.line(format_args!("{problem}"));
     }
 
     fn unreadable(&mut self, error: &anyhow::Error) {
         let text = format!("{error:#}");
-        let _ = writeln!(self.stderr, "taskscope report: {}", printable(&text));
+        self.line(format_args!("taskscope report: {}", printable(&text)));
     }
 }
 
 /// Runs the report: output on stdout, problems on stderr.
 pub fn run(options: &Options) -> ExitCode {
+    // The named files' sizes (standard input's is unknown), for the bar.
+    let total: u64 = options
+        .files
+        .iter()
+        .filter(|path| path.as_os_str() != "-")
+        .filter_map(|path| std::fs::metadata(path).ok())
+        .map(|meta| meta.len())
+        .sum();
+    let bar = Bar::on_stderr("reading", total, REPORT_MIN_BYTES);
+    let mut progress = |done: u64| bar.set(done);
     let mut sink = Collect {
         aggregator: group::Aggregator::new(),
         stderr: io::BufWriter::new(io::stderr().lock()),
+        bar: bar.clone(),
     };
-    let reading = parse::read_files(&options.files, &options.window, &mut sink);
+    let reading =
+        parse::read_files_with_progress(&options.files, &options.window, &mut sink, &mut progress);
+    bar.finish();
     let Collect {
         aggregator,
         mut stderr,
+        ..
     } = sink;
     if reading.malformed > 0 {
         let _ = writeln!(

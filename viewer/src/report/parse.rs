@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -88,8 +88,21 @@ pub struct Reading {
 /// Reads every file in order into `sink`. A file that can't be read is also
 /// listed in [`Reading::unreadable`]; reading goes on with the next line or file
 /// whatever happens.
+#[cfg(test)]
 pub fn read_files(paths: &[PathBuf], window: &Window, sink: &mut dyn Sink) -> Reading {
+    read_files_with_progress(paths, window, sink, &mut |_| {})
+}
+
+/// [`read_files`], calling `progress` with the bytes read so far of all the
+/// named files (not standard input), as it reads them.
+pub fn read_files_with_progress(
+    paths: &[PathBuf],
+    window: &Window,
+    sink: &mut dyn Sink,
+    progress: &mut dyn FnMut(u64),
+) -> Reading {
     let mut reading = Reading::default();
+    let mut done = 0u64;
     for path in paths {
         let index = reading.files.len();
         let is_stdin = path.as_os_str() == "-";
@@ -103,8 +116,13 @@ pub fn read_files(paths: &[PathBuf], window: &Window, sink: &mut dyn Sink) -> Re
             read_lines(io::stdin().lock(), index, &name, window, &mut reading, sink)
         } else {
             File::open(path).and_then(|file| {
+                let mut counted = Counting {
+                    inner: file,
+                    done: &mut done,
+                    progress: &mut *progress,
+                };
                 read_lines(
-                    BufReader::with_capacity(1 << 16, file),
+                    BufReader::with_capacity(1 << 16, &mut counted),
                     index,
                     &name,
                     window,
@@ -119,6 +137,22 @@ pub fn read_files(paths: &[PathBuf], window: &Window, sink: &mut dyn Sink) -> Re
         }
     }
     reading
+}
+
+/// A reader that adds what it reads to `done` and tells `progress`.
+struct Counting<'a, R> {
+    inner: R,
+    done: &'a mut u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        *self.done += n as u64;
+        (self.progress)(*self.done);
+        Ok(n)
+    }
 }
 
 /// Reads one file's lines into `reading`. Only an I/O error ends it early.
@@ -456,5 +490,31 @@ mod tests {
             sink.errors[0]
                 .starts_with("cannot read report file /nonexistent/taskscope-report.jsonl: ")
         );
+    }
+
+    #[test]
+    fn progress_counts_the_bytes_of_every_file_up_to_their_total() {
+        let dir = std::env::temp_dir().join(format!("taskscope-progress-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Two files of several 64 KiB reads each.
+        let one = dir.join("one.jsonl");
+        let two = dir.join("two.jsonl");
+        let line = format!("{SLOW}\n");
+        std::fs::write(&one, line.repeat(2000)).unwrap();
+        std::fs::write(&two, line.repeat(1000)).unwrap();
+        let total = (line.len() * 3000) as u64;
+        let mut seen = Vec::new();
+        let mut sink = Collect::default();
+        let reading = read_files_with_progress(
+            &[one, PathBuf::from("/nonexistent/x.jsonl"), two],
+            &Window::default(),
+            &mut sink,
+            &mut |done| seen.push(done),
+        );
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(reading.valid, 3000);
+        assert!(seen.len() > 3, "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+        assert_eq!(seen.last(), Some(&total));
     }
 }

@@ -400,8 +400,8 @@ impl SortContext<'_> {
         by_key.then(a_id.cmp(&b_id))
     }
 
-    /// The order of two rows, as [`TaskOrder::rebuild`] sorts them: live
-    /// before finished, then by key.
+    /// The order of two rows, as the full rebuild of the task order sorts
+    /// them: live before finished, then by key.
     pub fn compare(&self, a: &TaskEntry, b: &TaskEntry) -> std::cmp::Ordering {
         a.is_finished()
             .cmp(&b.is_finished())
