@@ -638,6 +638,12 @@ mod tests {
         }
         assert_eq!(recording.stats().dropped, 3);
         let thread = std::thread::spawn(move || writer.run());
+        // The writer drains the full queue first: the last item then has room.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while control.stats().written < super::super::record_queue::QUEUE_UPDATES as u64 {
+            assert!(Instant::now() < deadline, "the writer drains the queue");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let publisher = std::thread::spawn(move || {
             while !recording.finish_wanted() {
                 std::thread::sleep(Duration::from_millis(5));
@@ -648,14 +654,16 @@ mod tests {
             recording
         });
         assert!(control.finish(Instant::now() + Duration::from_secs(20)));
+        // The last item is on disk once finish returns.
+        let seqs = &segments_of(&path)[0].1;
+        assert_eq!(seqs.last(), Some(&99));
+        drop(publisher.join().unwrap());
+        thread.join().unwrap();
+        // Counted by the writer after it wrote: read once it is done.
         let stats = control.stats();
         assert_eq!(
             stats.written,
             super::super::record_queue::QUEUE_UPDATES as u64 + 1
         );
-        let seqs = &segments_of(&path)[0].1;
-        assert_eq!(seqs.last(), Some(&99));
-        drop(publisher.join().unwrap());
-        thread.join().unwrap();
     }
 }
