@@ -191,24 +191,7 @@ fn draw_status(frame: &mut Frame, area: Rect, model: &Model) {
             Style::new().fg(Color::Red),
         ));
     }
-    let hints = if model.ui.filter_typing {
-        "filter: Enter keeps, Esc clears "
-    } else {
-        "? help  p pause  q quit "
-    };
-    let [left_area, right_area] = Layout::horizontal([
-        Constraint::Min(1),
-        Constraint::Length(hints.chars().count() as u16),
-    ])
-    .areas(area);
-    frame.render_widget(Paragraph::new(Line::from(left)), left_area);
-    frame.render_widget(
-        Paragraph::new(Line::from(Span::styled(
-            hints,
-            Style::new().add_modifier(Modifier::DIM),
-        ))),
-        right_area,
-    );
+    draw_status_row(frame, area, model, left, "? help  p pause  q quit ");
 }
 
 /// The status line of `taskscope replay`: that it is a replay, the recorded
@@ -269,10 +252,28 @@ fn draw_replay_status(frame: &mut Frame, area: Rect, model: &Model, replay: &Rep
             Style::new().fg(Color::Red),
         ));
     }
+    draw_status_row(
+        frame,
+        area,
+        model,
+        left,
+        "space pause  ←→ 10s  g G start/end  ? help  q quit ",
+    );
+}
+
+/// The status line's row: `left` from the left, the key hints (`hints`, or
+/// the filter's while one is typed) dim at the right.
+fn draw_status_row(
+    frame: &mut Frame,
+    area: Rect,
+    model: &Model,
+    left: Vec<Span<'static>>,
+    hints: &'static str,
+) {
     let hints = if model.ui.filter_typing {
         "filter: Enter keeps, Esc clears "
     } else {
-        "space pause  ←→ 10s  g G start/end  ? help  q quit "
+        hints
     };
     let [left_area, right_area] = Layout::horizontal([
         Constraint::Min(1),
