@@ -425,31 +425,14 @@ fn serves_console(addr: &str) -> Result<(), tonic::Status> {
     })
 }
 
+/// `settings_app` serving on a free address with `TASKSCOPE_CONSOLE=value`,
+/// and whether it answered tokio-console's `WatchState` ([`serve_with`]).
 fn serve_with_console(value: &str) -> (Output, Result<(), tonic::Status>) {
-    use std::io::{BufRead, BufReader, Write};
     let addr = format!("127.0.0.1:{}", taskscope_tests::free_port());
-    let mut child = Command::new(APP)
-        .arg("serve")
-        .env_remove("RUST_LOG")
-        .env_remove("TASKSCOPE_REPORT")
-        .env_remove("TASKSCOPE_TOKEN")
-        .env("TASKSCOPE_ADDR", &addr)
-        .env("TASKSCOPE_CONSOLE", value)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
-    let served = serves_console(&addr);
-    let _ = writeln!(child.stdin.take().unwrap());
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    (output, served)
+    serve_with(
+        &[("TASKSCOPE_ADDR", &addr), ("TASKSCOPE_CONSOLE", value)],
+        |_| serves_console(&addr),
+    )
 }
 
 #[test]
