@@ -274,6 +274,21 @@ impl Builder {
         self
     }
 
+    /// Which polls are timed (as `TASKSCOPE_POLL_TIMING`): long ones always and
+    /// one short poll in eight ([`PollTiming::Sampled`](crate::PollTiming), the
+    /// default), or every poll ([`PollTiming::Every`](crate::PollTiming): exact
+    /// busy times and poll histograms, for a few nanoseconds more a poll).
+    ///
+    /// ```
+    /// use taskscope::PollTiming;
+    /// let builder = taskscope::Builder::new().poll_timing(PollTiming::Every);
+    /// assert_eq!(builder.settings().poll_timing, PollTiming::Every);
+    /// ```
+    pub fn poll_timing(mut self, timing: crate::PollTiming) -> Builder {
+        self.settings.poll_timing = timing;
+        self
+    }
+
     /// How many finished tasks the history keeps, and for how long. A count
     /// above [`MAX_FINISHED_CAPACITY`](crate::MAX_FINISHED_CAPACITY)
     /// (1,000,000) is lowered to it, with a warning on stderr.

@@ -142,6 +142,36 @@ mod miri {
 #[cfg(miri)]
 pub(crate) use miri::{init, now, to_nanos, to_system_time};
 
+/// How often the watchdog ticks (and publishes [`coarse`]'s time).
+pub(crate) const TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The watchdog's last reading of [`now`] (0 before its first tick): the
+/// hot path's clock that costs no `rdtsc`. Written every tick (10 ms), on a
+/// cache line of its own so that the write does not evict what [`now`] reads.
+#[repr(align(64))]
+struct Coarse(std::sync::atomic::AtomicU64);
+
+static COARSE: Coarse = Coarse(std::sync::atomic::AtomicU64::new(0));
+
+/// The time of the watchdog's last tick ([`tick`]), 0 before the first: at
+/// most one tick old while the watchdog runs, older when it is held up (a
+/// poll that sees it stale times itself, see `capture::poll`).
+#[inline]
+pub(crate) fn coarse() -> u64 {
+    COARSE.0.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Publishes the time now as [`coarse`]'s (the watchdog's tick).
+pub(crate) fn tick() {
+    COARSE.0.store(now(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `nanos` as a number of clock ticks (for thresholds compared with raw timestamps).
+pub(crate) fn ticks_for(nanos: u64) -> u64 {
+    let per_ns = to_nanos(1 << 32).max(1);
+    ((u128::from(nanos) << 32) / u128::from(per_ns)).min(u128::from(u64::MAX)) as u64
+}
+
 #[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
@@ -175,6 +205,12 @@ mod tests {
         assert!(ns >= 19_000_000, "{ns}");
         assert!(ns < 5_000_000_000, "{ns}");
         assert_eq!(since(b, a), 0);
+        let ticks = ticks_for(20_000_000);
+        let back = to_nanos(ticks);
+        assert!(
+            back.abs_diff(20_000_000) < 1_000,
+            "{ticks} ticks, {back} ns"
+        );
         let wall = to_system_time(b).duration_since(to_system_time(a)).unwrap();
         assert!(wall >= Duration::from_millis(19));
     }

@@ -234,7 +234,8 @@ pub use pipeline::PipelineStats;
 pub use settings::MIN_TOKEN_LEN;
 pub use settings::{
     DEFAULT_ADDR, DEFAULT_FINISHED_CAPACITY, DEFAULT_FINISHED_MAX_AGE, DEFAULT_SLOW_POLL,
-    MAX_FINISHED_CAPACITY, ServerAddr, SettingError, Settings, TaskDumps,
+    MAX_FINISHED_CAPACITY, PollTiming, SAMPLED_ONE_IN, ServerAddr, SettingError, Settings,
+    TaskDumps,
 };
 pub use settings::{DEFAULT_METRICS_MAX_LOCATIONS, MAX_METRICS_LOCATIONS};
 /// Text forms shared by the task table and messages (from `taskscope-api`).

@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use taskscope_api::Finding;
 
+use crate::clock;
 use crate::model::locations::Locations;
 use crate::model::registry::Registry;
 use crate::pipeline::record_queue::RecordControl;
 use crate::pipeline::report_file::ReportFile;
 use crate::pipeline::{Pipeline, Sinks};
-use crate::settings::Settings;
+use crate::settings::{PollTiming, SAMPLED_ONE_IN, Settings};
 
 /// The state of one running taskscope.
 pub(crate) struct Session {
@@ -28,6 +29,12 @@ pub(crate) struct Session {
     pub(crate) settings: Settings,
     /// The slow-poll threshold in nanoseconds (the hot path compares against it).
     pub(crate) slow_poll_ns: u64,
+    /// Short polls are timed when a random number's low bits under this mask
+    /// are 0: `SAMPLED_ONE_IN - 1`, or 0 when every poll is timed.
+    pub(crate) sample_mask: u32,
+    /// A [`clock::coarse`] older than this (in clock ticks) at the start of a
+    /// poll means the watchdog is held up: the poll is timed.
+    pub(crate) coarse_stale_ticks: u64,
     /// Live tasks and the finished history.
     pub(crate) registry: Registry,
     /// Where findings go.
@@ -48,7 +55,17 @@ impl Session {
     pub(crate) fn new(settings: Settings) -> (Session, Sinks) {
         let report = settings.report_path.clone().map(ReportFile::new);
         let (pipeline, sinks) = Pipeline::new(report);
+        let sample_mask = match settings.poll_timing {
+            // Only a tick passing during a poll shows it may be long: a
+            // threshold within two ticks could fall between them.
+            PollTiming::Sampled if settings.slow_poll_threshold >= 2 * clock::TICK => {
+                SAMPLED_ONE_IN - 1
+            }
+            _ => 0,
+        };
         let session = Session {
+            sample_mask,
+            coarse_stale_ticks: clock::ticks_for(3 * clock::TICK.as_nanos() as u64),
             slow_poll_ns: settings
                 .slow_poll_threshold
                 .as_nanos()

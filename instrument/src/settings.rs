@@ -110,6 +110,61 @@ pub struct Settings {
     /// Which runtimes taskscope may take Tokio task dumps of, to say where
     /// each task waits (`TASKSCOPE_TASKDUMP`; needs the `taskdump` feature).
     pub task_dumps: TaskDumps,
+    /// Which polls are timed (`TASKSCOPE_POLL_TIMING`: `sampled`, the
+    /// default, or `every`); see [`PollTiming`].
+    pub poll_timing: PollTiming,
+}
+
+/// Which polls taskscope times (`TASKSCOPE_POLL_TIMING`).
+///
+/// Every poll is counted, and its start read from the clock (so the watchdog
+/// sees every slow poll while it runs, and the `in_progress` report says
+/// exactly since when). What `Sampled` saves is the clock reading at the end
+/// of short polls — on a virtual machine, a third of what taskscope costs a
+/// poll:
+///
+/// - a poll that may have lasted a watchdog tick (10 ms) or more — one
+///   during which the watchdog's tick passed, or that began while the
+///   watchdog was held up — is always timed: every slow poll is reported with
+///   its exact duration;
+/// - other polls are timed one in [`SAMPLED_ONE_IN`], chosen at random, and
+///   count [`SAMPLED_ONE_IN`] times in a task's busy time and poll-duration
+///   histogram. Busy time and the histogram of short polls are then
+///   estimates (unbiased; about ±10 % for a task with 1,000 polls), and a
+///   task's longest poll is the longest timed one when all its polls are
+///   short.
+///
+/// A slow-poll threshold under 20 ms (two ticks) times every poll, as
+/// `Every` does. The viewer and `taskscope dump` say when figures are estimates.
+///
+/// ```
+/// use taskscope::{PollTiming, Settings};
+/// let (settings, _) = Settings::from_lookup(|name| {
+///     (name == "TASKSCOPE_POLL_TIMING").then(|| "every".to_string())
+/// });
+/// assert_eq!(settings.poll_timing, PollTiming::Every);
+/// assert_eq!(Settings::default().poll_timing, PollTiming::Sampled);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PollTiming {
+    /// Long polls always, short ones one in [`SAMPLED_ONE_IN`] (`sampled`, the default).
+    #[default]
+    Sampled,
+    /// Every poll (`every`): exact busy times and histograms.
+    Every,
+}
+
+/// With [`PollTiming::Sampled`], one short poll in this many is timed.
+pub const SAMPLED_ONE_IN: u32 = 8;
+
+impl PollTiming {
+    /// The value of `TASKSCOPE_POLL_TIMING` that selects it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollTiming::Sampled => "sampled",
+            PollTiming::Every => "every",
+        }
+    }
 }
 
 /// Which runtimes taskscope may take Tokio task dumps of (`TASKSCOPE_TASKDUMP`:
@@ -172,6 +227,7 @@ impl fmt::Debug for Settings {
             .field("metrics_addr", &self.metrics_addr)
             .field("metrics_max_locations", &self.metrics_max_locations)
             .field("console", &self.console)
+            .field("poll_timing", &self.poll_timing)
             .finish()
     }
 }
@@ -193,6 +249,7 @@ impl Default for Settings {
             metrics_addr: None,
             metrics_max_locations: DEFAULT_METRICS_MAX_LOCATIONS,
             console: true,
+            poll_timing: PollTiming::default(),
         }
     }
 }
@@ -353,6 +410,18 @@ impl Settings {
                     "expected off, on (current-thread runtimes) or multi_thread (all runtimes)"
                         .into(),
                     "on".into(),
+                ),
+            }
+        }
+        if let Some(value) = lookup("TASKSCOPE_POLL_TIMING") {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "sampled" => settings.poll_timing = PollTiming::Sampled,
+                "every" => settings.poll_timing = PollTiming::Every,
+                _ => fail(
+                    "TASKSCOPE_POLL_TIMING",
+                    &value,
+                    "expected sampled (long polls always, short ones one in 8) or every".into(),
+                    "sampled".into(),
                 ),
             }
         }
@@ -584,6 +653,28 @@ mod tests {
         assert_eq!(errors[0].variable, "TASKSCOPE_TASKDUMP");
         assert!(
             errors[0].to_string().contains("multi_thread"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn poll_timing_reads_sampled_and_every_and_refuses_others() {
+        assert_eq!(with(&[]).0.poll_timing, PollTiming::Sampled);
+        for want in [PollTiming::Every, PollTiming::Sampled] {
+            let (s, errors) = with(&[("TASKSCOPE_POLL_TIMING", want.as_str())]);
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(s.poll_timing, want);
+        }
+        assert_eq!(
+            with(&[("TASKSCOPE_POLL_TIMING", " EVERY ")]).0.poll_timing,
+            PollTiming::Every
+        );
+        let (s, errors) = with(&[("TASKSCOPE_POLL_TIMING", "1/8")]);
+        assert_eq!(s.poll_timing, PollTiming::Sampled);
+        assert_eq!(errors[0].variable, "TASKSCOPE_POLL_TIMING");
+        assert!(
+            errors[0].to_string().contains("expected sampled"),
             "{}",
             errors[0]
         );

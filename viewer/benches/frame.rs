@@ -48,6 +48,7 @@ fn snapshot(n: u64) -> Update {
             protocol: 1,
             slow_poll_threshold: Duration::from_millis(100),
             source: Default::default(),
+            poll_timing_one_in: 8,
         },
         tasks: (1..=n).map(|id| task(id, 10)).collect(),
         finished: vec![],

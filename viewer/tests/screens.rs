@@ -87,6 +87,7 @@ fn app() -> AppInfo {
         protocol: 1,
         slow_poll_threshold: Duration::from_millis(100),
         source: Default::default(),
+        poll_timing_one_in: 1,
     }
 }
 
@@ -1467,6 +1468,44 @@ fn detail_histogram_marks_the_slow_poll_threshold() {
     let lines = screen(&mut model);
     let marker = line_of(&lines, "slow-poll threshold 200.0ms (slower polls below)");
     assert_eq!(marker + 1, line_of(&lines, "≤ 400.0ms"));
+}
+
+#[test]
+fn detail_and_runtime_views_say_when_poll_times_are_sampled_estimates() {
+    let now = Instant::now();
+    let mut model = model_with_slow_handler(now);
+    model.handle_key(press(KeyCode::Enter), now);
+    model.apply(
+        Update::Detail(TaskDetail {
+            id: 17,
+            ..TaskDetail::default()
+        }),
+        now,
+    );
+    // Every poll timed (TASKSCOPE_POLL_TIMING=every): no caveat.
+    let exact = screen(&mut model);
+    assert!(!dump(&exact).contains("estimated"), "{}", dump(&exact));
+    line_of(&exact, "no polls yet");
+
+    // Sampled: the histogram and busy time are estimates, and an empty
+    // histogram means no poll was timed (not that the task never ran).
+    model.app.as_mut().unwrap().poll_timing_one_in = 8;
+    let sampled = screen(&mut model);
+    let note = line_of(
+        &sampled,
+        "estimated: polls of 10 ms or more are all timed, shorter ones 1 in 8",
+    );
+    assert_eq!(note, line_of(&sampled, "Poll durations") + 1);
+    line_of(&sampled, "no poll timed yet");
+
+    model.handle_key(press(KeyCode::Char('5')), now);
+    let runtime = screen(&mut model);
+    line_of(
+        &runtime,
+        "polls timed: ≥ 10 ms all, shorter 1 in 8 (busy times estimated)",
+    );
+    model.app.as_mut().unwrap().poll_timing_one_in = 1;
+    line_of(&screen(&mut model), "polls timed: every one");
 }
 
 // ---------------------------------------------------------------- help, status

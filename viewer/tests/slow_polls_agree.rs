@@ -224,6 +224,7 @@ fn live_groups(findings: &[Finding]) -> Vec<SlowPollGroup> {
                 protocol: 1,
                 slow_poll_threshold: std::time::Duration::from_millis(100),
                 source: Default::default(),
+                poll_timing_one_in: 1,
             },
             tasks: vec![],
             finished: vec![],

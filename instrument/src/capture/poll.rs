@@ -1,7 +1,25 @@
 //! The per-poll hot path: a thread-local stack of polls in progress and the
-//! updates to the task's record. No lock, no allocation, no syscall: two clock
-//! reads (the TSC), a handful of relaxed atomic loads and stores on the task's own
-//! record, and one compare against the slow-poll threshold.
+//! updates to the task's record. No lock, no allocation, no syscall: one or
+//! two clock reads (the TSC), a handful of relaxed atomic loads and stores on
+//! the task's own record, and one compare against the slow-poll threshold.
+//!
+//! # Which polls are timed
+//!
+//! Every poll's start is read from the clock (the watchdog needs it to see a
+//! slow poll in progress). Its end is read only when the poll is *timed*
+//! (`TASKSCOPE_POLL_TIMING=sampled`, the default; with `every`, always):
+//! - when the watchdog's tick ([`clock::coarse`], every 10 ms) passed during
+//!   the poll: it may be long, and every slow poll is timed;
+//! - when that tick was already stale at the poll's start (the watchdog held
+//!   up, or not running): nothing would show that the poll was long;
+//! - otherwise one poll in `SAMPLED_ONE_IN`, chosen by a per-thread random
+//!   number, which then counts `SAMPLED_ONE_IN` times in the busy time and
+//!   the histogram (a Horvitz-Thompson estimate: each timed poll weighs the
+//!   inverse of its chance of being timed, so the sums are unbiased).
+//!
+//! An untimed poll is counted, and its end taken as its start (it lasted less
+//! than a tick). Reading the TSC costs ~10 ns on a virtual machine, a third
+//! of the hooks path's cost per poll (BENCHMARKS.md, "Poll timing").
 
 use std::cell::Cell;
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,6 +54,8 @@ const EMPTY: Frame = Frame {
 
 struct PollStack {
     depth: Cell<usize>,
+    /// The thread's xorshift state that picks the sampled polls (0: not seeded yet).
+    random: Cell<u32>,
     frames: [Cell<Frame>; MAX_DEPTH],
 }
 
@@ -43,9 +63,40 @@ thread_local! {
     static STACK: PollStack = const {
         PollStack {
             depth: Cell::new(0),
+            random: Cell::new(0),
             frames: [const { Cell::new(EMPTY) }; MAX_DEPTH],
         }
     };
+}
+
+/// The next number of the thread's xorshift32, seeded from `seed` (a
+/// timestamp) on first use.
+#[inline]
+fn next_random(state: &Cell<u32>, seed: u64) -> u32 {
+    let mut x = state.get();
+    if x == 0 {
+        x = (seed as u32 ^ (seed >> 32) as u32) | 1;
+    }
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    state.set(x);
+    x
+}
+
+/// How many times a poll counts in the sums (0: not timed), from its start,
+/// the watchdog's last tick and the sampling mask.
+#[inline]
+fn timing_weight(session: &Session, start: u64, random: u32) -> u64 {
+    let coarse = clock::coarse();
+    if coarse >= start || start - coarse > session.coarse_stale_ticks {
+        // A tick passed during the poll, or the tick is stale: time it, once.
+        1
+    } else if random & session.sample_mask == 0 {
+        u64::from(session.sample_mask) + 1
+    } else {
+        0
+    }
 }
 
 /// A poll of the task `cell` (table key `key`) starts on this thread.
@@ -78,7 +129,7 @@ pub(crate) fn begin(key: u64, cell: &TaskCell) {
 /// The poll of `key` that [`begin`] started on this thread ends.
 #[inline]
 pub(crate) fn end(session: &Session, key: u64) {
-    let Ok(Some((frame, watched))) = STACK.try_with(|s| {
+    let Ok(Some((frame, watched, random))) = STACK.try_with(|s| {
         let depth = s.depth.get();
         if depth == 0 {
             return None;
@@ -97,24 +148,36 @@ pub(crate) fn end(session: &Session, key: u64) {
             watched = Some((slot, slot.seq.load(Relaxed)));
         }
         let frame = s.frames.get(depth - 1)?.get();
-        Some((frame, watched))
+        let random = if session.sample_mask == 0 {
+            0
+        } else {
+            next_random(&s.random, frame.start)
+        };
+        Some((frame, watched, random))
     }) else {
         return;
     };
-    let now = clock::now();
-    let took = clock::since(frame.start, now);
 
     // SAFETY: the frame was pushed by this task's poll on this thread, and a task's
     // record is only released at its end, which is after this point (see `ended`).
     let cell = unsafe { &*frame.cell };
     TaskCell::bump(&cell.polls, 1);
-    TaskCell::bump(&cell.busy_ns, took);
-    let bucket = &cell.histogram[poll_histogram_bucket(took)];
-    bucket.store(bucket.load(Relaxed).wrapping_add(1), Relaxed);
-    if took > cell.max_poll_ns.load(Relaxed) {
-        cell.max_poll_ns.store(took, Relaxed);
+    let weight = timing_weight(session, frame.start, random);
+    let mut took = 0;
+    if weight == 0 {
+        // Shorter than a tick: it ends (about) where it started.
+        cell.last_poll_end.store(frame.start, Relaxed);
+    } else {
+        let now = clock::now();
+        took = clock::since(frame.start, now);
+        TaskCell::bump(&cell.busy_ns, took.saturating_mul(weight));
+        let bucket = &cell.histogram[poll_histogram_bucket(took)];
+        bucket.store(bucket.load(Relaxed).wrapping_add(weight as u32), Relaxed);
+        if took > cell.max_poll_ns.load(Relaxed) {
+            cell.max_poll_ns.store(took, Relaxed);
+        }
+        cell.last_poll_end.store(now, Relaxed);
     }
-    cell.last_poll_end.store(now, Relaxed);
     let next = if cell.state.load(Relaxed) == ST_RUNNING_WOKEN {
         ST_SCHEDULED
     } else {
@@ -196,4 +259,117 @@ pub(crate) fn self_woken(cell: &TaskCell) {
     let n = cell.self_wakes.load(Relaxed);
     cell.self_wakes.store(n.saturating_add(1), Relaxed);
     woken(cell);
+}
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+    use crate::model::task::SpawnLocation;
+    use crate::settings::{PollTiming, ServerAddr, Settings};
+
+    fn session(timing: PollTiming) -> Session {
+        clock::init();
+        Session::new(Settings {
+            server_addr: ServerAddr::Off,
+            poll_timing: timing,
+            ..Settings::default()
+        })
+        .0
+    }
+
+    /// Runs `polls` polls of one task (`between` runs inside each) on this
+    /// thread, each started with a fresh tick; returns the task's record.
+    fn poll_many(session: &Session, polls: u64, between: impl Fn()) -> TaskCell {
+        let cell = TaskCell::new(1, None, SpawnLocation::UNKNOWN, None);
+        for _ in 0..polls {
+            clock::tick();
+            begin(1, &cell);
+            between();
+            end(session, 1);
+        }
+        cell
+    }
+
+    fn timed(cell: &TaskCell) -> u64 {
+        cell.histogram().iter().map(|&n| u64::from(n)).sum()
+    }
+
+    #[test]
+    fn every_poll_is_timed_with_every() {
+        let s = session(PollTiming::Every);
+        assert_eq!(s.sample_mask, 0);
+        let cell = poll_many(&s, 1_000, || {});
+        assert_eq!(cell.polls.load(Relaxed), 1_000);
+        assert_eq!(timed(&cell), 1_000);
+    }
+
+    #[test]
+    fn short_polls_are_sampled_and_their_sums_estimate_the_whole() {
+        let s = session(PollTiming::Sampled);
+        assert_eq!(s.sample_mask, crate::settings::SAMPLED_ONE_IN - 1);
+        let n = 40_000;
+        let cell = TaskCell::new(1, None, SpawnLocation::UNKNOWN, None);
+        let mut untimed = 0;
+        for _ in 0..n {
+            clock::tick();
+            begin(1, &cell);
+            end(&s, 1);
+            // An untimed poll ends where it started.
+            if cell.last_poll_end.load(Relaxed) == cell.last_poll_start.load(Relaxed) {
+                untimed += 1;
+            }
+        }
+        assert_eq!(cell.polls.load(Relaxed), n, "every poll is counted");
+        // 7 in 8 are not timed (fewer when another test's tick lands inside a poll).
+        assert!(
+            (n * 8 / 10..=n * 9 / 10).contains(&untimed),
+            "{untimed} of {n} polls untimed"
+        );
+        // Each timed poll counts 8 times: the histogram's total estimates the
+        // polls (8 × Binomial(40,000, 1/8): mean 40,000, sd ~530).
+        let estimate = timed(&cell);
+        assert!(
+            (n * 8 / 10..=n * 12 / 10).contains(&estimate),
+            "{estimate} for {n} polls"
+        );
+        assert!(cell.busy_ns.load(Relaxed) > 0);
+    }
+
+    #[test]
+    fn a_poll_during_which_the_tick_passed_is_always_timed_exactly() {
+        let s = session(PollTiming::Sampled);
+        let cell = poll_many(&s, 20, || {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            clock::tick();
+        });
+        assert_eq!(timed(&cell), 20, "each timed once, counted once");
+        let busy = cell.busy_ns.load(Relaxed);
+        assert!(busy >= 20_000_000, "{busy} ns for 20 polls of 1 ms or more");
+        assert!(cell.max_poll_ns.load(Relaxed) >= 1_000_000);
+    }
+
+    #[test]
+    fn a_stale_tick_times_every_poll() {
+        let mut s = session(PollTiming::Sampled);
+        // As if the watchdog had not ticked for longer than the stale bound.
+        s.coarse_stale_ticks = 0;
+        let cell = TaskCell::new(1, None, SpawnLocation::UNKNOWN, None);
+        for _ in 0..100 {
+            clock::tick();
+            std::hint::black_box(clock::now());
+            begin(1, &cell);
+            end(&s, 1);
+        }
+        assert_eq!(timed(&cell), 100);
+    }
+
+    #[test]
+    fn a_threshold_under_two_ticks_times_every_poll() {
+        let (s, _) = Session::new(Settings {
+            server_addr: ServerAddr::Off,
+            slow_poll_threshold: std::time::Duration::from_millis(15),
+            ..Settings::default()
+        });
+        assert_eq!(s.sample_mask, 0);
+    }
 }

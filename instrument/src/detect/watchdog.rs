@@ -6,7 +6,7 @@
 //! it runs in steps, one per tick ([`leaks::Scan`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use crate::session::Session;
 use crate::sync::lock;
 
 /// How often the watchdog looks at the slots: bounds detection latency.
-pub(crate) const TICK: Duration = Duration::from_millis(10);
+pub(crate) const TICK: Duration = clock::TICK;
 /// How often a poll that stays blocked is reported again.
 pub(crate) const REPEAT: Duration = Duration::from_secs(1);
 /// How often a leak scan starts (a scan of many tasks takes several ticks).
@@ -51,6 +51,33 @@ pub(crate) fn prepare(session: &Session) {
     }
 }
 
+/// Runs `f` (a stack capture and its symbolization: a millisecond, or up to
+/// a second for the first symbolization of a process) while a short-lived
+/// thread keeps [`clock::tick`] going, so that polls elsewhere meanwhile still
+/// see the tick pass and are timed (see `capture::poll`). Without the
+/// thread (it could not be started) polls that start meanwhile time
+/// themselves anyway, as the tick goes stale.
+fn ticking_while<R>(f: impl FnOnce() -> R) -> R {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let ticker = std::thread::Builder::new()
+            .name("taskscope-tick".into())
+            .stack_size(64 * 1024)
+            .spawn_scoped(scope, || {
+                while !done.load(Ordering::Acquire) {
+                    std::thread::park_timeout(TICK);
+                    clock::tick();
+                }
+            });
+        let out = f();
+        done.store(true, Ordering::Release);
+        if let Ok(ticker) = ticker {
+            ticker.thread().unpark();
+        }
+        out
+    })
+}
+
 /// The watchdog's loop, on a thread of its own; returns once the session is gone.
 pub(crate) fn run(session: Weak<Session>) {
     let mut watched: HashMap<usize, Watched> = HashMap::new();
@@ -61,6 +88,7 @@ pub(crate) fn run(session: Weak<Session>) {
         let Some(session) = session.upgrade() else {
             return;
         };
+        clock::tick();
         taskdump::dump::tick();
         let slots = watch_slot::all();
         watched.retain(|addr, _| slots.iter().any(|s| Arc::as_ptr(s) as usize == *addr));
@@ -105,14 +133,16 @@ fn check_slot(session: &Session, slot: &Arc<WatchSlot>, watched: &mut HashMap<us
             });
             // Turned off (TASKSCOPE_STACKS=off), the thread is not looked at:
             // the error says "disabled".
-            match stack_capture::capture(&slot.thread, CAPTURE_TIMEOUT) {
-                Ok(raw) => PollStack {
-                    frames: symbolize(&raw),
-                    unavailable: None,
-                    truncated: raw.is_truncated(),
+            ticking_while(
+                || match stack_capture::capture(&slot.thread, CAPTURE_TIMEOUT) {
+                    Ok(raw) => PollStack {
+                        frames: symbolize(&raw),
+                        unavailable: None,
+                        truncated: raw.is_truncated(),
+                    },
+                    Err(err) => PollStack::missing(err.to_string()),
                 },
-                Err(err) => PollStack::missing(err.to_string()),
-            }
+            )
         }
     };
     let still_running =

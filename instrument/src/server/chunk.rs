@@ -279,6 +279,7 @@ mod tests {
                 version: "0.1.0".into(),
                 slow_poll_threshold_ns: 100_000_000,
                 capture: "tracing".into(),
+                poll_timing_one_in: 1,
             },
             metrics: proto::RuntimeMetrics {
                 available: true,

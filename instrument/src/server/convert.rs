@@ -125,6 +125,7 @@ pub(crate) fn app_info(session: &Session) -> proto::AppInfo {
             "hooks"
         }
         .to_string(),
+        poll_timing_one_in: session.sample_mask + 1,
     }
 }
 

@@ -85,6 +85,7 @@ pub fn app_info() -> AppInfo {
         protocol: 0,
         slow_poll_threshold: SLOW_POLL_THRESHOLD,
         source: AppSource::ConsoleSubscriber,
+        poll_timing_one_in: 1,
     }
 }
 

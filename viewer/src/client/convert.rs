@@ -117,6 +117,7 @@ pub fn app(a: &proto::AppInfo) -> AppInfo {
         protocol: a.protocol_version,
         slow_poll_threshold: Duration::from_nanos(a.slow_poll_threshold_ns),
         source: AppSource::Taskscope,
+        poll_timing_one_in: a.poll_timing_one_in,
     }
 }
 

@@ -629,6 +629,7 @@ mod tests {
                     version: "0.1.0".into(),
                     slow_poll_threshold_ns: 100_000_000,
                     capture: "tracing".into(),
+                    ..Default::default()
                 }),
                 started_unix_ns: crate::replay::testing::T0,
                 run_started_unix_ns: 1,

@@ -66,6 +66,7 @@ fn app() -> proto::AppInfo {
         version: "0.1.0".into(),
         slow_poll_threshold_ns: 100_000_000,
         capture: "tracing".into(),
+        ..Default::default()
     }
 }
 

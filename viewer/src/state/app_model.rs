@@ -478,6 +478,7 @@ mod tests {
                     protocol: 1,
                     slow_poll_threshold: Duration::from_millis(100),
                     source: Default::default(),
+                    poll_timing_one_in: 1,
                 },
                 tasks: (1..=50).map(|id| task(id, false)).collect(),
                 finished: vec![],

@@ -100,6 +100,16 @@ pub struct AppInfo {
     pub slow_poll_threshold: Duration,
     /// Which protocol it speaks.
     pub source: AppSource,
+    /// One short poll in this many is timed (and counts this many times):
+    /// busy times and poll histograms are estimates. 0 or 1: every poll is timed.
+    pub poll_timing_one_in: u32,
+}
+
+impl AppInfo {
+    /// Busy times and poll histograms are estimates from sampled polls.
+    pub fn timing_sampled(&self) -> bool {
+        self.poll_timing_one_in > 1
+    }
 }
 
 /// Everything about one task, asked for when the user opens it.

@@ -142,7 +142,18 @@ fn lines(model: &Model, id: u64) -> Vec<Line<'static>> {
             dim,
         ));
     } else {
-        histogram(detail, threshold, &mut out);
+        if let Some(app) = model.app.as_ref().filter(|a| a.timing_sampled()) {
+            out.push(Line::styled(
+                format!(
+                    "  estimated: polls of 10 ms or more are all timed, shorter ones 1 in {} \
+                     (each counted {}×); busy time too",
+                    app.poll_timing_one_in, app.poll_timing_one_in
+                ),
+                dim,
+            ));
+        }
+        let sampled = model.app.as_ref().is_some_and(|a| a.timing_sampled());
+        histogram(detail, threshold, sampled, &mut out);
     }
 
     out.push(Line::raw(""));
@@ -327,10 +338,19 @@ fn bound_text(bound: Option<Duration>, previous: Option<Duration>) -> String {
 /// `threshold` marked: a line where it falls between buckets, and the bars of
 /// the buckets of slow polls in red (yellow for the bucket it falls inside:
 /// part of it is slow).
-fn histogram(detail: &TaskDetail, threshold: Option<Duration>, out: &mut Vec<Line<'static>>) {
+fn histogram(
+    detail: &TaskDetail,
+    threshold: Option<Duration>,
+    sampled: bool,
+    out: &mut Vec<Line<'static>>,
+) {
     if detail.histogram.iter().all(|(_, n)| *n == 0) {
         out.push(Line::styled(
-            "  no polls yet",
+            if sampled {
+                "  no poll timed yet"
+            } else {
+                "  no polls yet"
+            },
             Style::new().add_modifier(Modifier::DIM),
         ));
         return;

@@ -46,19 +46,32 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model) {
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let dim = Style::new().add_modifier(Modifier::DIM);
-    let [head, body] = Layout::vertical([Constraint::Length(2), Constraint::Min(0)]).areas(inner);
-    let head_line = match &model.app {
-        Some(app) => Line::from(format!(
-            "app {} (pid {})   taskscope {}   protocol {}   slow-poll threshold {}",
-            app.name,
-            app.pid,
-            app.version,
-            app.protocol,
-            dur(app.slow_poll_threshold)
-        )),
-        None => Line::styled("No data from the app yet.", dim),
+    let [head, body] = Layout::vertical([Constraint::Length(3), Constraint::Min(0)]).areas(inner);
+    let head_lines = match &model.app {
+        Some(app) => vec![
+            Line::from(format!(
+                "app {} (pid {})   taskscope {}   protocol {}   slow-poll threshold {}",
+                app.name,
+                app.pid,
+                app.version,
+                app.protocol,
+                dur(app.slow_poll_threshold),
+            )),
+            Line::styled(
+                if app.timing_sampled() {
+                    format!(
+                        "polls timed: ≥ 10 ms all, shorter 1 in {} (busy times estimated)",
+                        app.poll_timing_one_in
+                    )
+                } else {
+                    "polls timed: every one".to_string()
+                },
+                dim,
+            ),
+        ],
+        None => vec![Line::styled("No data from the app yet.", dim)],
     };
-    frame.render_widget(Paragraph::new(head_line), head);
+    frame.render_widget(Paragraph::new(head_lines), head);
     let [now, plots] = Layout::horizontal([Constraint::Length(NOW_WIDTH), Constraint::Min(0)])
         .spacing(2)
         .areas(body);

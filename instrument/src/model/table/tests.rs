@@ -320,3 +320,48 @@ fn waves_of_tasks_reuse_emptied_levels() {
     );
     assert_eq!(drops.load(SeqCst), 40 * wave as usize);
 }
+
+/// A service holding a million idle tasks (connections) while requests come
+/// and go: every new task is found at its home slot (not displaced to an
+/// alternate window, which every poll's lookup would then search), wave after
+/// wave, without a level per wave.
+#[cfg(not(miri))]
+#[test]
+fn new_keys_after_a_million_live_ones_sit_at_their_home_slot() {
+    for n in [1_000_000, 900_000, 1_150_000, 1_200_000, 950_000] {
+        wrap_case(n);
+    }
+}
+
+#[cfg(not(miri))]
+fn wrap_case(n: u64) {
+    let drops = Arc::new(StdUsize::new(0));
+    let t = IdTable::new();
+    for k in 1..=n {
+        assert!(t.insert(k, rec(k, &drops)).is_ok());
+    }
+    // Found at its home slot (in the newest level, or in the one before it
+    // for keys inserted just before a growth), not in an alternate window.
+    let at_home = |t: &IdTable<Rec>, key: u64| {
+        let (level, at) = t.find(key).expect("inserted");
+        at == fold(key) as usize & level.mask
+    };
+    let mut next = n + 1;
+    for wave in 0..200 {
+        let keys: Vec<u64> = (next..next + 1_000).collect();
+        next += 1_000;
+        for &k in &keys {
+            assert!(t.insert(k, rec(k, &drops)).is_ok());
+        }
+        let home = keys.iter().filter(|&&k| at_home(&t, k)).count();
+        assert_eq!(
+            home, 1_000,
+            "{n} live, wave {wave}: {home} of 1,000 keys at home"
+        );
+        for &k in &keys {
+            assert!(t.remove(k).is_some());
+        }
+    }
+    assert_eq!(t.len(), n as usize);
+    assert!(t.levels() <= 13, "{} levels", t.levels());
+}
