@@ -153,17 +153,25 @@ struct Coarse(std::sync::atomic::AtomicU64);
 
 static COARSE: Coarse = Coarse(std::sync::atomic::AtomicU64::new(0));
 
-/// The time of the watchdog's last tick ([`tick`]), 0 before the first: at
-/// most one tick old while the watchdog runs, older when it is held up (a
-/// poll that sees it stale times itself, see `capture::poll`).
+/// The time of the watchdog's last tick ([`tick`]), or 0 before the first
+/// and while the watchdog works ([`hold`]): at most a tick old while the
+/// watchdog sleeps, older only when the system does not wake it (a poll that
+/// sees it stale times itself, see `capture::poll`).
 #[inline]
 pub(crate) fn coarse() -> u64 {
     COARSE.0.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Publishes the time now as [`coarse`]'s (the watchdog's tick).
+/// Publishes the time now as [`coarse`]'s (the watchdog's tick, as it goes
+/// back to sleep).
 pub(crate) fn tick() {
     COARSE.0.store(now(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Sets [`coarse`] to 0 (the watchdog is busy, or gone): every poll that
+/// ends until the next [`tick`] is timed.
+pub(crate) fn hold() {
+    COARSE.0.store(0, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// `nanos` as a number of clock ticks (for thresholds compared with raw timestamps).

@@ -22,6 +22,9 @@
 //! queue) and `spawn-worker` (the same loop inside a spawned task: tasks go to
 //! the spawning worker's local queue, as in a server's handlers).
 //!
+//! `--variants init-every,hooks-every` are `init` and `hooks` timing every
+//! poll (`TASKSCOPE_POLL_TIMING=every`), against the default `sampled`.
+//!
 //! `--variants init,init+metrics,hooks,hooks+metrics`
 //! compares taskscope with its Prometheus endpoint on (`TASKSCOPE_METRICS_ADDR`)
 //! and scraped every second by a thread of the child, to the same without.
@@ -278,6 +281,23 @@ fn child(variant: &str, workload: &str, idle: usize) {
             ));
             builder.build()
         }
+        // The same, timing every poll (`TASKSCOPE_POLL_TIMING=every`).
+        "init-every" => {
+            keep.push(Box::new(
+                taskscope::Builder::from_env()
+                    .poll_timing(taskscope::PollTiming::Every)
+                    .init(),
+            ));
+            builder.build()
+        }
+        "hooks-every" => {
+            keep.push(Box::new(
+                taskscope::Builder::from_env()
+                    .poll_timing(taskscope::PollTiming::Every)
+                    .install_on(&mut builder),
+            ));
+            builder.build()
+        }
         "init+metrics" => {
             let addr = scraped_every_second();
             keep.push(Box::new(
@@ -355,7 +375,9 @@ fn child(variant: &str, workload: &str, idle: usize) {
         out
     });
     let server = match variant {
-        "init" | "hooks" | "init-console" => thread_cpu("taskscope-server"),
+        "init" | "hooks" | "init-every" | "hooks-every" | "init-console" => {
+            thread_cpu("taskscope-server")
+        }
         "console" | "console-attached" => thread_cpu("console_subscriber"),
         _ => 0.0,
     };

@@ -20,7 +20,7 @@ use taskscope_tests::temp_dir;
 const APP: &str = env!("CARGO_BIN_EXE_settings_app");
 
 /// The variables with a test through a real process below.
-const PROCESS_TESTED: [&str; 14] = [
+const PROCESS_TESTED: [&str; 15] = [
     "TASKSCOPE_SLOW_POLL_MS",
     "TASKSCOPE_REPORT",
     "TASKSCOPE_ADDR",
@@ -33,6 +33,7 @@ const PROCESS_TESTED: [&str; 14] = [
     "TASKSCOPE_METRICS_MAX_LOCATIONS",
     "TASKSCOPE_CONSOLE",
     "TASKSCOPE_TASKDUMP",
+    "TASKSCOPE_POLL_TIMING",
     "TASKSCOPE_RECORD",
     "TASKSCOPE_RECORD_MAX_MB",
 ];
@@ -450,6 +451,66 @@ fn malformed_console_setting_keeps_the_console_protocol_on() {
     );
 }
 
+/// The `poll_timing_one_in` the app at `addr` announces in its first snapshot.
+fn announced_poll_timing(addr: &str) -> u32 {
+    use taskscope::proto::{self, taskscope_client::TaskscopeClient, update::Kind};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for _ in 0..200 {
+            let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"));
+            if let Ok(channel) = endpoint.expect("an address").connect().await {
+                let mut client = TaskscopeClient::new(channel);
+                let mut updates = client
+                    .watch(proto::WatchRequest {
+                        protocol_version: proto::PROTOCOL_VERSION,
+                    })
+                    .await
+                    .expect("watch")
+                    .into_inner();
+                let first = updates
+                    .message()
+                    .await
+                    .expect("an update")
+                    .expect("a first");
+                let Some(Kind::Snapshot(snapshot)) = first.kind else {
+                    panic!("the first update is a snapshot: {first:?}");
+                };
+                return snapshot.app.expect("the app's info").poll_timing_one_in;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nothing listens on {addr}")
+    })
+}
+
+/// `TASKSCOPE_POLL_TIMING`: `every` times every poll (the app says 1 in 1),
+/// `sampled` and the default one short poll in 8; a bad value is named once
+/// and the default kept.
+#[test]
+fn poll_timing_is_announced_and_a_malformed_value_keeps_sampling() {
+    for (value, one_in) in [("every", 1), ("sampled", 8), ("", 8), ("always", 8)] {
+        let addr = format!("127.0.0.1:{}", taskscope_tests::free_port());
+        let mut env = vec![("TASKSCOPE_ADDR", addr.as_str())];
+        if !value.is_empty() {
+            env.push(("TASKSCOPE_POLL_TIMING", value));
+        }
+        let (output, announced) = serve_with(&env, |_| announced_poll_timing(&addr));
+        assert_eq!(announced, one_in, "TASKSCOPE_POLL_TIMING={value:?}");
+        if value == "always" {
+            assert_named(&output, "TASKSCOPE_POLL_TIMING", value, "sampled");
+        } else {
+            assert!(
+                !stderr(&output).contains("is not valid"),
+                "{}",
+                stderr(&output)
+            );
+        }
+    }
+}
+
 #[test]
 fn malformed_history_size_keeps_1000() {
     let bad = run(
@@ -705,6 +766,13 @@ fn check_one(var: &str, value: &str) -> Result<(), TestCaseError> {
             let word = value.trim().to_ascii_lowercase();
             prop_assert_eq!(parsed, word == "on" || word == "off");
             prop_assert_eq!(settings.console, word != "off");
+        }
+        "TASKSCOPE_POLL_TIMING" => {
+            let word = value.trim().to_ascii_lowercase();
+            let known = ["sampled", "every"].contains(&word.as_str());
+            prop_assert_eq!(parsed, known);
+            let every = known && word == "every";
+            prop_assert_eq!(settings.poll_timing == taskscope::PollTiming::Every, every);
         }
         "TASKSCOPE_TASKDUMP" => {
             let word = value.trim().to_ascii_lowercase();

@@ -10,8 +10,10 @@
 //! (`TASKSCOPE_POLL_TIMING=sampled`, the default; with `every`, always):
 //! - when the watchdog's tick ([`clock::coarse`], every 10 ms) passed during
 //!   the poll: it may be long, and every slow poll is timed;
-//! - when that tick was already stale at the poll's start (the watchdog held
-//!   up, or not running): nothing would show that the poll was long;
+//! - when the tick is stale — more than 3 ticks before the poll's start, or
+//!   0: before the watchdog's first tick, while it works (a stack capture and
+//!   its symbolization can take a second: [`clock::hold`]), after it stopped
+//!   — since nothing would show that the poll was long;
 //! - otherwise one poll in `SAMPLED_ONE_IN`, chosen by a per-thread random
 //!   number, which then counts `SAMPLED_ONE_IN` times in the busy time and
 //!   the histogram (a Horvitz-Thompson estimate: each timed poll weighs the
@@ -90,7 +92,8 @@ fn next_random(state: &Cell<u32>, seed: u64) -> u32 {
 fn timing_weight(session: &Session, start: u64, random: u32) -> u64 {
     let coarse = clock::coarse();
     if coarse >= start || start - coarse > session.coarse_stale_ticks {
-        // A tick passed during the poll, or the tick is stale: time it, once.
+        // A tick passed during the poll, or the tick is stale (or 0: the
+        // watchdog is busy or gone): time it, once.
         1
     } else if random & session.sample_mask == 0 {
         u64::from(session.sample_mask) + 1

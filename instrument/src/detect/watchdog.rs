@@ -6,7 +6,7 @@
 //! it runs in steps, one per tick ([`leaks::Scan`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -51,33 +51,6 @@ pub(crate) fn prepare(session: &Session) {
     }
 }
 
-/// Runs `f` (a stack capture and its symbolization: a millisecond, or up to
-/// a second for the first symbolization of a process) while a short-lived
-/// thread keeps [`clock::tick`] going, so that polls elsewhere meanwhile still
-/// see the tick pass and are timed (see `capture::poll`). Without the
-/// thread (it could not be started) polls that start meanwhile time
-/// themselves anyway, as the tick goes stale.
-fn ticking_while<R>(f: impl FnOnce() -> R) -> R {
-    let done = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        let ticker = std::thread::Builder::new()
-            .name("taskscope-tick".into())
-            .stack_size(64 * 1024)
-            .spawn_scoped(scope, || {
-                while !done.load(Ordering::Acquire) {
-                    std::thread::park_timeout(TICK);
-                    clock::tick();
-                }
-            });
-        let out = f();
-        done.store(true, Ordering::Release);
-        if let Ok(ticker) = ticker {
-            ticker.thread().unpark();
-        }
-        out
-    })
-}
-
 /// The watchdog's loop, on a thread of its own; returns once the session is gone.
 pub(crate) fn run(session: Weak<Session>) {
     let mut watched: HashMap<usize, Watched> = HashMap::new();
@@ -86,22 +59,38 @@ pub(crate) fn run(session: Weak<Session>) {
     loop {
         std::thread::sleep(TICK);
         let Some(session) = session.upgrade() else {
+            // No tick any more: from now on every poll is timed.
+            clock::hold();
             return;
         };
+        // While the watchdog works (a stack capture and its symbolization can
+        // take a second), every poll that ends is timed; the tick after the
+        // work lets polls be sampled again (see `capture::poll`).
+        clock::hold();
+        work(&session, &mut watched, &mut scan, &mut last_scan);
         clock::tick();
-        taskdump::dump::tick();
-        let slots = watch_slot::all();
-        watched.retain(|addr, _| slots.iter().any(|s| Arc::as_ptr(s) as usize == *addr));
-        for slot in &slots {
-            check_slot(&session, slot, &mut watched);
-        }
-        if !scan.running() && last_scan.elapsed() >= SCAN_EVERY {
-            last_scan = Instant::now();
-            scan.start();
-            session.registry.prune();
-        }
-        scan.step(&session);
     }
+}
+
+/// One tick's work: task dumps' deadlines, the slots, a leak scan's step.
+fn work(
+    session: &Session,
+    watched: &mut HashMap<usize, Watched>,
+    scan: &mut leaks::Scan,
+    last_scan: &mut Instant,
+) {
+    taskdump::dump::tick();
+    let slots = watch_slot::all();
+    watched.retain(|addr, _| slots.iter().any(|s| Arc::as_ptr(s) as usize == *addr));
+    for slot in &slots {
+        check_slot(session, slot, watched);
+    }
+    if !scan.running() && last_scan.elapsed() >= SCAN_EVERY {
+        *last_scan = Instant::now();
+        scan.start();
+        session.registry.prune();
+    }
+    scan.step(session);
 }
 
 fn check_slot(session: &Session, slot: &Arc<WatchSlot>, watched: &mut HashMap<usize, Watched>) {
@@ -133,16 +122,14 @@ fn check_slot(session: &Session, slot: &Arc<WatchSlot>, watched: &mut HashMap<us
             });
             // Turned off (TASKSCOPE_STACKS=off), the thread is not looked at:
             // the error says "disabled".
-            ticking_while(
-                || match stack_capture::capture(&slot.thread, CAPTURE_TIMEOUT) {
-                    Ok(raw) => PollStack {
-                        frames: symbolize(&raw),
-                        unavailable: None,
-                        truncated: raw.is_truncated(),
-                    },
-                    Err(err) => PollStack::missing(err.to_string()),
+            match stack_capture::capture(&slot.thread, CAPTURE_TIMEOUT) {
+                Ok(raw) => PollStack {
+                    frames: symbolize(&raw),
+                    unavailable: None,
+                    truncated: raw.is_truncated(),
                 },
-            )
+                Err(err) => PollStack::missing(err.to_string()),
+            }
         }
     };
     let still_running =

@@ -16,7 +16,10 @@
 //!   bound lies in it (linear interpolation, as `histogram_quantile` does in
 //!   a Prometheus bucket). For the default threshold, the 50 ms bound falls
 //!   in [33.6, 67.1) ms, so at most the polls of that bucket are placed on
-//!   the wrong side of it.
+//!   the wrong side of it. With `TASKSCOPE_POLL_TIMING=sampled` (the
+//!   default) that histogram is itself an estimate from one short poll in 8
+//!   (see `capture::poll`), and so are these buckets (kept at most the
+//!   exact count at `T`, so the buckets stay cumulative).
 
 use crate::model::locations::SLOW_CLASSES;
 use crate::model::task::{POLL_HISTOGRAM_BUCKETS, poll_histogram_bucket_limit};

@@ -282,17 +282,12 @@ impl Locations {
         totals
             .busy_ns
             .fetch_add(cell.busy_ns.load(Relaxed), Release);
-        // Most tasks' polls sit in the first few buckets: stop once every
-        // poll is accounted for.
-        let mut left = polls;
+        // Every bucket: with sampled poll timing a timed poll counts several
+        // times, so the counts do not add up to the polls.
         for (k, bucket) in cell.histogram.iter().enumerate() {
-            if left == 0 {
-                break;
-            }
             let count = u64::from(bucket.load(Relaxed));
             if count != 0 {
                 totals.histogram[k].fetch_add(count, Release);
-                left = left.saturating_sub(count);
             }
         }
         totals.ended.fetch_add(1, Release);

@@ -48,10 +48,23 @@ async fn app() {
         .map(|_| tokio::spawn(std::future::pending::<()>())) // SPAWN-IDLE
         .collect();
     // The panic's finding goes through the findings thread: let it arrive
-    // (waiting off the runtime's threads, not to block a worker).
-    tokio::task::spawn_blocking(|| taskscope::flush(Duration::from_secs(3)))
-        .await
-        .unwrap();
+    // (waiting off the runtime's threads, not to block a worker). With the
+    // task hooks it is made after the task's last poll, which may come after
+    // its `JoinHandle` woke this task: wait until the sinks saw it.
+    tokio::task::spawn_blocking(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline
+            && !taskscope::findings()
+                .iter()
+                .any(|f| matches!(f.kind, taskscope::FindingKind::TaskPanicked { .. }))
+        {
+            taskscope::flush(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        taskscope::flush(Duration::from_secs(3))
+    })
+    .await
+    .unwrap();
     say("ready");
     let mut lines = stdin_lines();
     while let Some(line) = lines.recv().await {
