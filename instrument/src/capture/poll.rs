@@ -367,6 +367,21 @@ mod tests {
     }
 
     #[test]
+    fn a_poll_that_ends_while_the_watchdog_works_is_timed() {
+        let s = session(PollTiming::Sampled);
+        let cell = TaskCell::new(1, None, SpawnLocation::UNKNOWN, None);
+        for _ in 0..100 {
+            clock::tick();
+            begin(1, &cell);
+            // The watchdog takes a stack: no tick for as long as that takes.
+            clock::hold();
+            end(&s, 1);
+        }
+        assert_eq!(timed(&cell), 100);
+        clock::tick();
+    }
+
+    #[test]
     fn a_threshold_under_two_ticks_times_every_poll() {
         let (s, _) = Session::new(Settings {
             server_addr: ServerAddr::Off,
