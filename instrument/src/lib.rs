@@ -56,8 +56,10 @@
 //!
 //! ## The hot path
 //!
-//! Per poll: two clock reads (the CPU's time-stamp counter, read inline, where
-//! it is invariant; the monotonic clock otherwise), a lock-free lookup of the
+//! Per poll: one clock read at its start and, for the polls that are timed,
+//! one at its end (the CPU's time-stamp counter, read inline, where it is
+//! invariant; the monotonic clock otherwise; which polls are timed:
+//! [`PollTiming`]), a lock-free lookup of the
 //! task's record in a table that grows with the number of live tasks (no lock
 //! at any size: a million live tasks cost a poll what ten do), and relaxed
 //! atomic loads and stores on that
@@ -160,12 +162,14 @@
 //! **Histogram buckets** are dense around the slow-poll threshold `T`: `T` ×
 //! 1/100, 1/10, 1/4, 1/2, 3/4, 1, 1.5, 2.5, 5, 10, 25, 50, 100 — at the
 //! default 100 ms: 1, 10, 25, 50, 75, 100, 150, 250, 500 ms, 1, 2.5, 5, 10 s.
-//! `_count` and `_sum` are exact, and so are the buckets from `T` up (each
-//! slow poll's duration is known). Under `T` they come from taskscope's
-//! per-task histogram of power-of-two buckets (1.024 µs × 2^k): a bound's
-//! count is exact up to the power-of-two bucket it falls in, whose polls are
-//! split in proportion (linear interpolation); the 50 ms bound, say, falls in
-//! [33.6, 67.1) ms.
+//! `_count` is exact, and so are the buckets from `T` up (each slow poll's
+//! duration is known). Under `T` they come from taskscope's per-task
+//! histogram of power-of-two buckets (1.024 µs × 2^k): a bound's count is
+//! exact up to the power-of-two bucket it falls in, whose polls are split in
+//! proportion (linear interpolation); the 50 ms bound, say, falls in
+//! [33.6, 67.1) ms. With sampled poll timing ([`PollTiming::Sampled`], the
+//! default) that histogram and `_sum` are estimates from one short poll in 8;
+//! [`PollTiming::Every`] makes them exact.
 //!
 //! **Cost**: nothing per poll. While the endpoint is on, each task's end adds
 //! its figures to its location's running totals (a lookup in a lock-free

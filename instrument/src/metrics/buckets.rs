@@ -4,8 +4,9 @@
 //! 75, 100, 150, 250, 500 ms, 1, 2.5, 5, 10 s — and `+Inf`.
 //!
 //! How exact they are:
-//! - `_count` (every poll that ended) and `_sum` (the time inside them) are
-//!   exact;
+//! - `_count` (every poll that ended) is exact, and so is `_sum` (the time
+//!   inside them) when every poll is timed (`TASKSCOPE_POLL_TIMING=every`;
+//!   sampled, the default, it is an estimate);
 //! - the buckets from `T` up are exact: every slow poll's duration is known
 //!   (taskscope counts each one by class as it ends, `model::locations`),
 //!   and the polls under `T` are all polls less the slow ones;
