@@ -166,6 +166,7 @@ pub(crate) fn end(session: &Session, key: u64) {
     let cell = unsafe { &*frame.cell };
     TaskCell::bump(&cell.polls, 1);
     let weight = timing_weight(session, frame.start, random);
+    cell.last_weight.store(weight as u8, Relaxed);
     let mut took = 0;
     if weight == 0 {
         // Shorter than a tick: it ends (about) where it started.
@@ -379,6 +380,45 @@ mod tests {
         }
         assert_eq!(timed(&cell), 100);
         clock::tick();
+    }
+
+    /// The tracing capture takes back the span's last entry (the future's
+    /// drop) as many times as it counted: once when timed exactly, not at
+    /// all when it was not timed.
+    #[test]
+    fn the_last_entry_is_taken_back_as_many_times_as_it_counted() {
+        use crate::capture::tokio_spans::end_of;
+        // Every poll timed: 3 polls and the drop, which is taken back once.
+        let cell = poll_many(&session(PollTiming::Every), 4, || {});
+        assert_eq!(timed(&cell), 4);
+        end_of(&cell);
+        assert_eq!((cell.polls.load(Relaxed), timed(&cell)), (3, 3));
+
+        // Sampled, the drop not timed (a tick from another test could time
+        // it: try again until it is not): nothing taken from the histogram.
+        let mut s = session(PollTiming::Sampled);
+        s.sample_mask = u32::MAX; // never a sample
+        // Short polls timed once each (a tick passes in each): mostly in the
+        // histogram's first bucket, where an untimed drop (0 ns) would be
+        // taken from.
+        let cell = poll_many(&s, 20, clock::tick);
+        let before = cell.histogram();
+        assert_eq!(timed(&cell), 20);
+        assert!(before[0] > 0, "{before:?}");
+        for _ in 0..100 {
+            clock::tick();
+            begin(1, &cell);
+            end(&s, 1);
+            if cell.last_weight.load(Relaxed) == 0 {
+                break;
+            }
+            // Timed after all: take it back as the capture would.
+            end_of(&cell);
+        }
+        assert_eq!(cell.last_weight.load(Relaxed), 0);
+        end_of(&cell);
+        assert_eq!(cell.polls.load(Relaxed), 20);
+        assert_eq!(cell.histogram(), before);
     }
 
     #[test]

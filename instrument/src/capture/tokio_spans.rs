@@ -255,19 +255,28 @@ pub(crate) fn read_waker_event(event: &Event<'_>) -> Option<(WakerOp, u64)> {
 
 /// How a task whose span just closed ended. Tokio enters the span once more
 /// to drop the future: that was not a poll, and is taken back from the count,
-/// the busy time and the poll histogram (on the thread that just dropped it).
+/// the busy time and the poll histogram (on the thread that just dropped it),
+/// as many times as it counted there (`last_weight`: 0 when it was not timed,
+/// more than 1 when it was a sample, see `capture::poll`).
 pub(crate) fn end_of(cell: &TaskCell) -> TaskEnd {
     let polls = cell.polls.load(Relaxed);
     if polls > 0 {
         cell.polls.store(polls - 1, Relaxed);
-        let took = clock::since(
-            cell.last_poll_start.load(Relaxed),
-            cell.last_poll_end.load(Relaxed),
-        );
-        let busy = cell.busy_ns.load(Relaxed);
-        cell.busy_ns.store(busy.saturating_sub(took), Relaxed);
-        let bucket = &cell.histogram[poll_histogram_bucket(took)];
-        bucket.store(bucket.load(Relaxed).saturating_sub(1), Relaxed);
+        let weight = cell.last_weight.load(Relaxed);
+        if weight > 0 {
+            let took = clock::since(
+                cell.last_poll_start.load(Relaxed),
+                cell.last_poll_end.load(Relaxed),
+            );
+            let busy = cell.busy_ns.load(Relaxed);
+            cell.busy_ns
+                .store(busy.saturating_sub(took * u64::from(weight)), Relaxed);
+            let bucket = &cell.histogram[poll_histogram_bucket(took)];
+            bucket.store(
+                bucket.load(Relaxed).saturating_sub(u32::from(weight)),
+                Relaxed,
+            );
+        }
     }
     let prev_end = cell.prev_poll_end.load(Relaxed);
     let gap = if prev_end == 0 {
