@@ -265,13 +265,17 @@ pub(crate) fn self_woken(cell: &TaskCell) {
     woken(cell);
 }
 
+/// Polls made by hand, for the tests of what the hot path records.
 #[cfg(all(test, not(miri)))]
-mod tests {
-    use super::*;
-    use crate::model::task::SpawnLocation;
+pub(crate) mod testing {
+    use super::{begin, end};
+    use crate::clock;
+    use crate::model::task::{SpawnLocation, TaskCell};
+    use crate::session::Session;
     use crate::settings::{PollTiming, ServerAddr, Settings};
 
-    fn session(timing: PollTiming) -> Session {
+    /// A session (no server) timing polls as `timing` says.
+    pub(crate) fn session(timing: PollTiming) -> Session {
         clock::init();
         Session::new(Settings {
             server_addr: ServerAddr::Off,
@@ -283,7 +287,7 @@ mod tests {
 
     /// Runs `polls` polls of one task (`between` runs inside each) on this
     /// thread, each started with a fresh tick; returns the task's record.
-    fn poll_many(session: &Session, polls: u64, between: impl Fn()) -> TaskCell {
+    pub(crate) fn poll_many(session: &Session, polls: u64, between: impl Fn()) -> TaskCell {
         let cell = TaskCell::new(1, None, SpawnLocation::UNKNOWN, None);
         for _ in 0..polls {
             clock::tick();
@@ -294,9 +298,18 @@ mod tests {
         cell
     }
 
-    fn timed(cell: &TaskCell) -> u64 {
+    /// Polls counted in the histogram (each timed poll as many times as it weighs).
+    pub(crate) fn timed(cell: &TaskCell) -> u64 {
         cell.histogram().iter().map(|&n| u64::from(n)).sum()
     }
+}
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::testing::{poll_many, session, timed};
+    use super::*;
+    use crate::model::task::SpawnLocation;
+    use crate::settings::{PollTiming, ServerAddr, Settings};
 
     #[test]
     fn every_poll_is_timed_with_every() {
@@ -380,45 +393,6 @@ mod tests {
         }
         assert_eq!(timed(&cell), 100);
         clock::tick();
-    }
-
-    /// The tracing capture takes back the span's last entry (the future's
-    /// drop) as many times as it counted: once when timed exactly, not at
-    /// all when it was not timed.
-    #[test]
-    fn the_last_entry_is_taken_back_as_many_times_as_it_counted() {
-        use crate::capture::tokio_spans::end_of;
-        // Every poll timed: 3 polls and the drop, which is taken back once.
-        let cell = poll_many(&session(PollTiming::Every), 4, || {});
-        assert_eq!(timed(&cell), 4);
-        end_of(&cell);
-        assert_eq!((cell.polls.load(Relaxed), timed(&cell)), (3, 3));
-
-        // Sampled, the drop not timed (a tick from another test could time
-        // it: try again until it is not): nothing taken from the histogram.
-        let mut s = session(PollTiming::Sampled);
-        s.sample_mask = u32::MAX; // never a sample
-        // Short polls timed once each (a tick passes in each): mostly in the
-        // histogram's first bucket, where an untimed drop (0 ns) would be
-        // taken from.
-        let cell = poll_many(&s, 20, clock::tick);
-        let before = cell.histogram();
-        assert_eq!(timed(&cell), 20);
-        assert!(before[0] > 0, "{before:?}");
-        for _ in 0..100 {
-            clock::tick();
-            begin(1, &cell);
-            end(&s, 1);
-            if cell.last_weight.load(Relaxed) == 0 {
-                break;
-            }
-            // Timed after all: take it back as the capture would.
-            end_of(&cell);
-        }
-        assert_eq!(cell.last_weight.load(Relaxed), 0);
-        end_of(&cell);
-        assert_eq!(cell.polls.load(Relaxed), 20);
-        assert_eq!(cell.histogram(), before);
     }
 
     #[test]

@@ -344,4 +344,53 @@ mod tests {
         assert_eq!(WakerOp::parse("waker.other"), None);
         assert_eq!(WakerOp::parse("waker.wakeX"), None);
     }
+
+    #[cfg(not(miri))]
+    mod weights {
+        //! With sampled poll timing (see `capture::poll`).
+        use super::super::end_of;
+        use crate::capture::poll::testing::{poll_many, session, timed};
+        use crate::capture::poll::{begin, end};
+        use crate::clock;
+        use crate::settings::PollTiming;
+        use std::sync::atomic::Ordering::Relaxed;
+
+        /// The tracing capture takes back the span's last entry (the future's
+        /// drop) as many times as it counted: once when timed exactly, not at
+        /// all when it was not timed.
+        #[test]
+        fn the_last_entry_is_taken_back_as_many_times_as_it_counted() {
+            // Every poll timed: 3 polls and the drop, which is taken back once.
+            let cell = poll_many(&session(PollTiming::Every), 4, || {});
+            assert_eq!(timed(&cell), 4);
+            end_of(&cell);
+            assert_eq!((cell.polls.load(Relaxed), timed(&cell)), (3, 3));
+
+            // Sampled, the drop not timed (a tick from another test could time
+            // it: try again until it is not): nothing taken from the histogram.
+            let mut s = session(PollTiming::Sampled);
+            s.sample_mask = u32::MAX; // never a sample
+            // Short polls timed once each (a tick passes in each): mostly in the
+            // histogram's first bucket, where an untimed drop (0 ns) would be
+            // taken from.
+            let cell = poll_many(&s, 20, clock::tick);
+            let before = cell.histogram();
+            assert_eq!(timed(&cell), 20);
+            assert!(before[0] > 0, "{before:?}");
+            for _ in 0..100 {
+                clock::tick();
+                begin(1, &cell);
+                end(&s, 1);
+                if cell.last_weight.load(Relaxed) == 0 {
+                    break;
+                }
+                // Timed after all: take it back as the capture would.
+                end_of(&cell);
+            }
+            assert_eq!(cell.last_weight.load(Relaxed), 0);
+            end_of(&cell);
+            assert_eq!(cell.polls.load(Relaxed), 20);
+            assert_eq!(cell.histogram(), before);
+        }
+    }
 }
