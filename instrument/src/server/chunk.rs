@@ -119,6 +119,36 @@ pub(crate) struct SnapshotHeader {
     pub(crate) at_unix_ns: u64,
 }
 
+/// How many tasks, finished tasks and findings a whole snapshot holds.
+#[derive(Clone, Copy)]
+struct Totals {
+    tasks: usize,
+    finished: usize,
+    findings: usize,
+}
+
+impl SnapshotHeader {
+    /// Chunk `chunk` of a snapshot (`last`: its final one) holding `part`.
+    fn chunk(&self, part: Part, chunk: u32, last: bool, totals: Totals) -> proto::Update {
+        proto::Update {
+            kind: Some(proto::update::Kind::Snapshot(proto::Snapshot {
+                chunk,
+                last,
+                app: Some(self.app.clone()),
+                tasks: part.tasks,
+                finished: part.finished,
+                findings: part.findings,
+                metrics: Some(self.metrics.clone()),
+                dropped: Some(self.dropped),
+                at_unix_ns: self.at_unix_ns,
+                total_tasks: totals.tasks as u64,
+                total_finished: totals.finished as u64,
+                total_findings: totals.findings as u64,
+            })),
+        }
+    }
+}
+
 /// A full picture as a sequence of `Update`s, each under [`MAX_MESSAGE`]
 /// (the publisher uses [`snapshot_encoded`], which makes the same chunks).
 #[cfg(test)]
@@ -130,29 +160,17 @@ pub(crate) fn snapshot(
 ) -> Vec<proto::Update> {
     // The publisher counted those left out among the dropped (as they came).
     let (findings, _) = fitting(findings);
-    let (total_tasks, total_finished, total_findings) =
-        (tasks.len(), finished.len(), findings.len());
+    let totals = Totals {
+        tasks: tasks.len(),
+        finished: finished.len(),
+        findings: findings.len(),
+    };
     let parts = pack(tasks, finished, findings, CHUNK_BUDGET);
     let count = parts.len();
     parts
         .into_iter()
         .enumerate()
-        .map(|(i, p)| proto::Update {
-            kind: Some(proto::update::Kind::Snapshot(proto::Snapshot {
-                chunk: i as u32,
-                last: i + 1 == count,
-                app: Some(header.app.clone()),
-                tasks: p.tasks,
-                finished: p.finished,
-                findings: p.findings,
-                metrics: Some(header.metrics.clone()),
-                dropped: Some(header.dropped),
-                at_unix_ns: header.at_unix_ns,
-                total_tasks: total_tasks as u64,
-                total_finished: total_finished as u64,
-                total_findings: total_findings as u64,
-            })),
-        })
+        .map(|(i, p)| header.chunk(p, i as u32, i + 1 == count, totals))
         .collect()
 }
 
@@ -169,27 +187,16 @@ pub(crate) fn snapshot_encoded<E>(
     findings: Vec<String>,
     encode: impl Fn(&proto::Update) -> E,
 ) -> Vec<E> {
-    let (total_finished, total_findings) = (finished.len(), findings.len());
+    let totals = Totals {
+        tasks: total_tasks,
+        finished: finished.len(),
+        findings: findings.len(),
+    };
     let mut encoded = Vec::new();
     let mut part = Part::default();
     let mut used = 0usize;
     let mut chunk = 0u32;
-    let make = |part: Part, chunk: u32, last: bool| proto::Update {
-        kind: Some(proto::update::Kind::Snapshot(proto::Snapshot {
-            chunk,
-            last,
-            app: Some(header.app.clone()),
-            tasks: part.tasks,
-            finished: part.finished,
-            findings: part.findings,
-            metrics: Some(header.metrics.clone()),
-            dropped: Some(header.dropped),
-            at_unix_ns: header.at_unix_ns,
-            total_tasks: total_tasks as u64,
-            total_finished: total_finished as u64,
-            total_findings: total_findings as u64,
-        })),
-    };
+    let make = |part: Part, chunk: u32, last: bool| header.chunk(part, chunk, last, totals);
     // Starts a new part when `cost` does not fit: the full one is encoded.
     let mut room = |part: &mut Part, cost: usize, encoded: &mut Vec<E>| {
         if used > 0 && used + cost > CHUNK_BUDGET {

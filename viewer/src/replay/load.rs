@@ -622,15 +622,7 @@ mod tests {
             taskscope_api::recording::segment_start(&taskscope_api::proto::RecordingHeader {
                 format_version: 1,
                 protocol_version: taskscope_api::PROTOCOL_VERSION,
-                app: Some(proto::AppInfo {
-                    protocol_version: taskscope_api::PROTOCOL_VERSION,
-                    name: "recorded".into(),
-                    pid: 7,
-                    version: "0.1.0".into(),
-                    slow_poll_threshold_ns: 100_000_000,
-                    capture: "tracing".into(),
-                    ..Default::default()
-                }),
+                app: Some(crate::replay::testing::app()),
                 started_unix_ns: crate::replay::testing::T0,
                 run_started_unix_ns: 1,
                 segment: 0,

@@ -58,7 +58,8 @@ pub(crate) fn never_awaited(n: u64) -> String {
     )
 }
 
-fn app() -> proto::AppInfo {
+/// The recorded app's info, as the recordings of these tests carry it.
+pub(crate) fn app() -> proto::AppInfo {
     proto::AppInfo {
         protocol_version: proto::PROTOCOL_VERSION,
         name: "recorded".into(),
