@@ -81,9 +81,11 @@
 //! (`size_of::<TaskCell>()` = 248 bytes on x86_64) and its reference counts:
 //! glibc gives it a 272-byte chunk. The task table adds about 18 bytes a live
 //! task (16-byte slots, about 1.1 of them a task, at most 1.6 right after it
-//! grows): at a million pending tasks, +282 bytes counted and +261 resident
-//! with the hooks (more with `init()` when Tokio's sync primitives carry
-//! tracing spans). The table's levels are kept once allocated: its memory is
+//! grows): at a million pending tasks, +282 bytes counted and +261 resident,
+//! the same with the hooks and with `init()`. (A poll that runs longer than
+//! the slow-poll threshold loads the binary's debug info once to symbolize
+//! its stack: tens of megabytes, kept for the next report, whatever the
+//! number of tasks.) The table's levels are kept once allocated: its memory is
 //! that of the most tasks ever alive at once. The
 //! finished history keeps at most 1,000 records for at most 60 s by default
 //! (`TASKSCOPE_FINISHED_MAX`, `TASKSCOPE_FINISHED_TTL_S`), and records kept
