@@ -22,6 +22,12 @@
 //! queue) and `spawn-worker` (the same loop inside a spawned task: tasks go to
 //! the spawning worker's local queue, as in a server's handlers).
 //!
+//! `--variants clock-tracing` is the same kind of reference for `init()`: a
+//! `tracing` subscriber that is not taskscope, asking for what `init()` asks
+//! for (Tokio's task spans and waker events), numbering the spans, reading
+//! the TSC on each enter and exit and ignoring the events: the floor of any
+//! capture built on Tokio's `tracing` instrumentation.
+//!
 //! `--variants init-every,hooks-every` are `init` and `hooks` timing every
 //! poll (`TASKSCOPE_POLL_TIMING=every`), against the default `sampled`.
 //!
@@ -44,7 +50,9 @@
 //! `console_subscriber`, where its aggregator runs), read from /proc.
 //!
 //! Prints per workload and variant: median wall time (or requests/s for http),
-//! min–max, the ratio to `bare`, peak RSS and CPU time of the child process.
+//! min–max, the ratio to `bare`, peak RSS (from the child's start to the end of
+//! the workload: the runtime's teardown is left out) and CPU time of the child
+//! process.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -132,6 +140,7 @@ struct Sample {
     /// p99 latency in ms (http only).
     p99_ms: f64,
     cpu: Duration,
+    /// Peak RSS up to the end of the workload (not the teardown).
     max_rss_kib: i64,
     /// Bytes per second a tokio-console client received (attached variants).
     console_bps: f64,
@@ -170,12 +179,19 @@ fn run_child(exe: &std::path::Path, variant: &str, workload: &str, idle: usize) 
     let console_bps = next();
     let server_cpu = next();
     let client_cpu = next();
+    // The child's peak RSS when the workload ended (before the runtime's
+    // teardown); the whole run's if the child did not say.
+    let workload_rss_kib = next() as i64;
     let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
     Some(Sample {
         value,
         p99_ms,
         cpu,
-        max_rss_kib: usage.ru_maxrss,
+        max_rss_kib: if workload_rss_kib > 0 {
+            workload_rss_kib
+        } else {
+            usage.ru_maxrss
+        },
         console_bps,
         server_cpu,
         client_cpu,
@@ -354,12 +370,22 @@ fn child(variant: &str, workload: &str, idle: usize) {
             taskscope_tests::variants::install_clock_hooks(&mut builder);
             builder.build()
         }
+        // Reference, not taskscope: the floor of any capture built on
+        // Tokio's `tracing` instrumentation (what `init()` is).
+        "clock-tracing" => {
+            assert!(taskscope_tests::variants::install_clock_tracing());
+            builder.build()
+        }
         other => panic!("unknown variant {other}"),
     }
     .expect("runtime");
     let attached = Instant::now();
     let out = rt.block_on(async {
-        let parked = park_idle(idle).await;
+        // Kept until the runtime is dropped: releasing them all at once
+        // (`notify_waiters`) is one long poll that taskscope reports as
+        // slow, with a stack capture and symbolization (~100 MB of debug
+        // info), which is not the workload.
+        let _parked = park_idle(idle).await;
         let started = Instant::now();
         match workload {
             "spawn" => spawn_many().await,
@@ -367,13 +393,13 @@ fn child(variant: &str, workload: &str, idle: usize) {
             "yield" => yield_many().await,
             "pingpong" => pingpong().await,
             "mixed" => mixed().await,
-            "http" => return http::run().await,
+            "http" => return (http::run().await, peak_rss_kib()),
             other => panic!("unknown workload {other}"),
         }
         let out = format!("{} 0", started.elapsed().as_secs_f64());
-        parked.notify_waiters();
-        out
+        (out, peak_rss_kib())
     });
+    let (out, hwm_kib) = out;
     let server = match variant {
         "init" | "hooks" | "init-every" | "hooks-every" | "init-console" => {
             thread_cpu("taskscope-server")
@@ -384,7 +410,10 @@ fn child(variant: &str, workload: &str, idle: usize) {
     let bps = received.map_or(0.0, |bytes| {
         bytes.load(Ordering::Relaxed) as f64 / attached.elapsed().as_secs_f64()
     });
-    println!("{out} {bps} {server} {}", thread_cpu("console-client"));
+    println!(
+        "{out} {bps} {server} {} {hwm_kib}",
+        thread_cpu("console-client")
+    );
     drop(rt);
     drop(keep);
 }
@@ -508,6 +537,16 @@ fn scraped_every_second() -> std::net::SocketAddr {
 }
 
 /// CPU seconds (user + system) of this process's threads named `name`, from /proc.
+/// The peak resident memory of this process so far (`VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn thread_cpu(name: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;

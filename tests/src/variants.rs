@@ -79,3 +79,80 @@ fn tsc() -> u64 {
         .elapsed()
         .as_nanos() as u64
 }
+
+/// Installs, as the global default, a `tracing` subscriber that is not
+/// taskscope: it asks for exactly what taskscope's `init()` asks for (Tokio's
+/// task spans and its waker events), gives each span an id from a counter,
+/// reads the TSC when a span is entered and exited (adding the difference to
+/// a per-thread sum, as [`install_clock_hooks`] does) and ignores the events.
+/// What any capture built on Tokio's `tracing` instrumentation pays at
+/// least: the floor `init()` is measured against. Returns false if a global
+/// subscriber was already set.
+pub fn install_clock_tracing() -> bool {
+    tracing::subscriber::set_global_default(ClockTracing {
+        next_id: std::sync::atomic::AtomicU64::new(1),
+    })
+    .is_ok()
+}
+
+/// The subscriber of [`install_clock_tracing`].
+struct ClockTracing {
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+thread_local! {
+    static SPAN_START: Cell<u64> = const { Cell::new(0) };
+    static SPAN_BUSY: Cell<u64> = const { Cell::new(0) };
+}
+
+impl ClockTracing {
+    /// The metadata `init()`'s subscriber asks for: Tokio's task spans and
+    /// its waker events.
+    fn wanted(meta: &tracing::Metadata<'_>) -> bool {
+        (meta.is_span() && meta.target() == "tokio::task" && meta.name() == "runtime.spawn")
+            || (meta.is_event() && meta.target() == "tokio::task::waker")
+    }
+}
+
+impl tracing::Subscriber for ClockTracing {
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if Self::wanted(meta) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
+        Self::wanted(meta)
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::span::Id::from_u64(id)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, _: &tracing::Event<'_>) {}
+
+    fn enter(&self, _: &tracing::span::Id) {
+        SPAN_START.with(|s| s.set(tsc()));
+    }
+
+    fn exit(&self, _: &tracing::span::Id) {
+        let took = tsc().wrapping_sub(SPAN_START.with(Cell::get));
+        SPAN_BUSY.with(|b| b.set(b.get().wrapping_add(took)));
+    }
+}
