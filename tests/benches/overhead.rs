@@ -26,7 +26,9 @@
 //! `tracing` subscriber that is not taskscope, asking for what `init()` asks
 //! for (Tokio's task spans and waker events), numbering the spans, reading
 //! the TSC on each enter and exit and ignoring the events: the floor of any
-//! capture built on Tokio's `tracing` instrumentation.
+//! capture built on Tokio's `tracing` instrumentation. `noop-tracing` and
+//! `noop-hooks` are the two without reading the clock: the cost of the
+//! instrumentation alone, before any capture's work.
 //!
 //! `--variants init-every,hooks-every` are `init` and `hooks` timing every
 //! poll (`TASKSCOPE_POLL_TIMING=every`), against the default `sampled`.
@@ -374,6 +376,16 @@ fn child(variant: &str, workload: &str, idle: usize) {
         // Tokio's `tracing` instrumentation (what `init()` is).
         "clock-tracing" => {
             assert!(taskscope_tests::variants::install_clock_tracing());
+            builder.build()
+        }
+        // The same without the clock, and Tokio's hooks doing nothing: what
+        // the instrumentation itself costs, before any capture's work.
+        "noop-tracing" => {
+            assert!(taskscope_tests::variants::install_noop_tracing());
+            builder.build()
+        }
+        "noop-hooks" => {
+            taskscope_tests::variants::install_noop_hooks(&mut builder);
             builder.build()
         }
         other => panic!("unknown variant {other}"),
