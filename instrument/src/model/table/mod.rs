@@ -66,8 +66,9 @@
 //! reports this as a race that cannot happen (without the fence, its three
 //! models of pinned reads fail), so under loom the reader also issues the
 //! fence it used to: loom checks a stronger protocol than the one shipped, and
-//! the argument above covers the difference. Miri, which models `SeqCst` as
-//! C++20 does, runs the unit tests on the shipped one.
+//! the argument above covers the difference. Miri, whose weak-memory
+//! emulation follows C++20's model (it explores some weak behaviours, not
+//! all), runs the unit tests on the shipped one.
 //!
 //! # Not done
 //!
