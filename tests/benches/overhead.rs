@@ -548,7 +548,6 @@ fn scraped_every_second() -> std::net::SocketAddr {
     addr
 }
 
-/// CPU seconds (user + system) of this process's threads named `name`, from /proc.
 /// The peak resident memory of this process so far (`VmHWM`), in KiB.
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -559,6 +558,7 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) of this process's threads named `name`, from /proc.
 fn thread_cpu(name: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
