@@ -1,7 +1,10 @@
 //! The ways of running a runtime that the measuring programs compare: nothing
-//! installed, taskscope's two captures, and two references that are not
-//! taskscope (Tokio's task hooks doing nothing, or only reading the clock
-//! around each poll: the floor of any capture built on the hooks).
+//! installed, taskscope's two captures, and references that are not
+//! taskscope: Tokio's task hooks doing nothing, or only reading the clock
+//! around each poll (the floor of any capture built on the hooks), and a
+//! `tracing` subscriber asking for what `init()` asks for and doing nothing,
+//! or only reading the clock on each enter and exit (the floor of any capture
+//! built on Tokio's `tracing` instrumentation).
 
 use std::cell::Cell;
 
