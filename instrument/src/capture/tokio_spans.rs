@@ -360,7 +360,8 @@ mod tests {
     /// What `read_waker_event` makes of the events `emit` sends, in order.
     fn read_events(emit: impl FnOnce()) -> Vec<Option<(WakerOp, u64)>> {
         use std::sync::{Arc, Mutex};
-        struct Reader(Arc<Mutex<Vec<Option<(WakerOp, u64)>>>>);
+        type Seen = Arc<Mutex<Vec<Option<(WakerOp, u64)>>>>;
+        struct Reader(Seen);
         impl tracing::Subscriber for Reader {
             fn enabled(&self, _: &Metadata<'_>) -> bool {
                 true
@@ -378,8 +379,7 @@ mod tests {
         }
         let seen = Arc::new(Mutex::new(Vec::new()));
         tracing::subscriber::with_default(Reader(Arc::clone(&seen)), emit);
-        let seen = seen.lock().unwrap().clone();
-        seen
+        seen.lock().unwrap().clone()
     }
 
     #[test]
