@@ -23,14 +23,21 @@ pub fn matches(task: &Task, needle: &str) -> bool {
 /// ```
 pub fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
     let (hay, needle) = (haystack.as_bytes(), needle.as_bytes());
-    if needle.is_empty() {
+    let Some((&first, rest)) = needle.split_first() else {
         return true;
-    }
-    if needle.len() > hay.len() {
+    };
+    let Some(last_start) = hay.len().checked_sub(needle.len()) else {
         return false;
-    }
-    hay.windows(needle.len())
-        .any(|window| window.eq_ignore_ascii_case(needle))
+    };
+    // The needle's first byte in either case, found with SIMD (`memchr2`),
+    // then the rest compared there: at a million tasks a filter key reads
+    // every name and location, and most positions are not a start.
+    memchr::memchr2_iter(
+        first.to_ascii_lowercase(),
+        first.to_ascii_uppercase(),
+        &hay[..=last_start],
+    )
+    .any(|at| hay[at + 1..at + needle.len()].eq_ignore_ascii_case(rest))
 }
 
 #[cfg(test)]
@@ -56,6 +63,49 @@ mod tests {
             wakes: 0,
             wakers: 0,
         }
+    }
+
+    /// The plain definition: some window of the haystack equals the needle.
+    fn naive(hay: &str, needle: &str) -> bool {
+        needle.is_empty()
+            || hay
+                .as_bytes()
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    }
+
+    #[test]
+    fn agrees_with_the_plain_definition() {
+        // Every haystack of up to 6 bytes over a small alphabet (both cases of
+        // a letter, a digit, a separator, a multi-byte character), against
+        // needles of up to 3 bytes over the same alphabet.
+        let alphabet = ["a", "A", "b", "1", ":", "é"];
+        let mut words = vec![String::new()];
+        let mut all = Vec::new();
+        for _ in 0..6 {
+            words = words
+                .iter()
+                .flat_map(|w| alphabet.iter().map(move |c| format!("{w}{c}")))
+                .collect();
+            all.extend(words.iter().cloned());
+        }
+        let needles: Vec<&String> = all.iter().filter(|w| w.len() <= 3).collect();
+        let mut checked = 0;
+        for hay in all.iter().step_by(7) {
+            for needle in &needles {
+                assert_eq!(
+                    contains_ignore_ascii_case(hay, needle),
+                    naive(hay, needle),
+                    "{hay:?} {needle:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 100_000, "{checked}");
+        assert!(contains_ignore_ascii_case("x", ""));
+        assert!(!contains_ignore_ascii_case("", "a"));
+        assert!(contains_ignore_ascii_case("src/Main.rs", "MAIN.RS"));
+        assert!(!contains_ignore_ascii_case("ab", "abc"));
     }
 
     #[test]
