@@ -366,9 +366,21 @@ fn malformed_metrics_address_leaves_the_endpoint_off() {
 fn malformed_metrics_location_limit_keeps_1000() {
     let addr = format!("127.0.0.1:{}", taskscope_tests::free_port());
     let scrape = |_pid| {
-        taskscope_tests::metrics::get(&addr, "/metrics", "")
-            .map(|r| taskscope_tests::metrics::parse(&r.body))
-            .unwrap_or_default()
+        // The endpoint starts with the app's session, on a thread of its own:
+        // on a loaded machine it may answer a moment after the app said
+        // `ready`. Ask again until it counts the waiting task (10 s at most).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let samples = taskscope_tests::metrics::get(&addr, "/metrics", "")
+                .map(|r| taskscope_tests::metrics::parse(&r.body))
+                .unwrap_or_default();
+            if samples.iter().any(|s| s.name == "taskscope_tasks_alive")
+                || std::time::Instant::now() >= deadline
+            {
+                return samples;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     };
     for (bad, limit) in [("10001", None), ("-1", None), ("0", Some(0))] {
         let (output, samples) = serve_with(

@@ -611,18 +611,24 @@ fn the_handler_needs_little_alternate_stack() {
     });
     let h = rx.recv().unwrap();
     std::thread::sleep(Duration::from_millis(30));
-    let mut captured = 0;
+    // Counted: the captures made by the signal handler (the spinning thread
+    // is running user code). On a loaded machine a capture can find it
+    // in the kernel instead (a page fault, a preemption that `/proc` shows as
+    // blocked) and read its stack without a signal: not the handler, not
+    // counted, and allowed a few times.
+    let (mut captured, mut without_signal) = (0, 0);
     for _ in 0..50 {
         match capture(&h, TIMEOUT) {
-            Ok(raw) => {
-                assert!(matches!(raw.method(), Method::Signal { .. }));
-                captured += 1;
-            }
+            Ok(raw) if matches!(raw.method(), Method::Signal { .. }) => captured += 1,
+            Ok(_) => without_signal += 1,
             Err(StackError::Timeout) => {}
             Err(e) => panic!("{e}"),
         }
     }
-    assert!(captured >= 45, "{captured} of 50");
+    assert!(
+        captured >= 45,
+        "{captured} of 50 by signal ({without_signal} without)"
+    );
     stop.store(true, Ordering::Relaxed);
     let used = used_rx.recv().unwrap();
     join.join().unwrap();
