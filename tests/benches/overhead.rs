@@ -392,7 +392,7 @@ fn child(variant: &str, workload: &str, idle: usize) {
     }
     .expect("runtime");
     let attached = Instant::now();
-    let out = rt.block_on(async {
+    let (out, hwm_kib) = rt.block_on(async {
         // Kept until the runtime is dropped: releasing them all at once
         // (`notify_waiters`) is one long poll that taskscope reports as
         // slow, with a stack capture and symbolization (~100 MB of debug
@@ -411,7 +411,6 @@ fn child(variant: &str, workload: &str, idle: usize) {
         let out = format!("{} 0", started.elapsed().as_secs_f64());
         (out, peak_rss_kib())
     });
-    let (out, hwm_kib) = out;
     let server = match variant {
         "init" | "hooks" | "init-every" | "hooks-every" | "init-console" => {
             thread_cpu("taskscope-server")
