@@ -55,16 +55,25 @@ pub fn install_noop_hooks(builder: &mut tokio::runtime::Builder) {
 /// Tokio's poll hooks reading the TSC before and after each poll and adding
 /// the difference to a per-thread sum: what any poll timing costs at least.
 pub fn install_clock_hooks(builder: &mut tokio::runtime::Builder) {
-    thread_local! {
-        static START: Cell<u64> = const { Cell::new(0) };
-        static BUSY: Cell<u64> = const { Cell::new(0) };
-    }
     builder
-        .on_before_task_poll(|_| START.with(|s| s.set(tsc())))
-        .on_after_task_poll(|_| {
-            let took = tsc().wrapping_sub(START.with(Cell::get));
-            BUSY.with(|b| b.set(b.get().wrapping_add(took)));
-        });
+        .on_before_task_poll(|_| clock_start())
+        .on_after_task_poll(|_| clock_stop());
+}
+
+thread_local! {
+    static START: Cell<u64> = const { Cell::new(0) };
+    static BUSY: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A poll starts on this thread: the TSC read (the references' clock).
+fn clock_start() {
+    START.with(|s| s.set(tsc()));
+}
+
+/// The poll ends: the TSC read again, the difference added to a per-thread sum.
+fn clock_stop() {
+    let took = tsc().wrapping_sub(START.with(Cell::get));
+    BUSY.with(|b| b.set(b.get().wrapping_add(took)));
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -117,11 +126,6 @@ struct ClockTracing {
     clock: bool,
 }
 
-thread_local! {
-    static SPAN_START: Cell<u64> = const { Cell::new(0) };
-    static SPAN_BUSY: Cell<u64> = const { Cell::new(0) };
-}
-
 impl ClockTracing {
     /// The metadata `init()`'s subscriber asks for: Tokio's task spans and
     /// its waker events.
@@ -166,14 +170,13 @@ impl tracing::Subscriber for ClockTracing {
 
     fn enter(&self, _: &tracing::span::Id) {
         if self.clock {
-            SPAN_START.with(|s| s.set(tsc()));
+            clock_start();
         }
     }
 
     fn exit(&self, _: &tracing::span::Id) {
         if self.clock {
-            let took = tsc().wrapping_sub(SPAN_START.with(Cell::get));
-            SPAN_BUSY.with(|b| b.set(b.get().wrapping_add(took)));
+            clock_stop();
         }
     }
 }
