@@ -105,6 +105,8 @@ fn dump_json_lists_the_fifty_named_tasks_with_their_spawn_lines() {
         assert_eq!(task["kind"], "task", "{task}");
         assert_eq!(task["polls"], 1, "{task}");
         assert!(task["id"].as_u64().is_some(), "{task}");
+        // The app samples poll timing (its default): busy times are estimates.
+        assert_eq!(task["busy_estimated"], true, "{task}");
         for field in ["busy_ms", "idle_ms", "age_ms"] {
             assert!(
                 task[field].as_f64().is_some_and(|v| v >= 0.0),
@@ -143,6 +145,16 @@ fn dump_prints_an_aligned_table() {
     assert!(
         rows.iter().all(|r| column(r) == column(rows[0])),
         "aligned:\n{text}"
+    );
+    // The app samples poll timing (its default): one line on stderr says the
+    // table's busy and idle times are estimates, and how to time every poll.
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("taskscope dump: BUSY and IDLE are estimates")
+            && stderr.contains("1 in 8")
+            && stderr.contains("TASKSCOPE_POLL_TIMING=every"),
+        "{stderr}"
     );
 }
 

@@ -8,7 +8,8 @@
 //! version, a token required), one line on stderr says why, and it exits 1.
 //! When the app cannot say where its tasks wait (built without taskscope's
 //! `taskdump` feature, a dump refused), the tasks are printed all the same,
-//! and one line on stderr says why.
+//! and one line on stderr says why. When the app samples poll timing (its
+//! default), one line on stderr says the table's BUSY and IDLE are estimates.
 //!
 //! An app that embeds console-subscriber (tokio-console's protocol) is
 //! listed too, from that protocol: one line on stderr says so and what it
@@ -26,7 +27,7 @@ use taskscope_api::ServerAddr;
 use taskscope_api::format;
 
 use crate::client::{self, ClientError, ListedTask, Listing, TaskKind};
-use crate::state::model::AppSource;
+use crate::state::model::{AppInfo, AppSource};
 
 /// What `taskscope dump` prints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -126,8 +127,23 @@ pub fn run_with(addr: &ServerAddr, options: Options) -> Result<(String, Vec<Stri
     if listing.app.source == AppSource::ConsoleSubscriber {
         warnings.push(console_note(addr));
     }
+    warnings.extend(estimates_note(&listing.app, options));
     warnings.extend(warning);
     Ok((text, warnings))
+}
+
+/// What `dump` says on stderr when the table it prints has busy and idle
+/// times estimated from sampled polls (`dump --json` says it in each task's
+/// `busy_estimated`; the tree and the stacks show no times).
+pub fn estimates_note(app: &AppInfo, options: Options) -> Option<String> {
+    let table = !options.json && !options.tree && !options.stacks;
+    (table && app.timing_sampled()).then(|| {
+        format!(
+            "BUSY and IDLE are estimates: the app times every poll of 10 ms or more and 1 in {} \
+             shorter ones (TASKSCOPE_POLL_TIMING=every in the app times them all)",
+            app.poll_timing_one_in
+        )
+    })
 }
 
 /// What `taskscope dump` prints for `listing`, and the line for stderr
@@ -255,6 +271,8 @@ struct JsonTask<'a> {
     max_poll_ms: f64,
     wakes: u64,
     wakers: i64,
+    /// `busy_ms` and `idle_ms` are estimates from sampled polls.
+    busy_estimated: bool,
     /// With `--stacks`: where it waits (frames, innermost first).
     #[serde(skip_serializing_if = "Option::is_none")]
     waiting_at: Option<Vec<taskscope_api::StackFrame>>,
@@ -276,7 +294,9 @@ fn ms(d: Duration) -> f64 {
 /// (`task`, `block_on`, or for a console-subscriber app `blocking`),
 /// `state` (`running`, `scheduled`, `idle`), `spawned_at`, `parent`,
 /// `polls`, `busy_ms`, `idle_ms`, `age_ms`, `since_last_poll_ms`,
-/// `max_poll_ms`, `wakes`, `wakers`, `slow` (a poll reached the app's
+/// `max_poll_ms`, `wakes`, `wakers`, `busy_estimated` (`busy_ms` and
+/// `idle_ms` are estimated from sampled polls: the app times every poll of
+/// 10 ms or more and one in N shorter ones), `slow` (a poll reached the app's
 /// slow-poll threshold), `source` (`taskscope`, or `console-subscriber` for
 /// an app read through tokio-console's protocol); with stacks also
 /// `waiting_at` (frames `{"function", "file", "line"}`, innermost first),
@@ -325,6 +345,7 @@ fn json_task<'a>(
         max_poll_ms: ms(t.max_poll),
         wakes: t.wakes,
         wakers: t.wakers,
+        busy_estimated: listing.app.timing_sampled(),
         slow: is_slow(listing, listed),
         source,
         waiting_at,
@@ -403,5 +424,35 @@ mod tests {
         assert_eq!(t["age_ms"], 1500.0);
         assert_eq!(v[0]["kind"], "block_on");
         assert!(v[0]["name"].is_null());
+        assert_eq!(t["busy_estimated"], false);
+    }
+
+    #[test]
+    fn sampled_timing_is_said_for_the_table_and_in_the_json() {
+        let mut sampled = listing();
+        sampled.app.poll_timing_one_in = 8;
+        let v: serde_json::Value = serde_json::from_str(&to_json(&sampled)).unwrap();
+        assert_eq!(v[1]["busy_estimated"], true);
+        let note = estimates_note(&sampled.app, Options::default()).expect("a note");
+        assert!(note.contains("1 in 8"), "{note}");
+        assert!(note.contains("TASKSCOPE_POLL_TIMING=every"), "{note}");
+        // Only the table shows busy times; every poll timed: nothing to say.
+        for options in [
+            Options {
+                json: true,
+                ..Options::default()
+            },
+            Options {
+                tree: true,
+                ..Options::default()
+            },
+            Options {
+                stacks: true,
+                ..Options::default()
+            },
+        ] {
+            assert_eq!(estimates_note(&sampled.app, options), None);
+        }
+        assert_eq!(estimates_note(&listing().app, Options::default()), None);
     }
 }
