@@ -66,9 +66,11 @@ pub struct TaskInfo {
     pub age: Duration,
     /// Number of times it was polled.
     pub polls: u64,
-    /// Total time spent inside its polls.
+    /// Total time spent inside its polls. An estimate when poll timing is
+    /// sampled (the default, [`PollTiming::Sampled`](crate::PollTiming)):
+    /// polls of 10 ms or more are all timed, shorter ones one in 8.
     pub busy: Duration,
-    /// Total time alive but not being polled (`age - busy`).
+    /// Total time alive but not being polled (`age - busy`; an estimate as `busy` is).
     pub idle: Duration,
     /// Time since its last poll ended; `None` before its first poll ends.
     pub since_last_poll: Option<Duration>,
