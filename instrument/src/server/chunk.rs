@@ -178,7 +178,7 @@ pub(crate) fn snapshot(
 /// tasks (`total_tasks` of them): only one chunk's tasks exist as protocol
 /// messages at a time, so a snapshot of a million tasks costs its encoded
 /// bytes, not those plus every task converted first. The same chunks as
-/// [`snapshot`] gives.
+/// `snapshot` gives.
 pub(crate) fn snapshot_encoded<E>(
     header: &SnapshotHeader,
     total_tasks: usize,

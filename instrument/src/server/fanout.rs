@@ -90,7 +90,7 @@ impl Hub {
     }
 
     /// A new viewer on connection `conn`: its stream starts with a snapshot
-    /// at the next publish, which comes at once (at most [`MIN_GAP`] after
+    /// at the next publish, which comes at once (at most the publisher's `MIN_GAP` after
     /// the previous one). RESOURCE_EXHAUSTED when [`MAX_VIEWERS`] watch already.
     pub(crate) fn subscribe(&self, conn: Option<ConnInfo>) -> Result<UpdateStream, Status> {
         let queue = Client::new(Mutex::new(Queue {

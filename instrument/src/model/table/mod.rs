@@ -79,8 +79,8 @@
 //!
 //! # Checked
 //!
-//! The unit tests ([`tests`]) run under Miri, and the protocol of pinned
-//! reads, removes, the walk and growth under loom ([`loom`], with
+//! The unit tests (`tests`) run under Miri, and the protocol of pinned
+//! reads, removes, the walk and growth under loom (`loom`, with
 //! `--cfg taskscope_loom`, which switches this module's atomics to loom's:
 //! see `atomics`). The commands are in `BENCHMARKS.md` ("Correctness checks").
 

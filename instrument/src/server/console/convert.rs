@@ -1,5 +1,5 @@
 //! taskscope's task records as console's messages: a task's static part
-//! ([`task`], sent once), its [`stats`] (sent whenever they change), the one
+//! ([`task`](fn@task), sent once), its [`stats`] (sent whenever they change), the one
 //! span [`metadata`] every task refers to, and its poll histogram
 //! ([`details`]).
 //!
