@@ -308,14 +308,27 @@ pub fn to_json(listing: &Listing) -> String {
         AppSource::Taskscope => "taskscope",
         AppSource::ConsoleSubscriber => "console-subscriber",
     };
-    let tasks: Vec<JsonTask<'_>> = listing
-        .tasks
-        .iter()
-        .map(|t| json_task(listing, t, source))
-        .collect();
-    let mut text = crate::json::pretty(&tasks);
+    let mut text = crate::json::pretty(&JsonTasks { listing, source });
     text.push('\n');
     text
+}
+
+/// The tasks of `dump --json`, each made as it is written (a million tasks
+/// are not held twice, once as `JsonTask`s).
+struct JsonTasks<'a> {
+    listing: &'a Listing,
+    source: &'static str,
+}
+
+impl serde::Serialize for JsonTasks<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.listing
+                .tasks
+                .iter()
+                .map(|t| json_task(self.listing, t, self.source)),
+        )
+    }
 }
 
 /// One task as `dump --json` prints it.
