@@ -10,7 +10,7 @@
 //! happens, each series is never reported lower than in the previous scrape
 //! (`Previous`): it catches up at the next one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
@@ -303,7 +303,15 @@ impl TaskscopeCollector {
             )?,
         )?;
         if let Some(locations) = &self.session.locations {
-            ConstGauge::new(locations.named().len() as i64).encode(encoder.encode_descriptor(
+            // Locations, not entries: two threads meeting a new location at
+            // once may give it two entries (`Locations::slot`), summed into
+            // one series.
+            let distinct: HashSet<SpawnLocation> = locations
+                .named()
+                .into_iter()
+                .map(|(_, location)| location)
+                .collect();
+            ConstGauge::new(distinct.len() as i64).encode(encoder.encode_descriptor(
                 "taskscope_spawn_locations",
                 "Spawn locations with series of their own (at most \
                  TASKSCOPE_METRICS_MAX_LOCATIONS; the rest are spawned_at=\"other\").",
@@ -569,5 +577,26 @@ mod tests {
         );
         assert_eq!(s.value(r#"taskscope_tasks_alive{spawned_at="other"}"#), 1.0);
         assert_eq!(s.value("taskscope_spawn_locations"), 1.0);
+    }
+
+    /// Two threads meeting a new location at once may each claim an entry
+    /// for it: one series, summed, and one location in the gauge (it
+    /// counted entries, and a scrape of the metrics test app once said 6
+    /// locations for 5 series).
+    #[test]
+    fn a_location_with_two_entries_is_one_series_and_one_location() {
+        let session = session(10);
+        let locations = session.locations.as_ref().unwrap();
+        task(&session, 1, A, &[MS]);
+        events::task_ended(&session, 1, TaskEnd::Completed, false);
+        locations.claim_another_entry(&A);
+        assert_eq!(locations.named().len(), 2, "two entries");
+        task(&session, 2, B, &[MS]);
+        let s = Scraper::new(&session);
+        assert_eq!(
+            s.value(r#"taskscope_tasks_spawned_total{spawned_at="src/a.rs:1:5"}"#),
+            1.0
+        );
+        assert_eq!(s.value("taskscope_spawn_locations"), 2.0);
     }
 }

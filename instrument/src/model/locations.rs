@@ -272,6 +272,22 @@ impl Locations {
             .collect()
     }
 
+    /// Claims another entry for `location` even when it has one, as two
+    /// threads meeting a new location at once may (see [`Locations::slot`]).
+    #[cfg(test)]
+    pub(crate) fn claim_another_entry(&self, location: &SpawnLocation) {
+        let entry = self
+            .entries
+            .iter()
+            .find(|e| e.state.load(Acquire) == FREE)
+            .expect("a free entry");
+        assert!(self.reserve(), "under the limit");
+        entry.state.store(WRITING, Release);
+        let _ = entry.location.set(*location);
+        let _ = entry.totals.set(Box::default());
+        entry.state.store(READY, Release);
+    }
+
     /// A task ended (it has left the live table): adds its figures to its
     /// location's totals.
     pub(crate) fn task_ended(&self, cell: &TaskCell) {
