@@ -268,6 +268,22 @@ impl Cells {
     }
 }
 
+/// The task table's columns, and those right-aligned (numbers).
+const TASK_TABLE_HEADER: [&str; 11] = [
+    "ID",
+    "NAME",
+    "STATE",
+    "SPAWNED AT",
+    "PARENT",
+    "AGE",
+    "POLLS",
+    "BUSY",
+    "IDLE",
+    "LAST POLL",
+    "WAKES",
+];
+const TASK_TABLE_RIGHT: [usize; 7] = [0, 4, 5, 6, 7, 8, 10];
+
 /// One row of the task table that `taskscope::dump()` and `taskscope dump` print.
 #[derive(Clone, Debug)]
 pub struct TaskRow<'a> {
@@ -330,22 +346,7 @@ pub fn task_table<'a>(rows: impl IntoIterator<Item = TaskRow<'a>>) -> String {
         cells.push_fmt(format_args!("{}", t.wakes));
         cells.end_row();
     }
-    cells.lay_out(
-        &[
-            "ID",
-            "NAME",
-            "STATE",
-            "SPAWNED AT",
-            "PARENT",
-            "AGE",
-            "POLLS",
-            "BUSY",
-            "IDLE",
-            "LAST POLL",
-            "WAKES",
-        ],
-        &[0, 4, 5, 6, 7, 8, 10],
-    )
+    cells.lay_out(&TASK_TABLE_HEADER, &TASK_TABLE_RIGHT)
 }
 
 #[cfg(test)]
@@ -548,22 +549,9 @@ mod tests {
                 ]
             })
             .collect();
-        let header = [
-            "ID",
-            "NAME",
-            "STATE",
-            "SPAWNED AT",
-            "PARENT",
-            "AGE",
-            "POLLS",
-            "BUSY",
-            "IDLE",
-            "LAST POLL",
-            "WAKES",
-        ];
         assert_eq!(
             task_table(rows.clone()),
-            table_by_definition(&header, &cells, &[0, 4, 5, 6, 7, 8, 10])
+            table_by_definition(&TASK_TABLE_HEADER, &cells, &TASK_TABLE_RIGHT)
         );
     }
 }
