@@ -76,9 +76,10 @@ mod tests {
 
     #[test]
     fn agrees_with_the_plain_definition() {
-        // Every haystack of up to 6 bytes over a small alphabet (both cases of
-        // a letter, a digit, a separator, a multi-byte character), against
-        // needles of up to 3 bytes over the same alphabet.
+        // Every seventh haystack of up to 6 characters over a small alphabet
+        // (both cases of a letter, a digit, a separator, a multi-byte
+        // character), against every needle of up to 3 bytes over the same
+        // alphabet.
         let alphabet = ["a", "A", "b", "1", ":", "é"];
         let mut words = vec![String::new()];
         let mut all = Vec::new();
