@@ -92,8 +92,12 @@ fn app() -> AppInfo {
 }
 
 fn snapshot(tasks: Vec<Task>, findings: Vec<Finding>) -> Update {
+    snapshot_from(app(), tasks, findings)
+}
+
+fn snapshot_from(app: AppInfo, tasks: Vec<Task>, findings: Vec<Finding>) -> Update {
     Update::Snapshot {
-        app: app(),
+        app,
         tasks,
         finished: vec![],
         findings,
@@ -213,6 +217,66 @@ fn tasks_view_names_the_slow_task_its_spawn_location_and_a_warning_mark() {
     assert!(!worker.contains('⚠'), "a healthy task is marked: {worker}");
     line_of(&lines, "Tasks (3 live, 0 finished)");
     line_of(&lines, "Connected to 127.0.0.1:6670");
+}
+
+#[test]
+fn tasks_view_marks_estimated_times_when_the_app_samples_poll_timing() {
+    let now = Instant::now();
+    let mut short = task(40, Some("short"), "src/short.rs:1:1");
+    short.polls = 1;
+    short.max_poll = Duration::ZERO;
+    short.busy = Duration::ZERO;
+    let mut long = task(41, Some("long"), "src/long.rs:1:1");
+    long.max_poll = Duration::from_millis(253);
+    let sampled_task = task(42, Some("sampled"), "src/sampled.rs:1:1");
+    let mut stuck = task(43, Some("stuck"), "src/stuck.rs:1:1");
+    stuck.state = TaskState::Running;
+    stuck.polls = 0;
+    stuck.max_poll = Duration::ZERO;
+    let tasks = vec![short, long, sampled_task, stuck];
+
+    // Every poll timed: exact figures, no mark, no legend.
+    let mut exact = Model::new("127.0.0.1:6670", now);
+    connected(&mut exact, now);
+    exact.apply(snapshot(tasks.clone(), vec![]), now);
+    let lines = screen(&mut exact);
+    let row = words(&lines[line_of(&lines, "sampled")]);
+    assert!(row.contains(&"3.00ms".to_string()), "{row:?}");
+    assert!(row.contains(&"800µs".to_string()), "{row:?}");
+    assert!(!dump(&lines).contains('~'), "{}", dump(&lines));
+    assert!(!dump(&lines).contains("estimated"), "{}", dump(&lines));
+
+    // One short poll in 8 timed: busy and idle are estimates, a longest poll
+    // under 10 ms is the longest timed one, none timed is "<10.0ms"; a
+    // longest poll of 10 ms or more is exact.
+    let mut model = Model::new("127.0.0.1:6670", now);
+    connected(&mut model, now);
+    let app = AppInfo {
+        poll_timing_one_in: 8,
+        ..app()
+    };
+    model.apply(snapshot_from(app, tasks, vec![]), now);
+    let lines = screen(&mut model);
+    let row = words(&lines[line_of(&lines, "sampled")]);
+    assert!(row.contains(&"~3.00ms".to_string()), "busy: {row:?}");
+    assert!(row.contains(&"~5.00s".to_string()), "idle: {row:?}");
+    assert!(row.contains(&"~800µs".to_string()), "longest: {row:?}");
+    assert!(
+        row.contains(&"5.00s".to_string()),
+        "age stays exact: {row:?}"
+    );
+    let row = words(&lines[line_of(&lines, "short")]);
+    assert!(row.contains(&"~0ns".to_string()), "busy: {row:?}");
+    assert!(row.contains(&"<10.0ms".to_string()), "longest: {row:?}");
+    let row = words(&lines[line_of(&lines, "src/long.rs")]);
+    assert!(row.contains(&"253.0ms".to_string()), "longest: {row:?}");
+    let row = words(&lines[line_of(&lines, "src/stuck.rs")]);
+    assert_eq!(
+        row.last().map(String::as_str),
+        Some("—"),
+        "no poll ended yet: {row:?}"
+    );
+    line_of(&lines, "~ estimated: polls under 10.0ms timed 1 in 8");
 }
 
 #[test]

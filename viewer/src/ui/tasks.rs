@@ -6,6 +6,8 @@
 //! Only the rows on screen are laid out; the order comes from the model's
 //! cache, which is re-sorted only when something changed.
 
+use std::time::Duration;
+
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -84,7 +86,20 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
             Style::new().fg(Color::Yellow),
         ));
     }
-    let block = Block::bordered().title(Line::from(title_spans));
+    let mut block = Block::bordered().title(Line::from(title_spans));
+    if let Some(app) = model.app.as_ref().filter(|a| a.timing_sampled()) {
+        block = block.title_bottom(
+            Line::from(Span::styled(
+                format!(
+                    " ~ estimated: polls under {} timed 1 in {} ",
+                    dur(ALWAYS_TIMED),
+                    app.poll_timing_one_in
+                ),
+                Style::new().add_modifier(Modifier::DIM),
+            ))
+            .alignment(Alignment::Right),
+        );
+    }
     let inner = block.inner(area);
     frame.render_widget(block, area);
 
@@ -160,6 +175,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
     }
 
     let now = model.now;
+    let sampled = model.app.as_ref().is_some_and(|a| a.timing_sampled());
     let end = (offset + height).min(len);
     let ids: Vec<u64> = model.task_order()[offset..end].to_vec();
     let mut rows = Vec::with_capacity(ids.len());
@@ -180,10 +196,10 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
                 Column::State => entry.state_text().to_string(),
                 Column::SpawnedAt => cut_left(&t.spawned_at, w),
                 Column::Polls => t.polls.to_string(),
-                Column::Busy => dur(entry.busy_at(now)),
-                Column::Idle => dur(entry.idle_at(now)),
+                Column::Busy => estimate(entry.busy_at(now), sampled),
+                Column::Idle => estimate(entry.idle_at(now), sampled),
                 Column::Age => dur(entry.age_at(now)),
-                Column::LongestPoll => dur(t.max_poll),
+                Column::LongestPoll => longest_poll(t.max_poll, t.polls, sampled),
                 Column::Warnings => marks.symbols(),
             };
             let line = Line::from(text);
@@ -221,6 +237,37 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
         .header(header)
         .column_spacing(spacing);
     frame.render_widget(table, inner);
+}
+
+/// Polls this long or longer are all timed when the app samples poll timing
+/// (its watchdog's tick; README, "Which polls are timed").
+const ALWAYS_TIMED: Duration = Duration::from_millis(10);
+
+/// A busy or idle time: `~1.52ms` when the app samples poll timing (an
+/// estimate from one short poll in N, counted N times), else exact.
+fn estimate(d: Duration, sampled: bool) -> String {
+    if sampled {
+        format!("~{}", dur(d))
+    } else {
+        dur(d)
+    }
+}
+
+/// A task's longest poll. When the app samples poll timing, every poll of
+/// 10 ms or more is timed, so a longest poll that long is exact; a shorter
+/// one is the longest *timed* poll (`~`), and a task none of whose polls was
+/// timed shows `<10.0ms` (each of its polls ended within one tick). A task
+/// no poll of which has ended yet (its first poll may be running) shows `—`.
+fn longest_poll(max: Duration, polls: u64, sampled: bool) -> String {
+    if polls == 0 && max.is_zero() {
+        "—".to_owned()
+    } else if !sampled || max >= ALWAYS_TIMED {
+        dur(max)
+    } else if max.is_zero() && polls > 0 {
+        format!("<{}", dur(ALWAYS_TIMED))
+    } else {
+        format!("~{}", dur(max))
+    }
 }
 
 fn marks_style(marks: Marks) -> Style {
