@@ -2,7 +2,8 @@
 //! (1% of the tasks changed, plus tasks started and ended) and draw one frame
 //! of the tasks view into a `TestBackend`, as the live view does on every
 //! update; at 1,000,000, also the snapshot's arrival (applied and the first
-//! frame drawn), a key of a filter typed, and a page down.
+//! frame drawn), a filter's first key, a key narrowing it and a Backspace,
+//! and a page down.
 //!
 //! ```sh
 //! cargo bench -p taskscope-viewer --bench frame
@@ -160,24 +161,52 @@ fn bench_million(c: &mut Criterion) {
         (resident() - before) as f64 / N as f64
     );
     model.handle_key(press(KeyCode::Char('/')), Instant::now());
-    let mut typed = 0usize;
-    c.bench_function("filter: one key typed + frame, 1M tasks", |b| {
-        b.iter(|| {
-            // "mod1" narrows to a tenth of the tasks, Backspace widens again.
-            let key = match typed % 8 {
-                0 => KeyCode::Char('m'),
-                1 => KeyCode::Char('o'),
-                2 => KeyCode::Char('d'),
-                3 => KeyCode::Char('1'),
-                _ => KeyCode::Backspace,
-            };
-            typed += 1;
-            model.handle_key(press(key), Instant::now());
-            terminal
-                .draw(|f| taskscope_viewer::ui::draw(f, &mut model))
-                .expect("frame");
-        })
-    });
+    // "mod12" narrows to 2.5 % of the tasks. Each bench times one kind of
+    // key (and the frame after it); the keys that set the filter up before
+    // it, and take it back after, are not timed.
+    let mut key = |model: &mut Model, code: KeyCode| {
+        model.handle_key(press(code), Instant::now());
+        terminal
+            .draw(|f| taskscope_viewer::ui::draw(f, model))
+            .expect("frame");
+    };
+    let mut timed_key = |c: &mut Criterion, title: &str, before: &str, code: KeyCode| {
+        c.bench_function(title, |b| {
+            b.iter_custom(|iters| {
+                let mut took = Duration::ZERO;
+                for _ in 0..iters {
+                    for ch in before.chars() {
+                        key(&mut model, KeyCode::Char(ch));
+                    }
+                    let start = Instant::now();
+                    key(&mut model, code);
+                    took += start.elapsed();
+                    while !model.ui.filter.is_empty() {
+                        key(&mut model, KeyCode::Backspace);
+                    }
+                }
+                took
+            })
+        });
+    };
+    timed_key(
+        c,
+        "filter: the first key typed + frame, 1M tasks",
+        "",
+        KeyCode::Char('m'),
+    );
+    timed_key(
+        c,
+        "filter: a key narrowing 2.5 % of the tasks + frame, 1M tasks",
+        "mod12",
+        KeyCode::Char('.'),
+    );
+    timed_key(
+        c,
+        "filter: Backspace + frame, 1M tasks",
+        "mod12",
+        KeyCode::Backspace,
+    );
     let (mut model, mut terminal) = attached(N);
     c.bench_function("page down + frame, 1M tasks", |b| {
         b.iter(|| {

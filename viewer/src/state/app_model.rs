@@ -553,6 +553,148 @@ mod tests {
         }
     }
 
+    /// A filter typed key by key narrows the rows it has (no walk of every
+    /// task, no sort) and gives the rows a full rebuild gives, with tasks
+    /// starting and ending between keys; a key that widens it (Backspace)
+    /// rebuilds, as Esc does; Enter changes nothing.
+    #[test]
+    fn a_narrower_filter_keeps_the_rows_a_full_rebuild_gives() {
+        use crate::state::keys::press;
+        use ratatui::crossterm::event::KeyCode;
+        for column in [Column::Id, Column::Name, Column::Polls] {
+            let start = Instant::now();
+            let mut model = Model::new("x", start);
+            model.apply(
+                delta((1..=400).map(|id| task(id, false)).collect(), vec![]),
+                start,
+            );
+            model.ui.tasks_sort = SortSpec::by(column);
+            model.invalidate_order();
+            model.task_order();
+            model.handle_key(press(KeyCode::Char('/')), start);
+            let mut next_id = 400;
+            let mut narrowed = 0;
+            // Spawn locations are `src/m{id % 5}.rs:{id % 23}:1`: "src/m1"
+            // shows a fifth of the tasks, few enough to narrow by lookup.
+            let keys = [
+                (KeyCode::Char('s'), false),
+                (KeyCode::Char('r'), false),
+                (KeyCode::Char('c'), false),
+                (KeyCode::Char('/'), false),
+                (KeyCode::Char('M'), false),
+                (KeyCode::Char('1'), false),
+                (KeyCode::Char('.'), false),
+                (KeyCode::Char('R'), false),
+                (KeyCode::Char('s'), false),
+                (KeyCode::Char(':'), false),
+                (KeyCode::Char('1'), false),
+                (KeyCode::Backspace, true),
+                (KeyCode::Char('2'), false),
+                (KeyCode::Enter, false),
+                (KeyCode::Esc, true),
+            ];
+            for (step, (key, rebuilds)) in keys.into_iter().enumerate() {
+                let now = start + Duration::from_secs(step as u64);
+                // Between keys: two tasks start, every 9th live one ends.
+                let ending: Vec<Task> = model
+                    .tasks
+                    .values()
+                    .filter(|e| !e.is_finished() && (e.task.id + step as u64).is_multiple_of(9))
+                    .map(|e| task(e.task.id, true))
+                    .collect();
+                let new = vec![task(next_id + 1, false), task(next_id + 2, false)];
+                next_id += 2;
+                model.apply(delta(new, ending), now);
+                let shown = model.task_order().len();
+                let before = model.order.full_rebuilds;
+                model.handle_key(press(key), now);
+                model.order.values_dirty = false;
+                let got = model.task_order().to_vec();
+                let what = format!("{column:?} step {step} filter {:?}", model.ui.filter);
+                // Narrowing many rows is a rebuild too (`NARROW_BY_LOOKUP_UP_TO`).
+                let many = shown * sort::NARROW_BY_LOOKUP_UP_TO > model.tasks.len();
+                let rebuilt = model.order.full_rebuilds - before;
+                assert_eq!(
+                    rebuilt,
+                    u64::from(rebuilds || (many && key != KeyCode::Enter)),
+                    "rebuilds: {what}"
+                );
+                narrowed += u64::from(!rebuilds && !many && key != KeyCode::Enter);
+                let mut want = sort::TaskOrder::default();
+                want.rebuild(&sort::SortContext {
+                    tasks: &model.tasks,
+                    marks: &model.marks,
+                    slow_threshold: Duration::from_millis(100),
+                    spec: model.ui.tasks_sort,
+                    filter_text: &model.ui.filter,
+                    live_only: false,
+                    tree: false,
+                    now,
+                });
+                assert_eq!(got, want.ids, "{what}");
+                assert_eq!(model.task_counts(), want.counts, "{what}");
+            }
+            assert_eq!(model.ui.filter, "");
+            assert!(
+                narrowed >= 6,
+                "{column:?}: {narrowed} keys narrowed the rows"
+            );
+        }
+    }
+
+    /// Backspace goes back to the rows the wider filter showed, without a
+    /// rebuild, while no row came or went; once one did, it rebuilds. Each
+    /// time the rows are those a full rebuild gives.
+    #[test]
+    fn backspace_restores_the_wider_filters_rows_while_no_row_changed() {
+        use crate::state::keys::press;
+        use ratatui::crossterm::event::KeyCode;
+        let start = Instant::now();
+        let mut model = Model::new("x", start);
+        model.apply(
+            delta((1..=400).map(|id| task(id, false)).collect(), vec![]),
+            start,
+        );
+        model.ui.tasks_sort = SortSpec::by(Column::Polls);
+        model.invalidate_order();
+        model.task_order();
+        model.handle_key(press(KeyCode::Char('/')), start);
+        let check = |model: &mut Model| {
+            let what = model.ui.filter.clone();
+            model.order.values_dirty = false;
+            let got = model.task_order().to_vec();
+            let mut want = sort::TaskOrder::default();
+            want.rebuild(&sort::SortContext {
+                tasks: &model.tasks,
+                marks: &model.marks,
+                slow_threshold: Duration::from_millis(100),
+                spec: model.ui.tasks_sort,
+                filter_text: &model.ui.filter,
+                live_only: false,
+                tree: false,
+                now: start,
+            });
+            assert_eq!(got, want.ids, "{what}");
+            assert_eq!(model.task_counts(), want.counts, "{what}");
+        };
+        for c in "src/m1.rs:1".chars() {
+            model.handle_key(press(KeyCode::Char(c)), start);
+            check(&mut model);
+        }
+        let rebuilds = model.order.full_rebuilds;
+        for _ in 0..3 {
+            model.handle_key(press(KeyCode::Backspace), start);
+            check(&mut model);
+        }
+        assert_eq!(model.ui.filter, "src/m1.r");
+        assert_eq!(model.order.full_rebuilds, rebuilds, "Backspace rebuilt");
+        // A task ends: the saved rows are stale, Backspace rebuilds.
+        model.apply(delta(vec![], vec![task(6, true)]), start);
+        model.handle_key(press(KeyCode::Backspace), start);
+        check(&mut model);
+        assert_eq!(model.order.full_rebuilds, rebuilds + 1);
+    }
+
     #[test]
     fn views_cycle_in_tab_order() {
         assert_eq!(View::Runtime.next(), View::Tasks);

@@ -198,7 +198,7 @@ impl Model {
             _ => return,
         }
         self.ui.tasks_offset = 0;
-        self.invalidate_order();
+        self.order.filter_changed(&self.ui.filter);
     }
 
     fn set_sort(&mut self, sort: SortSpec) {
