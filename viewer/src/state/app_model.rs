@@ -13,6 +13,7 @@ use crate::state::replay_status::ReplayStatus;
 use crate::state::slow_polls::{SlowPollGroup, SlowPolls};
 use crate::state::sort::{self, Column, TaskOrder};
 use crate::state::stack_fetch::StackFetch;
+use crate::state::task_map::TaskMap;
 use crate::state::ui_state::UiState;
 use taskscope_api::problems::ProblemGroups;
 use taskscope_api::stack::SourceRoots;
@@ -51,7 +52,7 @@ pub struct Model {
     /// Who the app is, once a snapshot came.
     pub app: Option<AppInfo>,
     /// Live and recently finished tasks, by id.
-    pub tasks: HashMap<u64, TaskEntry>,
+    pub tasks: TaskMap,
     /// The most tasks held ([`MAX_TASKS`] unless set otherwise).
     pub max_tasks: usize,
     /// New tasks left out because the model held [`Model::max_tasks`]
@@ -119,7 +120,7 @@ impl Model {
             addr,
             connection_since: now,
             app: None,
-            tasks: HashMap::new(),
+            tasks: TaskMap::new(),
             max_tasks: MAX_TASKS,
             tasks_refused: 0,
             finish_queue: VecDeque::new(),
@@ -565,17 +566,18 @@ mod tests {
             let start = Instant::now();
             let mut model = Model::new("x", start);
             model.apply(
-                delta((1..=400).map(|id| task(id, false)).collect(), vec![]),
+                delta((1..=4000).map(|id| task(id, false)).collect(), vec![]),
                 start,
             );
             model.ui.tasks_sort = SortSpec::by(column);
             model.invalidate_order();
             model.task_order();
             model.handle_key(press(KeyCode::Char('/')), start);
-            let mut next_id = 400;
+            let mut next_id = 4000;
             let mut narrowed = 0;
-            // Spawn locations are `src/m{id % 5}.rs:{id % 23}:1`: "src/m1"
-            // shows a fifth of the tasks, few enough to narrow by lookup.
+            // Spawn locations are `src/m{id % 5}.rs:{id % 23}:1`:
+            // "src/m1.rs:13" shows one task in 115, few enough to narrow by
+            // lookup (`NARROW_BY_LOOKUP_UP_TO`); "src/m1.rs:1" one in 10.
             let keys = [
                 (KeyCode::Char('s'), false),
                 (KeyCode::Char('r'), false),
@@ -588,8 +590,11 @@ mod tests {
                 (KeyCode::Char('s'), false),
                 (KeyCode::Char(':'), false),
                 (KeyCode::Char('1'), false),
+                (KeyCode::Char('3'), false),
+                (KeyCode::Char(':'), false),
+                (KeyCode::Char('1'), false),
                 (KeyCode::Backspace, true),
-                (KeyCode::Char('2'), false),
+                (KeyCode::Char('1'), false),
                 (KeyCode::Enter, false),
                 (KeyCode::Esc, true),
             ];
@@ -636,7 +641,7 @@ mod tests {
             }
             assert_eq!(model.ui.filter, "");
             assert!(
-                narrowed >= 6,
+                narrowed >= 3,
                 "{column:?}: {narrowed} keys narrowed the rows"
             );
         }

@@ -170,14 +170,11 @@ impl Model {
             }
             None => {
                 self.order.row_added(task.id);
-                self.tasks.insert(
-                    task.id,
-                    TaskEntry {
-                        task,
-                        updated_at: now,
-                        ended_at: None,
-                    },
-                );
+                self.tasks.insert(TaskEntry {
+                    task,
+                    updated_at: now,
+                    ended_at: None,
+                });
                 true
             }
         }
@@ -208,14 +205,11 @@ impl Model {
                 now
             }
         };
-        self.tasks.insert(
-            id,
-            TaskEntry {
-                task,
-                updated_at: now,
-                ended_at: Some(ended_at),
-            },
-        );
+        self.tasks.insert(TaskEntry {
+            task,
+            updated_at: now,
+            ended_at: Some(ended_at),
+        });
     }
 
     fn mark(&mut self, finding: &Finding, marks: Marks) {

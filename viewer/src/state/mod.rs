@@ -46,6 +46,7 @@ mod replay_status;
 pub mod slow_polls;
 pub mod sort;
 mod stack_fetch;
+mod task_map;
 mod ui_state;
 mod view;
 
@@ -62,5 +63,6 @@ pub use replay_status::ReplayStatus;
 pub use slow_polls::{SlowOrder, SlowPollGroup, SlowPolls};
 pub use sort::{Column, SortSpec};
 pub use stack_fetch::StackFetch;
+pub use task_map::TaskMap;
 pub use ui_state::UiState;
 pub use view::View;
