@@ -554,13 +554,21 @@ mod tests {
         }
     }
 
+    /// A key pressed (as `keys::press`, which this module does not import:
+    /// `keys` imports the model).
+    fn press(code: ratatui::crossterm::event::KeyCode) -> ratatui::crossterm::event::KeyEvent {
+        ratatui::crossterm::event::KeyEvent::new(
+            code,
+            ratatui::crossterm::event::KeyModifiers::NONE,
+        )
+    }
+
     /// A filter typed key by key narrows the rows it has (no walk of every
     /// task, no sort) and gives the rows a full rebuild gives, with tasks
     /// starting and ending between keys; a key that widens it (Backspace)
     /// rebuilds, as Esc does; Enter changes nothing.
     #[test]
     fn a_narrower_filter_keeps_the_rows_a_full_rebuild_gives() {
-        use crate::state::keys::press;
         use ratatui::crossterm::event::KeyCode;
         for column in [Column::Id, Column::Name, Column::Polls] {
             let start = Instant::now();
@@ -652,7 +660,6 @@ mod tests {
     /// time the rows are those a full rebuild gives.
     #[test]
     fn backspace_restores_the_wider_filters_rows_while_no_row_changed() {
-        use crate::state::keys::press;
         use ratatui::crossterm::event::KeyCode;
         let start = Instant::now();
         let mut model = Model::new("x", start);
