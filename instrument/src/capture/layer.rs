@@ -108,7 +108,7 @@ where
         unsafe {
             self.session
                 .registry
-                .with(key, |cell| poll::begin(key, cell))
+                .with(key, |cell| poll::begin_span(key, cell))
         };
     }
 

@@ -102,12 +102,23 @@ fn timing_weight(session: &Session, start: u64, random: u32) -> u64 {
     }
 }
 
+/// A poll of the task `cell` (table key `key`) starts on this thread, as the
+/// tracing capture sees it: Tokio's enter of the task's span. The span is
+/// also entered once more to drop the future, which is not a poll: the end
+/// of the poll before is kept (`prev_poll_end`) for `tokio_spans::end_of`
+/// to take that entry back.
+#[cfg_attr(not(feature = "tracing-capture"), allow(dead_code))]
+#[inline]
+pub(crate) fn begin_span(key: u64, cell: &TaskCell) {
+    cell.prev_poll_end
+        .store(cell.last_poll_end.load(Relaxed), Relaxed);
+    begin(key, cell);
+}
+
 /// A poll of the task `cell` (table key `key`) starts on this thread.
 #[inline]
 pub(crate) fn begin(key: u64, cell: &TaskCell) {
     let now = clock::now();
-    cell.prev_poll_end
-        .store(cell.last_poll_end.load(Relaxed), Relaxed);
     cell.last_poll_start.store(now, Relaxed);
     cell.state.store(ST_RUNNING, Relaxed);
     let _ = STACK.try_with(|s| {

@@ -205,7 +205,7 @@ impl<S: Subscriber> Subscriber for TaskSubscriber<S> {
                 unsafe {
                     self.session
                         .registry
-                        .with(key, |cell| poll::begin(key, cell))
+                        .with(key, |cell| poll::begin_span(key, cell))
                 };
             }
             None => self.inner.enter(span),

@@ -421,7 +421,7 @@ mod tests {
         //! With sampled poll timing (see `capture::poll`).
         use super::super::end_of;
         use crate::capture::poll::testing::{poll_many, session, timed};
-        use crate::capture::poll::{begin, end};
+        use crate::capture::poll::{begin_span as begin, end};
         use crate::clock;
         use crate::settings::PollTiming;
         use std::sync::atomic::Ordering::Relaxed;

@@ -160,7 +160,8 @@ pub(crate) struct TaskCell {
     pub(crate) max_poll_ns: AtomicU64,
     pub(crate) last_poll_start: AtomicU64,
     pub(crate) last_poll_end: AtomicU64,
-    /// The previous poll's end, as the latest poll started (0: none).
+    /// The previous poll's end, as the latest poll started (0: none); the
+    /// tracing capture's only (`poll::begin_span`).
     pub(crate) prev_poll_end: AtomicU64,
     pub(crate) wakes: AtomicU64,
     /// When the task ended (0 while it runs), and how (`TaskEnd as u8`): on
