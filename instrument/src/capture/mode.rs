@@ -19,6 +19,7 @@ use crate::sync::lock;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// [`crate::init`] / [`crate::try_init`]: taskscope's global subscriber.
+    #[cfg_attr(not(feature = "tracing-capture"), allow(dead_code))]
     Init,
     /// [`crate::Builder::layer`]: the layer on the app's own subscriber.
     Layer,

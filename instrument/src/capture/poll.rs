@@ -268,6 +268,7 @@ pub(crate) fn woken(cell: &TaskCell) {
 }
 
 /// A wake of a task from inside its own poll, on the thread polling it.
+#[cfg_attr(not(feature = "tracing-capture"), allow(dead_code))]
 #[inline]
 pub(crate) fn self_woken(cell: &TaskCell) {
     // Only the polling thread writes it: a load and a store, saturating.
