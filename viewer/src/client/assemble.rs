@@ -12,7 +12,7 @@ use prost::Message;
 use taskscope_api::proto;
 
 use crate::client::convert;
-use crate::state::model::{AppInfo, Update};
+use crate::state::model::{AppInfo, Task, Update};
 
 /// The largest message the viewer reads (gRPC's default; the app's chunks
 /// are about 256 KiB).
@@ -90,10 +90,26 @@ impl Assembler {
     }
 }
 
+/// An update whose last chunk has not come yet: the first chunk's fields,
+/// and the tasks of every chunk so far, converted as each chunk came (so
+/// that a snapshot of a million tasks is not held twice, as protobuf
+/// messages and as the viewer's tasks).
+#[derive(Debug)]
+struct Gathered<H> {
+    head: H,
+    tasks: Vec<Task>,
+    finished: Vec<Task>,
+}
+
 #[derive(Debug)]
 enum Partial {
-    Snapshot(proto::Snapshot),
-    Delta(proto::Delta),
+    Snapshot(Gathered<proto::Snapshot>),
+    Delta(Gathered<proto::Delta>),
+}
+
+/// Tasks converted by value (their strings move).
+fn converted(tasks: Vec<proto::Task>) -> Vec<Task> {
+    tasks.into_iter().map(convert::task).collect()
 }
 
 impl Assembler {
@@ -123,69 +139,83 @@ impl Assembler {
             return Err(err);
         }
         match kind {
-            proto::update::Kind::Snapshot(chunk) => {
-                let whole = match (self.partial.take(), chunk.chunk) {
-                    (None, 0) => chunk,
-                    (Some(Partial::Snapshot(mut so_far)), n) if n == so_far.chunk + 1 => {
-                        so_far.chunk = n;
-                        so_far.last = chunk.last;
-                        so_far.tasks.extend(chunk.tasks);
-                        so_far.finished.extend(chunk.finished);
-                        so_far.findings.extend(chunk.findings);
+            proto::update::Kind::Snapshot(mut chunk) => {
+                let tasks = converted(std::mem::take(&mut chunk.tasks));
+                let finished = converted(std::mem::take(&mut chunk.finished));
+                let mut whole = match (self.partial.take(), chunk.chunk) {
+                    (None, 0) => Gathered {
+                        head: chunk,
+                        tasks,
+                        finished,
+                    },
+                    (Some(Partial::Snapshot(mut so_far)), n) if n == so_far.head.chunk + 1 => {
+                        so_far.head.chunk = n;
+                        so_far.head.last = chunk.last;
+                        so_far.tasks.extend(tasks);
+                        so_far.finished.extend(finished);
+                        so_far.head.findings.extend(chunk.findings);
                         so_far
                     }
                     (_, n) => return Err(ChunkError(format!("snapshot chunk {n} out of order"))),
                 };
-                if !whole.last {
+                if !whole.head.last {
                     self.partial = Some(Partial::Snapshot(whole));
                     return Ok(None);
                 }
-                if whole.tasks.len() as u64 != whole.total_tasks
-                    || whole.finished.len() as u64 != whole.total_finished
-                    || whole.findings.len() as u64 != whole.total_findings
+                let head = &whole.head;
+                if whole.tasks.len() as u64 != head.total_tasks
+                    || whole.finished.len() as u64 != head.total_finished
+                    || head.findings.len() as u64 != head.total_findings
                 {
                     return Err(ChunkError(format!(
                         "snapshot incomplete: {} of {} tasks",
                         whole.tasks.len(),
-                        whole.total_tasks
+                        head.total_tasks
                     )));
                 }
-                let app = whole.app.as_ref().map(convert::app).unwrap_or_default();
+                let app = head.app.as_ref().map(convert::app).unwrap_or_default();
                 let update = Update::Snapshot {
                     app: app.clone(),
-                    tasks: whole.tasks.iter().map(convert::task).collect(),
-                    finished: whole.finished.iter().map(convert::task).collect(),
-                    findings: convert::findings(&whole.findings),
-                    metrics: convert::metrics(whole.metrics.as_ref()),
-                    dropped: convert::dropped(whole.dropped.as_ref()),
-                    at: convert::time(whole.at_unix_ns),
+                    findings: convert::findings(&head.findings),
+                    metrics: convert::metrics(head.metrics.as_ref()),
+                    dropped: convert::dropped(head.dropped.as_ref()),
+                    at: convert::time(head.at_unix_ns),
+                    tasks: std::mem::take(&mut whole.tasks),
+                    finished: std::mem::take(&mut whole.finished),
                 };
                 Ok(Some((update, Some(app))))
             }
-            proto::update::Kind::Delta(chunk) => {
-                let whole = match (self.partial.take(), chunk.chunk) {
-                    (None, 0) => chunk,
-                    (Some(Partial::Delta(mut so_far)), n) if n == so_far.chunk + 1 => {
-                        so_far.chunk = n;
-                        so_far.last = chunk.last;
-                        so_far.changed.extend(chunk.changed);
-                        so_far.finished.extend(chunk.finished);
-                        so_far.findings.extend(chunk.findings);
+            proto::update::Kind::Delta(mut chunk) => {
+                let tasks = converted(std::mem::take(&mut chunk.changed));
+                let finished = converted(std::mem::take(&mut chunk.finished));
+                let mut whole = match (self.partial.take(), chunk.chunk) {
+                    (None, 0) => Gathered {
+                        head: chunk,
+                        tasks,
+                        finished,
+                    },
+                    (Some(Partial::Delta(mut so_far)), n) if n == so_far.head.chunk + 1 => {
+                        so_far.head.chunk = n;
+                        so_far.head.last = chunk.last;
+                        so_far.tasks.extend(tasks);
+                        so_far.finished.extend(finished);
+                        so_far.head.findings.extend(chunk.findings);
                         so_far
                     }
                     (_, n) => return Err(ChunkError(format!("delta chunk {n} out of order"))),
                 };
-                if !whole.last {
+                if !whole.head.last {
                     self.partial = Some(Partial::Delta(whole));
                     return Ok(None);
                 }
+                let head = &whole.head;
                 let update = Update::Delta {
-                    changed: whole.changed.iter().map(convert::task).collect(),
-                    finished: whole.finished.iter().map(convert::task).collect(),
-                    findings: convert::findings(&whole.findings),
-                    metrics: convert::metrics(whole.metrics.as_ref()),
-                    dropped: convert::dropped(whole.dropped.as_ref()),
-                    at: convert::time(whole.at_unix_ns),
+                    findings: convert::findings(&head.findings),
+                    metrics: convert::metrics(head.metrics.as_ref()),
+                    dropped: convert::dropped(head.dropped.as_ref()),
+                    at: convert::time(head.at_unix_ns),
+                    changed: std::mem::take(&mut whole.tasks),
+                    finished: std::mem::take(&mut whole.finished),
                 };
                 Ok(Some((update, None)))
             }
@@ -242,6 +272,56 @@ mod tests {
         assert!(a.push(snapshot_chunk(0, true, &[1], 3)).is_err());
         let mut a = Assembler::default();
         assert!(a.push(snapshot_chunk(1, true, &[1], 1)).is_err());
+    }
+
+    /// A delta in three chunks: its changed and finished tasks and its
+    /// findings, in order, from every chunk; the first chunk's header.
+    #[test]
+    fn a_delta_in_chunks_keeps_every_chunks_tasks_and_findings() {
+        let finding = |name: &str| {
+            format!(
+                r#"{{"v":1,"kind":"never_awaited","name":"{name}","created_at":"src/a.rs:1:1","time":"x","task":null}}"#
+            )
+        };
+        let chunk =
+            |n: u32, last: bool, changed: &[u64], finished: &[u64], found: &[&str]| proto::Update {
+                kind: Some(proto::update::Kind::Delta(proto::Delta {
+                    chunk: n,
+                    last,
+                    changed: changed.iter().copied().map(task).collect(),
+                    finished: finished.iter().copied().map(task).collect(),
+                    findings: found.iter().map(|f| finding(f)).collect(),
+                    at_unix_ns: 1_000_000_000 * (u64::from(n) + 1),
+                    ..Default::default()
+                })),
+            };
+        let mut a = Assembler::default();
+        assert_eq!(
+            a.push(chunk(0, false, &[1, 2], &[7], &["f"])).unwrap(),
+            None
+        );
+        assert_eq!(a.push(chunk(1, false, &[], &[8], &[])).unwrap(), None);
+        let (update, _) = a.push(chunk(2, true, &[3], &[], &["g"])).unwrap().unwrap();
+        let Update::Delta {
+            changed,
+            finished,
+            findings,
+            at,
+            ..
+        } = update
+        else {
+            panic!()
+        };
+        let ids = |tasks: &[Task]| tasks.iter().map(|t| t.id).collect::<Vec<_>>();
+        assert_eq!(ids(&changed), [1, 2, 3]);
+        assert_eq!(ids(&finished), [7, 8]);
+        assert_eq!(findings.len(), 2);
+        assert_eq!(at, convert::time(1_000_000_000), "the first chunk's time");
+        // A chunk out of order is an error, and the next update starts afresh.
+        let mut a = Assembler::default();
+        a.push(chunk(0, false, &[1], &[], &[])).unwrap();
+        assert!(a.push(chunk(2, true, &[2], &[], &[])).is_err());
+        assert!(a.push(chunk(0, true, &[5], &[], &[])).unwrap().is_some());
     }
 
     #[test]

@@ -97,7 +97,7 @@ async fn list(
         // What the listing holds is bounded like an update of the live view.
         let mut tally = Tally::default();
         loop {
-            let Some(chunk) = stream
+            let Some(mut chunk) = stream
                 .message()
                 .await
                 .map_err(|s| ClientError::from_status(&shown, &s))?
@@ -127,9 +127,13 @@ async fn list(
                 });
             }
             stacks.extend(chunk.stacks.iter().map(|s| (s.id, convert::async_stack(s))));
-            let tasks = chunk.tasks.iter().map(|t| ListedTask {
-                task: convert::task(t),
-                kind: convert::kind(t),
+            // Converted as each part comes, by value: its strings move.
+            let tasks = std::mem::take(&mut chunk.tasks).into_iter().map(|t| {
+                let kind = convert::kind(&t);
+                ListedTask {
+                    task: convert::task(t),
+                    kind,
+                }
             });
             match &mut listing {
                 None => {

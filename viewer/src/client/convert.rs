@@ -61,7 +61,7 @@ pub fn time(unix_ns: u64) -> SystemTime {
 /// had let the task go before the server looked) shows as `completed`, what
 /// nearly every task that ends unseen in a busy app did; the model has no
 /// "unknown end".
-pub fn task(t: &proto::Task) -> Task {
+pub fn task(t: proto::Task) -> Task {
     let state = match t.state() {
         proto::TaskState::Running => TaskState::Running,
         proto::TaskState::Scheduled => TaskState::Scheduled,
@@ -75,10 +75,10 @@ pub fn task(t: &proto::Task) -> Task {
     };
     Task {
         id: t.id,
-        name: t.name.clone(),
+        name: t.name,
         state,
         ended,
-        spawned_at: t.spawned_at.clone(),
+        spawned_at: t.spawned_at,
         parent: t.parent,
         age: Duration::from_nanos(t.age_ns),
         polls: t.polls,
@@ -202,17 +202,19 @@ mod tests {
             busy_ns: 1_500,
             ..Default::default()
         };
-        let m = task(&t);
+        assert_eq!(kind(&t), TaskKind::BlockOn);
+        let m = task(t.clone());
         assert_eq!(m.ended, Some(TaskEnd::Completed));
         assert_eq!(m.busy, Duration::from_nanos(1_500));
-        assert_eq!(kind(&t), TaskKind::BlockOn);
+        assert_eq!(m.name.as_deref(), Some("n"));
         let alive = proto::Task {
             end: proto::TaskEnd::Alive as i32,
             state: proto::TaskState::Running as i32,
             ..t
         };
-        assert_eq!(task(&alive).ended, None);
-        assert_eq!(task(&alive).state, TaskState::Running);
+        let alive = task(alive);
+        assert_eq!(alive.ended, None);
+        assert_eq!(alive.state, TaskState::Running);
     }
 
     #[test]
