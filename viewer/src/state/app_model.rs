@@ -707,6 +707,84 @@ mod tests {
         assert_eq!(model.order.full_rebuilds, rebuilds + 1);
     }
 
+    /// The rows and counts a full rebuild gives for the model as it is.
+    fn rebuilt(model: &Model) -> (Vec<u64>, TaskCounts) {
+        let mut want = sort::TaskOrder::default();
+        want.rebuild(&sort::SortContext {
+            tasks: &model.tasks,
+            marks: &model.marks,
+            slow_threshold: Duration::from_millis(100),
+            spec: model.ui.tasks_sort,
+            filter_text: &model.ui.filter,
+            live_only: model.ui.live_only,
+            tree: model.ui.tree,
+            now: model.now,
+        });
+        (want.ids, want.counts)
+    }
+
+    /// Tree mode in a big app (its layouts may be held back, see
+    /// `task_order`): each filter key, narrowing ones too, shows its rows at
+    /// once, also while paused.
+    #[test]
+    fn in_tree_mode_each_filter_key_shows_its_rows_at_once() {
+        use ratatui::crossterm::event::KeyCode;
+        for paused in [false, true] {
+            let start = Instant::now();
+            let mut model = Model::new("x", start);
+            let n = RESORT_AT_ONCE_UP_TO as u64 + 1;
+            model.apply(
+                delta((1..=n).map(|id| task(id, false)).collect(), vec![]),
+                start,
+            );
+            model.handle_key(press(KeyCode::Char('t')), start);
+            model.task_order();
+            if paused {
+                model.handle_key(press(KeyCode::Char('p')), start);
+            }
+            model.handle_key(press(KeyCode::Char('/')), start);
+            for c in "src/m1.rs:13".chars() {
+                model.handle_key(press(KeyCode::Char(c)), start);
+                let got = model.task_order().to_vec();
+                let (want, counts) = rebuilt(&model);
+                let what = format!("paused {paused}, filter {:?}", model.ui.filter);
+                assert_eq!(got, want, "{what}");
+                assert_eq!(model.task_counts(), counts, "{what}");
+            }
+        }
+    }
+
+    /// Sorted by a value that grows with time (busy while running), a
+    /// filter key re-sorts at the current time, as a full rebuild does.
+    #[test]
+    fn a_filter_key_resorts_a_column_that_grows_with_time() {
+        use ratatui::crossterm::event::KeyCode;
+        let start = Instant::now();
+        let mut model = Model::new("x", start);
+        let mut tasks: Vec<Task> = (1..=200).map(|id| task(id, false)).collect();
+        for t in &mut tasks {
+            t.spawned_at = "src/main.rs:1:1".into();
+        }
+        tasks[0].spawned_at = "src/foo.rs:1:1".into();
+        tasks[0].state = TaskState::Running;
+        tasks[0].busy = Duration::from_secs(1);
+        tasks[1].spawned_at = "src/foo.rs:2:1".into();
+        tasks[1].busy = Duration::from_secs(2);
+        model.apply(delta(tasks, vec![]), start);
+        model.ui.tasks_sort = SortSpec::by(Column::Busy);
+        model.invalidate_order();
+        model.task_order();
+        model.handle_key(press(KeyCode::Char('/')), start);
+        model.handle_key(press(KeyCode::Char('f')), start);
+        assert_eq!(model.task_order(), &[2, 1]);
+        // Task 1 has been running 5 s more: busy 6 s, now first.
+        model.tick(start + Duration::from_secs(5));
+        model.handle_key(press(KeyCode::Char('o')), start);
+        assert_eq!(model.task_order(), &[1, 2]);
+        let got = model.task_order().to_vec();
+        assert_eq!(got, rebuilt(&model).0);
+    }
+
     #[test]
     fn views_cycle_in_tab_order() {
         assert_eq!(View::Runtime.next(), View::Tasks);

@@ -198,7 +198,8 @@ impl Model {
             _ => return,
         }
         self.ui.tasks_offset = 0;
-        self.order.filter_changed(&self.ui.filter);
+        let keep_rows = !self.ui.tree && !self.ui.tasks_sort.column.changes_with_time();
+        self.order.filter_changed(&self.ui.filter, keep_rows);
     }
 
     fn set_sort(&mut self, sort: SortSpec) {

@@ -95,6 +95,13 @@ impl Column {
             Column::Id | Column::Name | Column::State | Column::SpawnedAt
         )
     }
+
+    /// Whether a row's value in this column grows with the time the viewer
+    /// extrapolates between updates (busy while running, idle while not,
+    /// age): the order from the last sort may be stale by now.
+    pub fn changes_with_time(self) -> bool {
+        matches!(self, Column::Busy | Column::Idle | Column::Age)
+    }
 }
 
 /// A sort column and direction.
@@ -213,13 +220,20 @@ impl TaskOrder {
     /// those that still pass (at a million tasks, a lookup of each row shown
     /// instead of a walk of every task and a sort). Any other change, or
     /// many rows shown, takes a full rebuild.
-    pub fn filter_changed(&mut self, filter: &str) {
+    ///
+    /// `keep_rows` false (tree mode, whose layout is made whole and may be
+    /// held back for a while at many tasks; or a sort by a value that grows
+    /// with time, which a filter key has always re-sorted): always a full
+    /// rebuild, at once.
+    pub fn filter_changed(&mut self, filter: &str, keep_rows: bool) {
         let (old, new) = (self.filtered_by.trim(), filter.trim());
         if old == new {
             return;
         }
         self.dirty = true;
-        if filter::contains_ignore_ascii_case(new, old) {
+        if !keep_rows {
+            self.full = true;
+        } else if filter::contains_ignore_ascii_case(new, old) {
             self.narrowed = true;
         } else if let Some(saved) = self.wider.pop_if(|saved| {
             saved.filter.trim() == new && saved.changes == self.changes && !self.full
