@@ -114,7 +114,7 @@ where
 
     #[inline]
     fn on_exit(&self, id: &Id, _: Context<'_, S>) {
-        poll::end_span(&self.session, id.into_u64());
+        poll::end(&self.session, id.into_u64());
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {

@@ -106,19 +106,12 @@ fn timing_weight(session: &Session, start: u64, random: u32) -> u64 {
 /// tracing capture sees it: Tokio's enter of the task's span. The span is
 /// also entered once more to drop the future, which is not a poll: the end
 /// of the poll before is kept (`prev_poll_end`) for `tokio_spans::end_of`
-/// to take that entry back, and the previous poll's duration goes into the
-/// longest poll only now ([`end_span`] leaves it out), so that the drop,
-/// taken back, never counts as the longest poll.
+/// to take that entry back.
 #[cfg_attr(not(feature = "tracing-capture"), allow(dead_code))]
 #[inline]
 pub(crate) fn begin_span(key: u64, cell: &TaskCell) {
-    let last_end = cell.last_poll_end.load(Relaxed);
-    if let Some(took) = cell.last_timed_poll()
-        && took > cell.max_poll_ns.load(Relaxed)
-    {
-        cell.max_poll_ns.store(took, Relaxed);
-    }
-    cell.prev_poll_end.store(last_end, Relaxed);
+    cell.prev_poll_end
+        .store(cell.last_poll_end.load(Relaxed), Relaxed);
     begin(key, cell);
 }
 
@@ -150,22 +143,6 @@ pub(crate) fn begin(key: u64, cell: &TaskCell) {
 /// The poll of `key` that [`begin`] started on this thread ends.
 #[inline]
 pub(crate) fn end(session: &Session, key: u64) {
-    finish(session, key, true);
-}
-
-/// The poll of `key` that [`begin_span`] started on this thread ends: as
-/// [`end`], but its duration goes into the longest poll at the next poll's
-/// start (or when read), not now: it may be the future's drop.
-#[cfg_attr(not(feature = "tracing-capture"), allow(dead_code))]
-#[inline]
-pub(crate) fn end_span(session: &Session, key: u64) {
-    finish(session, key, false);
-}
-
-/// [`end`] and [`end_span`]: `max_now`, whether the poll's duration goes
-/// into the longest poll at once.
-#[inline(always)]
-fn finish(session: &Session, key: u64, max_now: bool) {
     let Ok(Some((frame, watched, random))) = STACK.try_with(|s| {
         let depth = s.depth.get();
         if depth == 0 {
@@ -211,7 +188,7 @@ fn finish(session: &Session, key: u64, max_now: bool) {
         TaskCell::bump(&cell.busy_ns, took.saturating_mul(weight));
         let bucket = &cell.histogram[poll_histogram_bucket(took)];
         bucket.store(bucket.load(Relaxed).wrapping_add(weight as u32), Relaxed);
-        if max_now && took > cell.max_poll_ns.load(Relaxed) {
+        if took > cell.max_poll_ns.load(Relaxed) {
             cell.max_poll_ns.store(took, Relaxed);
         }
         cell.last_poll_end.store(now, Relaxed);

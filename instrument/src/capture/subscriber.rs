@@ -215,7 +215,7 @@ impl<S: Subscriber> Subscriber for TaskSubscriber<S> {
     #[inline]
     fn exit(&self, span: &Id) {
         match task_key(span.into_u64()) {
-            Some(key) => poll::end_span(&self.session, key),
+            Some(key) => poll::end(&self.session, key),
             None => self.inner.exit(span),
         }
     }

@@ -275,8 +275,6 @@ pub(crate) fn end_of(cell: &TaskCell) -> TaskEnd {
     if polls > 0 {
         cell.polls.store(polls - 1, Relaxed);
         let weight = cell.last_weight.load(Relaxed);
-        // Not a poll: not the longest one either (see `poll::begin_span`).
-        cell.last_weight.store(0, Relaxed);
         if weight > 0 {
             let took = clock::since(
                 cell.last_poll_start.load(Relaxed),
@@ -423,41 +421,10 @@ mod tests {
         //! With sampled poll timing (see `capture::poll`).
         use super::super::end_of;
         use crate::capture::poll::testing::{poll_many, session, timed};
-        use crate::capture::poll::{begin_span as begin, end_span as end};
+        use crate::capture::poll::{begin_span as begin, end};
         use crate::clock;
         use crate::settings::PollTiming;
         use std::sync::atomic::Ordering::Relaxed;
-
-        /// The span's last entry (the future's drop) is never the task's
-        /// longest poll, even when it lasted longest: the maximum takes a
-        /// poll in only once the next one starts, or when read.
-        #[test]
-        fn the_drop_is_not_the_longest_poll() {
-            use crate::model::task::{SpawnLocation, TaskCell};
-            use std::time::Duration;
-            let s = session(PollTiming::Every);
-            let cell = TaskCell::new(1, None, SpawnLocation::UNKNOWN, None);
-            let entry = |ms: u64| {
-                begin(1, &cell);
-                std::thread::sleep(Duration::from_millis(ms));
-                end(&s, 1);
-            };
-            entry(2);
-            entry(5);
-            // The longest so far: the latest poll, read before it is folded in.
-            let longest = cell.info(clock::now()).max_poll;
-            assert!(longest >= Duration::from_millis(5), "{longest:?}");
-            entry(1);
-            assert_eq!(cell.info(clock::now()).max_poll, longest, "a shorter poll");
-            // The drop, longer than any poll, then the span closes.
-            entry(30);
-            assert!(cell.info(clock::now()).max_poll >= Duration::from_millis(30));
-            end_of(&cell);
-            let info = cell.info(clock::now());
-            assert_eq!(info.max_poll, longest, "the drop is taken back");
-            assert_eq!(info.polls, 3);
-            assert!(info.busy < Duration::from_millis(30), "{:?}", info.busy);
-        }
 
         /// The tracing capture takes back the span's last entry (the future's
         /// drop) as many times as it counted: once when timed exactly, not at

@@ -178,8 +178,7 @@ pub(crate) struct TaskCell {
     /// How many times the latest poll counts in the busy time and the
     /// histogram (0: not timed; see `capture::poll`), so that the tracing
     /// capture can take back its span's last entry (the future's drop, not a
-    /// poll) exactly, and leave it out of the longest poll (set to 0 then).
-    /// In what was padding.
+    /// poll) exactly. In what was padding.
     pub(crate) last_weight: AtomicU8,
     /// Clones of the task's span beyond the one Tokio holds (taskscope's subscriber).
     pub(crate) span_clones: AtomicU32,
@@ -330,28 +329,6 @@ impl TaskCell {
         (drops, if live > u32::MAX / 2 { 0 } else { live })
     }
 
-    /// The duration of the task's latest poll, if it was timed and has
-    /// ended (the tracing capture adds it to `max_poll_ns` only at the next
-    /// poll's start: see `capture::poll::begin_span`).
-    pub(crate) fn last_timed_poll(&self) -> Option<u64> {
-        if self.last_weight.load(Relaxed) == 0 {
-            return None;
-        }
-        let (start, end) = (
-            self.last_poll_start.load(Relaxed),
-            self.last_poll_end.load(Relaxed),
-        );
-        // A poll in progress: `end` is the previous poll's, before `start`.
-        (start != 0 && end >= start).then(|| clock::since(start, end))
-    }
-
-    /// The longest poll (ns): the maximum kept, and the latest poll if it
-    /// is not in it yet.
-    pub(crate) fn max_poll_ns(&self) -> u64 {
-        let kept = self.max_poll_ns.load(Relaxed);
-        self.last_timed_poll().map_or(kept, |took| took.max(kept))
-    }
-
     /// The poll-duration histogram, see [`POLL_HISTOGRAM_BUCKETS`].
     pub(crate) fn histogram(&self) -> [u32; POLL_HISTOGRAM_BUCKETS] {
         std::array::from_fn(|k| self.histogram[k].load(Relaxed))
@@ -398,7 +375,7 @@ impl TaskCell {
             idle: Duration::from_nanos(age.saturating_sub(busy)),
             since_last_poll: (last_end != 0)
                 .then(|| Duration::from_nanos(clock::since(last_end, now))),
-            max_poll: Duration::from_nanos(self.max_poll_ns()),
+            max_poll: Duration::from_nanos(self.max_poll_ns.load(Relaxed)),
             wakes: self.wakes.load(Relaxed),
             wakers: self.wakers() as i64,
         }

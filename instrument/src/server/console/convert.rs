@@ -206,7 +206,7 @@ pub(crate) fn details(cell: &TaskCell, at: u64) -> TaskDetails {
         now: Some(now(at)),
         poll_times_histogram: Some(PollTimesHistogram::Histogram(to_console(
             &cell.histogram(),
-            cell.max_poll_ns(),
+            cell.max_poll_ns.load(Relaxed),
             cell.busy_ns.load(Relaxed),
         ))),
         scheduled_times_histogram: None,
