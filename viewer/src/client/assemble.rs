@@ -112,6 +112,91 @@ fn converted(tasks: Vec<proto::Task>) -> Vec<Task> {
     tasks.into_iter().map(convert::task).collect()
 }
 
+/// A chunk of a snapshot or of a delta: what gathering needs of it.
+trait Chunk: Sized {
+    /// `snapshot` or `delta`, for messages.
+    const WHAT: &'static str;
+    /// Its number in the update (0 first).
+    fn number(&self) -> u32;
+    /// Its tasks and its finished tasks, taken out.
+    fn take_tasks(&mut self) -> (Vec<proto::Task>, Vec<proto::Task>);
+    /// Takes the number, `last` and the findings of `next`, the chunk after it.
+    fn follow(&mut self, next: Self);
+    /// What `partial` gathers, if it is an update of this kind.
+    fn gathered(partial: Partial) -> Option<Gathered<Self>>;
+}
+
+impl Chunk for proto::Snapshot {
+    const WHAT: &'static str = "snapshot";
+    fn number(&self) -> u32 {
+        self.chunk
+    }
+    fn take_tasks(&mut self) -> (Vec<proto::Task>, Vec<proto::Task>) {
+        (
+            std::mem::take(&mut self.tasks),
+            std::mem::take(&mut self.finished),
+        )
+    }
+    fn follow(&mut self, next: Self) {
+        self.chunk = next.chunk;
+        self.last = next.last;
+        self.findings.extend(next.findings);
+    }
+    fn gathered(partial: Partial) -> Option<Gathered<Self>> {
+        match partial {
+            Partial::Snapshot(g) => Some(g),
+            Partial::Delta(_) => None,
+        }
+    }
+}
+
+impl Chunk for proto::Delta {
+    const WHAT: &'static str = "delta";
+    fn number(&self) -> u32 {
+        self.chunk
+    }
+    fn take_tasks(&mut self) -> (Vec<proto::Task>, Vec<proto::Task>) {
+        (
+            std::mem::take(&mut self.changed),
+            std::mem::take(&mut self.finished),
+        )
+    }
+    fn follow(&mut self, next: Self) {
+        self.chunk = next.chunk;
+        self.last = next.last;
+        self.findings.extend(next.findings);
+    }
+    fn gathered(partial: Partial) -> Option<Gathered<Self>> {
+        match partial {
+            Partial::Delta(g) => Some(g),
+            Partial::Snapshot(_) => None,
+        }
+    }
+}
+
+impl<H: Chunk> Gathered<H> {
+    /// `chunk` after what `partial` gathered (it must be the next chunk of
+    /// an update of the same kind), or the start of an update (chunk 0).
+    fn gather(partial: Option<Partial>, mut chunk: H) -> Result<Gathered<H>, ChunkError> {
+        let (tasks, finished) = chunk.take_tasks();
+        let (tasks, finished) = (converted(tasks), converted(finished));
+        match (partial.map(H::gathered), chunk.number()) {
+            (None, 0) => Ok(Gathered {
+                head: chunk,
+                tasks,
+                finished,
+            }),
+            (Some(Some(mut so_far)), n) if n == so_far.head.number() + 1 => {
+                so_far.head.follow(chunk);
+                so_far.tasks.extend(tasks);
+                so_far.finished.extend(finished);
+                Ok(so_far)
+            }
+            (_, n) => Err(ChunkError(format!("{} chunk {n} out of order", H::WHAT))),
+        }
+    }
+}
+
 impl Assembler {
     /// Adds one message; returns the update it completes, if it does.
     pub fn push(
@@ -139,25 +224,8 @@ impl Assembler {
             return Err(err);
         }
         match kind {
-            proto::update::Kind::Snapshot(mut chunk) => {
-                let tasks = converted(std::mem::take(&mut chunk.tasks));
-                let finished = converted(std::mem::take(&mut chunk.finished));
-                let mut whole = match (self.partial.take(), chunk.chunk) {
-                    (None, 0) => Gathered {
-                        head: chunk,
-                        tasks,
-                        finished,
-                    },
-                    (Some(Partial::Snapshot(mut so_far)), n) if n == so_far.head.chunk + 1 => {
-                        so_far.head.chunk = n;
-                        so_far.head.last = chunk.last;
-                        so_far.tasks.extend(tasks);
-                        so_far.finished.extend(finished);
-                        so_far.head.findings.extend(chunk.findings);
-                        so_far
-                    }
-                    (_, n) => return Err(ChunkError(format!("snapshot chunk {n} out of order"))),
-                };
+            proto::update::Kind::Snapshot(chunk) => {
+                let mut whole = Gathered::gather(self.partial.take(), chunk)?;
                 if !whole.head.last {
                     self.partial = Some(Partial::Snapshot(whole));
                     return Ok(None);
@@ -185,25 +253,8 @@ impl Assembler {
                 };
                 Ok(Some((update, Some(app))))
             }
-            proto::update::Kind::Delta(mut chunk) => {
-                let tasks = converted(std::mem::take(&mut chunk.changed));
-                let finished = converted(std::mem::take(&mut chunk.finished));
-                let mut whole = match (self.partial.take(), chunk.chunk) {
-                    (None, 0) => Gathered {
-                        head: chunk,
-                        tasks,
-                        finished,
-                    },
-                    (Some(Partial::Delta(mut so_far)), n) if n == so_far.head.chunk + 1 => {
-                        so_far.head.chunk = n;
-                        so_far.head.last = chunk.last;
-                        so_far.tasks.extend(tasks);
-                        so_far.finished.extend(finished);
-                        so_far.head.findings.extend(chunk.findings);
-                        so_far
-                    }
-                    (_, n) => return Err(ChunkError(format!("delta chunk {n} out of order"))),
-                };
+            proto::update::Kind::Delta(chunk) => {
+                let mut whole = Gathered::gather(self.partial.take(), chunk)?;
                 if !whole.head.last {
                     self.partial = Some(Partial::Delta(whole));
                     return Ok(None);

@@ -626,26 +626,16 @@ mod tests {
                 let what = format!("{column:?} step {step} filter {:?}", model.ui.filter);
                 // Narrowing many rows is a rebuild too (`NARROW_BY_LOOKUP_UP_TO`).
                 let many = shown * sort::NARROW_BY_LOOKUP_UP_TO > model.tasks.len();
-                let rebuilt = model.order.full_rebuilds - before;
                 assert_eq!(
-                    rebuilt,
+                    model.order.full_rebuilds - before,
                     u64::from(rebuilds || (many && key != KeyCode::Enter)),
                     "rebuilds: {what}"
                 );
                 narrowed += u64::from(!rebuilds && !many && key != KeyCode::Enter);
-                let mut want = sort::TaskOrder::default();
-                want.rebuild(&sort::SortContext {
-                    tasks: &model.tasks,
-                    marks: &model.marks,
-                    slow_threshold: Duration::from_millis(100),
-                    spec: model.ui.tasks_sort,
-                    filter_text: &model.ui.filter,
-                    live_only: false,
-                    tree: false,
-                    now,
-                });
-                assert_eq!(got, want.ids, "{what}");
-                assert_eq!(model.task_counts(), want.counts, "{what}");
+                assert_eq!(model.now, now);
+                let (want, counts) = rebuilt(&model);
+                assert_eq!(got, want, "{what}");
+                assert_eq!(model.task_counts(), counts, "{what}");
             }
             assert_eq!(model.ui.filter, "");
             assert!(
@@ -675,19 +665,9 @@ mod tests {
             let what = model.ui.filter.clone();
             model.order.values_dirty = false;
             let got = model.task_order().to_vec();
-            let mut want = sort::TaskOrder::default();
-            want.rebuild(&sort::SortContext {
-                tasks: &model.tasks,
-                marks: &model.marks,
-                slow_threshold: Duration::from_millis(100),
-                spec: model.ui.tasks_sort,
-                filter_text: &model.ui.filter,
-                live_only: false,
-                tree: false,
-                now: start,
-            });
-            assert_eq!(got, want.ids, "{what}");
-            assert_eq!(model.task_counts(), want.counts, "{what}");
+            let (want, counts) = rebuilt(model);
+            assert_eq!(got, want, "{what}");
+            assert_eq!(model.task_counts(), counts, "{what}");
         };
         for c in "src/m1.rs:1".chars() {
             model.handle_key(press(KeyCode::Char(c)), start);

@@ -143,29 +143,18 @@ impl std::ops::Index<&u64> for TaskMap {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use super::*;
-    use crate::state::model::{Task, TaskState};
 
     fn entry(id: u64, polls: u64) -> TaskEntry {
         TaskEntry {
-            task: Task {
+            task: crate::client::convert::task(taskscope_api::proto::Task {
                 id,
-                name: None,
-                state: TaskState::Idle,
-                ended: None,
-                spawned_at: format!("src/m.rs:{id}:1"),
-                parent: None,
-                age: Duration::ZERO,
                 polls,
-                busy: Duration::ZERO,
-                idle: Duration::ZERO,
-                since_last_poll: None,
-                max_poll: Duration::ZERO,
-                wakes: 0,
-                wakers: 0,
-            },
+                spawned_at: format!("src/m.rs:{id}:1"),
+                ..Default::default()
+            }),
             updated_at: Instant::now(),
             ended_at: None,
         }
