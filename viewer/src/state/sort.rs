@@ -205,7 +205,7 @@ impl Default for TaskOrder {
 
 /// A narrower filter keeps the rows that still pass by looking each up
 /// when they are at most one task in this many; above, a full rebuild is
-/// faster: it walks the tasks in memory order, ~45 ns a task at a million,
+/// faster: it walks the tasks in memory order, ~35 ns a task at a million,
 /// where a lookup reads scattered memory, ~800 ns a row (`benches/frame.rs`).
 pub(crate) const NARROW_BY_LOOKUP_UP_TO: usize = 32;
 
