@@ -538,19 +538,10 @@ mod tests {
                 model.order.full_rebuilds, rebuilds,
                 "{column:?} step {step}"
             );
-            let mut want = sort::TaskOrder::default();
-            want.rebuild(&sort::SortContext {
-                tasks: &model.tasks,
-                marks: &model.marks,
-                slow_threshold: Duration::from_millis(100),
-                spec: model.ui.tasks_sort,
-                filter_text: filter,
-                live_only: false,
-                tree: false,
-                now,
-            });
-            assert_eq!(got, want.ids, "{column:?} {filter:?} step {step}");
-            assert_eq!(model.task_counts(), want.counts, "{column:?} step {step}");
+            assert_eq!((model.now, model.ui.filter.as_str()), (now, filter));
+            let (want, counts) = rebuilt(&model);
+            assert_eq!(got, want, "{column:?} {filter:?} step {step}");
+            assert_eq!(model.task_counts(), counts, "{column:?} step {step}");
         }
     }
 
