@@ -86,14 +86,20 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
             Style::new().fg(Color::Yellow),
         ));
     }
+    // One short poll in this many is timed, when the app samples poll timing.
+    let sampled_one_in = model
+        .app
+        .as_ref()
+        .filter(|a| a.timing_sampled())
+        .map(|a| a.poll_timing_one_in);
     let mut block = Block::bordered().title(Line::from(title_spans));
-    if let Some(app) = model.app.as_ref().filter(|a| a.timing_sampled()) {
+    if let Some(one_in) = sampled_one_in {
         block = block.title_bottom(
             Line::from(Span::styled(
                 format!(
                     " ~ estimated: polls under {} timed 1 in {} ",
                     dur(ALWAYS_TIMED),
-                    app.poll_timing_one_in
+                    one_in
                 ),
                 Style::new().add_modifier(Modifier::DIM),
             ))
@@ -175,7 +181,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &mut Model) {
     }
 
     let now = model.now;
-    let sampled = model.app.as_ref().is_some_and(|a| a.timing_sampled());
+    let sampled = sampled_one_in.is_some();
     let end = (offset + height).min(len);
     let ids: Vec<u64> = model.task_order()[offset..end].to_vec();
     let mut rows = Vec::with_capacity(ids.len());
