@@ -27,7 +27,9 @@
 //!   frame-pointer function of Rust's std (`thread::sleep`, std's futex
 //!   waits) called a libc wrapper that did not save `rbp`, the walker finds
 //!   the saved `(rbp, return address)` pair by scanning the stack for a
-//!   return address right after a `call` ([`RawStack::fp_recovered`]).
+//!   return address right after a `call` ([`RawStack::fp_recovered`]), and
+//!   takes the first pair from which the walk goes on soundly (stale pairs of
+//!   earlier calls lie in the frame below the real one).
 //! * **Path B — the thread is running user code** (a CPU loop): a real-time
 //!   signal. Its handler ([`signal`]) does *not* unwind: it publishes the
 //!   registers from its `ucontext` and waits, paused on the alternate signal

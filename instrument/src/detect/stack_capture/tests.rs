@@ -406,6 +406,43 @@ fn the_recovered_frame_pointer_matches_the_real_one() {
     assert_eq!(a.ips(), c.ips());
 }
 
+#[inline(never)]
+fn blocked_in_sleep_after_reading_the_clock_marker() {
+    black_box(Instant::now());
+    std::thread::sleep(BLOCK);
+    black_box(());
+}
+
+/// The clock read just before the sleep leaves return addresses (into
+/// `clock_gettime`) where `thread::sleep`'s frame then lies: the walk must not
+/// take one of those stale pairs for the saved frame pointer. Path A gives the
+/// return addresses the signal (with the real `rbp`) gives.
+#[test]
+fn a_stale_return_address_in_the_frame_is_not_taken_for_its_caller() {
+    let (h, join) = spawn_with_handle(
+        "clock-then-sleep",
+        blocked_in_sleep_after_reading_the_clock_marker,
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let a = capture(&h, TIMEOUT).unwrap();
+    let forced = Options {
+        force_signal: true,
+        timeout: TIMEOUT,
+        ..Options::default()
+    };
+    let b = capture_with(&h, &forced).unwrap();
+    join.join().unwrap();
+    let names = assert_names(&a, "blocked_in_sleep_after_reading_the_clock_marker");
+    assert!(
+        !names.iter().any(|n| n.contains("clock_gettime")),
+        "a stale frame in the stack:\n{}",
+        names.join("\n")
+    );
+    assert!(a.fp_recovered() && a.is_complete(), "{a:?}");
+    assert!(!b.fp_recovered());
+    assert_eq!(a.ips()[1..], b.ips()[1..], "A {a:?}\nB {b:?}");
+}
+
 /// A thread that has exited: ThreadExited at once.
 #[test]
 fn an_exited_thread_fails_fast() {

@@ -144,9 +144,18 @@ impl Walker {
     /// it). Such a frame (e.g. Rust's std, built with frame pointers) did
     /// `push %rbp; mov %rsp,%rbp` on entry, so somewhere above its stack
     /// pointer there is a 16-byte-aligned pair (caller's rbp, return address).
-    /// Scans up to 64 KiB above `sp` for the first such slot whose second word
-    /// is a plausible return address (inside a loaded object's code, right
-    /// after a `call` instruction) and unwinds the frame with it.
+    /// Scans up to 64 KiB above `sp` for such a slot whose second word is a
+    /// plausible return address (inside a loaded object's code, right after a
+    /// `call` instruction) and unwinds the frame with it.
+    ///
+    /// The frame's own locals lie between `sp` and the real slot, and they can
+    /// hold stale pairs that look as good: return addresses left there by calls
+    /// the thread made before (an `Instant::now()` before a `thread::sleep`
+    /// leaves one into `clock_gettime`). So each candidate is checked by
+    /// walking on from it ([`Walker::chain_from`]): the first from which the
+    /// walk reaches the thread's root, or [`LOOKAHEAD`] frames each with a
+    /// plausible return address, is taken; if none does, the one that went
+    /// furthest (the lowest of those).
     #[cfg(target_arch = "x86_64")]
     fn recover_fp(
         &mut self,
@@ -156,8 +165,11 @@ impl Walker {
     ) -> Option<(UnwindRegsX86_64, u64)> {
         let sp = at.sp();
         let mut slot = (sp + 15) & !15;
+        let mut best: Option<(usize, UnwindRegsX86_64, u64)> = None;
         while slot < sp + 64 * 1024 {
-            let ra = mem.read_u64(slot + 8).ok()?;
+            let Ok(ra) = mem.read_u64(slot + 8) else {
+                break; // past the stack's mapped end
+            };
             if self.is_return_address(ra, mem) {
                 let mut r = at;
                 r.set_bp(slot);
@@ -167,12 +179,47 @@ impl Walker {
                         .unwind_frame(addr, &mut r, &mut self.cache, &mut read)
                     && got == ra
                 {
-                    return Some((r, ra));
+                    match self.chain_from(ra, r, mem) {
+                        Chain::Sound => return Some((r, ra)),
+                        Chain::BrokeAfter(n) => {
+                            if best.is_none_or(|(m, ..)| n > m) {
+                                best = Some((n, r, ra));
+                            }
+                        }
+                    }
                 }
             }
             slot += 16;
         }
-        None
+        best.map(|(_, r, ra)| (r, ra))
+    }
+
+    /// Walks on from return address `ra` with registers `r`, without
+    /// recording: [`Chain::Sound`] if it reaches the thread's root or
+    /// [`LOOKAHEAD`] frames whose return addresses are all plausible.
+    #[cfg(target_arch = "x86_64")]
+    fn chain_from(&mut self, ra: u64, mut r: UnwindRegsX86_64, mem: &mut MemReader) -> Chain {
+        let Some(mut addr) = framehop::FrameAddress::from_return_address(ra) else {
+            return Chain::Sound;
+        };
+        for n in 0..LOOKAHEAD {
+            let step = {
+                let mut read = |a: u64| mem.read_u64(a);
+                self.unwinder
+                    .unwind_frame(addr, &mut r, &mut self.cache, &mut read)
+            };
+            match step {
+                Ok(None) => return Chain::Sound,
+                Ok(Some(next)) if self.is_return_address(next, mem) => {
+                    match framehop::FrameAddress::from_return_address(next) {
+                        Some(a) => addr = a,
+                        None => return Chain::Sound,
+                    }
+                }
+                Ok(Some(_)) | Err(_) => return Chain::BrokeAfter(n),
+            }
+        }
+        Chain::Sound
     }
 
     /// Whether `ra` is inside a loaded object's code and follows a `call`.
@@ -229,6 +276,19 @@ impl Walker {
             }
         }
     }
+}
+
+/// How many frames past a recovered frame pointer are walked to check it.
+#[cfg(target_arch = "x86_64")]
+const LOOKAHEAD: usize = 16;
+
+/// What walking on from a candidate frame pointer gave ([`Walker::chain_from`]).
+#[cfg(target_arch = "x86_64")]
+enum Chain {
+    /// The thread's root, or [`LOOKAHEAD`] plausible frames.
+    Sound,
+    /// The walk stopped, or met an implausible return address, after this many frames.
+    BrokeAfter(usize),
 }
 
 /// Frame pointer placeholder when it is unknown: above every user address,
