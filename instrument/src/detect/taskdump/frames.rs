@@ -22,6 +22,17 @@ pub(crate) const NO_APP_FRAME: &str = "no frame of the app's own code on it: a t
      spawned, or an optimized build, where Tokio's dump loses the app's async functions (they are \
      inlined into the task's root)";
 
+/// `waiting_at_note` of a stack whose frames are named without their paths.
+pub(crate) const SHORT_NAMES: &str = "frames named without their paths (`recv`, \
+     `{async_fn#0}`): the binary's debug info is line tables only (`debug = \"line-tables-only\"`); \
+     `debug = \"limited\"` in the profile names them in full (files and lines are right either way)";
+
+/// Whether `function` is named by its last segment only, as inlined frames are
+/// in a binary with line tables only: no path (`recv`, `{async_fn#0}`).
+fn short_name(function: &str) -> bool {
+    !function.is_empty() && !function.contains("::") && !function.starts_with('<')
+}
+
 /// `tokio::sync::mpsc::bounded::Receiver<T>::recv::{{closure}}::h66d4a52ba6ebadac`
 /// → `tokio::sync::mpsc::bounded::Receiver::recv`;
 /// `<tokio::time::sleep::Sleep as core::future::future::Future>::poll::h…`
@@ -386,6 +397,9 @@ pub(crate) fn async_stack(raw: Vec<Vec<StackFrame>>, paths: &mut PathTrim) -> As
     if app_frame(&waiting_at).is_none() {
         notes.push(NO_APP_FRAME.to_string());
     }
+    if waiting_at.iter().any(|f| short_name(&f.function)) {
+        notes.push(SHORT_NAMES.to_string());
+    }
     if !stacks.is_empty() {
         notes.push(format!(
             "it waits at {} places at once (a select! or join!); this is the first",
@@ -596,7 +610,38 @@ mod tests {
         )];
         let stack = async_stack(vec![release], &mut paths);
         assert_eq!(stack.waiting_at.len(), 1);
+        assert_eq!(
+            stack.note.as_deref(),
+            Some(format!("{NO_APP_FRAME}; {SHORT_NAMES}").as_str())
+        );
+
+        // The same with `debug = "limited"`: named in full, nothing more to say.
+        let limited = vec![f(
+            "tokio::sync::mpsc::bounded::Receiver<T>::recv::{{closure}}",
+            &format!("{TOKIO}/src/sync/mpsc/bounded.rs"),
+            245,
+        )];
+        let stack = async_stack(vec![limited], &mut paths);
+        assert_eq!(
+            texts(&stack.waiting_at),
+            [format!(
+                "tokio::sync::mpsc::bounded::Receiver::recv ({TOKIO}/src/sync/mpsc/bounded.rs:245)"
+            )]
+        );
         assert_eq!(stack.note.as_deref(), Some(NO_APP_FRAME));
+
+        // Line tables only, with the app's frames: they are kept, and the note says why
+        // their names are short.
+        let app = vec![
+            f("recv", &format!("{TOKIO}/src/sync/mpsc/bounded.rs"), 245),
+            f("{async_fn#0}", "/w/src/worker.rs", 41),
+            f("app::main", "/w/src/main.rs", 9),
+        ];
+        let stack = async_stack(vec![app], &mut paths);
+        assert_eq!(stack.note.as_deref(), Some(SHORT_NAMES));
+        assert!(short_name("{closure#0}") && short_name("recv"));
+        assert!(!short_name("<tokio::time::sleep::Sleep as Future>::poll"));
+        assert!(!short_name("app::worker"));
 
         // A select!: one stack a branch.
         let stack = async_stack(vec![recv_stack("/w/"), recv_stack("/w/")], &mut paths);
