@@ -15,11 +15,12 @@ use taskscope_tests::{read_report, temp_dir};
 const APP: &str = env!("CARGO_BIN_EXE_syscall_app");
 
 /// Each call of the `syscalls` scenario: the task's name and its marker function.
-const CALLS: [(&str, &str); 4] = [
+const CALLS: [(&str, &str); 5] = [
     ("poll", "blocked_in_poll_marker"),
     ("nanosleep", "blocked_in_nanosleep_marker"),
     ("tcp_read", "blocked_in_read_marker"),
     ("epoll_wait", "blocked_in_epoll_marker"),
+    ("timed_sleep", "timed_sleep_marker"),
 ];
 
 struct Run {
@@ -115,6 +116,14 @@ fn blocked_system_calls_return_what_they_return_and_are_reported_with_their_stac
             assert!(
                 functions(finding).iter().any(|f| f.contains(marker)),
                 "{name}: the stack names {marker}: {finding:#}"
+            );
+            // Blocked in a system call, the thread is not reading the clock: such a
+            // frame is a stale return address taken for a caller.
+            assert!(
+                !functions(finding)
+                    .iter()
+                    .any(|f| f.contains("clock_gettime")),
+                "{name}: a stale frame in the stack: {finding:#}"
             );
             assert!(finding.get("stack_unavailable").is_none(), "{finding}");
         }

@@ -7,7 +7,10 @@
 //! - `syscalls`: four tasks, one after the other, each blocked 400 ms in one
 //!   call: `libc::poll` on a pipe nobody writes (returns 0), `libc::nanosleep`
 //!   (returns 0), `TcpStream::read` with a 400 ms read timeout on a peer that
-//!   sends nothing (`WouldBlock`/`TimedOut`), `libc::epoll_wait` (returns 0).
+//!   sends nothing (`WouldBlock`/`TimedOut`), `libc::epoll_wait` (returns 0);
+//!   then one that reads the clock and sleeps 400 ms in `std::thread::sleep`
+//!   (ok when it slept all of it: the clock read leaves stale return
+//!   addresses where `sleep`'s frame then lies, which the walk must not take).
 //!   (First a task named `warm-up` sleeps 400 ms: the first stack of a
 //!   process loads the debug info, for seconds in a debug build.)
 //!   Prints one line per call: `call NAME ok` when the call returned what it
@@ -70,6 +73,13 @@ fn blocked_in_epoll_marker(ep: i32) -> (i32, i32) {
     // SAFETY: a valid epoll descriptor and event buffer.
     let r = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), 4, BLOCK.as_millis() as i32) };
     black_box((r, if r < 0 { errno() } else { 0 }))
+}
+
+#[inline(never)]
+fn timed_sleep_marker() -> Duration {
+    let start = Instant::now();
+    std::thread::sleep(BLOCK);
+    black_box(start.elapsed())
 }
 
 #[inline(never)]
@@ -170,6 +180,9 @@ async fn syscalls() {
     let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     let got = in_task("epoll_wait", move || blocked_in_epoll_marker(ep)).await;
     report("epoll_wait", got == (0, 0), got);
+
+    let got = in_task("timed_sleep", timed_sleep_marker).await;
+    report("timed_sleep", got >= BLOCK, got);
 }
 
 /// The real-time signals (bits of `SIGRTMIN..=SIGRTMAX` in a /proc mask).
