@@ -37,6 +37,12 @@ pub(crate) const MAX_SYMBOLIZED: usize = 64;
 /// application code. Frames outside the task (Tokio's worker loop, the thread's
 /// start) are kept as context.
 pub(crate) fn symbolize(raw: &RawStack) -> Vec<StackFrame> {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        if symtab::file_has_debug_info(std::path::Path::new("/proc/self/exe")) == Some(false) {
+            eprintln!("taskscope: {NO_DEBUG_INFO}");
+        }
+    });
     let mut frames = Vec::new();
     for (i, &ip) in raw.ips().iter().enumerate() {
         // `resolve` looks up `addr - 1`, right for return addresses and for
@@ -92,6 +98,13 @@ pub(crate) fn symbolize(raw: &RawStack) -> Vec<StackFrame> {
     frames
 }
 
+/// Said once on stderr, at the first stack, when the program has no debug info.
+pub(crate) const NO_DEBUG_INFO: &str = "this program has no debug info (Cargo strips it from \
+     release builds unless `debug` is set): the stacks of slow polls name functions without files \
+     or lines, and miss the functions inlined into others, the app's async fns among them; \
+     `debug = \"line-tables-only\"` in `[profile.release]` gives files and lines, \
+     `debug = \"limited\"` the full names too";
+
 /// A function name without its path, as `line-tables-only` debug info gives them
 /// (`spinning_marker`, `{closure#0}`, `call_once<F, ()>`; also C names).
 fn is_short_name(function: &str) -> bool {
@@ -106,7 +119,7 @@ fn is_short_name(function: &str) -> bool {
 ))]
 mod symtab {
     use std::ffi::{CStr, c_int, c_void};
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
     use std::sync::{Mutex, PoisonError};
 
     use object::{Object, ObjectSymbol, SymbolKind};
@@ -219,6 +232,19 @@ mod symtab {
         modules
     }
 
+    /// Whether the ELF file at `path` has debug info of its own (`.debug_line`) or
+    /// names a separate file that may (`.gnu_debuglink`); `None` when it cannot be read.
+    pub(in crate::detect) fn file_has_debug_info(path: &Path) -> Option<bool> {
+        let file = std::fs::File::open(path).ok()?;
+        let map = Mapping::new(&file)?;
+        let elf = object::File::parse(map.bytes()).ok()?;
+        Some(
+            [".debug_line", ".zdebug_line", ".gnu_debuglink"]
+                .iter()
+                .any(|name| elf.section_by_name(name).is_some()),
+        )
+    }
+
     /// The function symbols of the ELF file at `path`, sorted by address (empty on error).
     fn read_symbols(path: &PathBuf) -> Vec<Symbol> {
         let Ok(file) = std::fs::File::open(path) else {
@@ -304,6 +330,11 @@ mod symtab {
     pub(super) fn function_name(_addr: usize) -> Option<String> {
         None
     }
+
+    /// Not known here.
+    pub(super) fn file_has_debug_info(_path: &std::path::Path) -> Option<bool> {
+        None
+    }
 }
 
 /// A function of taskscope itself (test modules excepted: they stand for the application).
@@ -340,6 +371,34 @@ mod tests {
         ));
         assert!(!is_own_frame("taskscope::detect::tests::spinning_marker"));
         assert!(!is_own_frame("tokio::runtime::task::harness::poll"));
+    }
+
+    /// A program with debug info says so; the same stripped of it (`objcopy
+    /// --strip-debug`, what Cargo's release profile does) does not.
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    #[test]
+    fn a_program_without_debug_info_is_told_apart() {
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(symtab::file_has_debug_info(&exe), Some(true));
+        let stripped =
+            std::env::temp_dir().join(format!("taskscope-stripped-{}", std::process::id()));
+        let status = std::process::Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(&exe)
+            .arg(&stripped)
+            .status()
+            .expect("objcopy (binutils) is needed for this test: apt-get install binutils");
+        assert!(status.success(), "objcopy --strip-debug failed");
+        let got = symtab::file_has_debug_info(&stripped);
+        std::fs::remove_file(&stripped).unwrap();
+        assert_eq!(got, Some(false));
+        assert_eq!(
+            symtab::file_has_debug_info(std::path::Path::new("/nonexistent")),
+            None
+        );
     }
 
     /// Which frames are the capture's own machinery.
