@@ -126,53 +126,37 @@ trait Chunk: Sized {
     fn gathered(partial: Partial) -> Option<Gathered<Self>>;
 }
 
-impl Chunk for proto::Snapshot {
-    const WHAT: &'static str = "snapshot";
-    fn number(&self) -> u32 {
-        self.chunk
-    }
-    fn take_tasks(&mut self) -> (Vec<proto::Task>, Vec<proto::Task>) {
-        (
-            std::mem::take(&mut self.tasks),
-            std::mem::take(&mut self.finished),
-        )
-    }
-    fn follow(&mut self, next: Self) {
-        self.chunk = next.chunk;
-        self.last = next.last;
-        self.findings.extend(next.findings);
-    }
-    fn gathered(partial: Partial) -> Option<Gathered<Self>> {
-        match partial {
-            Partial::Snapshot(g) => Some(g),
-            Partial::Delta(_) => None,
+/// [`Chunk`] for an update type: its tasks' field and its [`Partial`] variant.
+macro_rules! chunk {
+    ($update:ty, $what:literal, $tasks:ident, $variant:ident) => {
+        impl Chunk for $update {
+            const WHAT: &'static str = $what;
+            fn number(&self) -> u32 {
+                self.chunk
+            }
+            fn take_tasks(&mut self) -> (Vec<proto::Task>, Vec<proto::Task>) {
+                (
+                    std::mem::take(&mut self.$tasks),
+                    std::mem::take(&mut self.finished),
+                )
+            }
+            fn follow(&mut self, next: Self) {
+                self.chunk = next.chunk;
+                self.last = next.last;
+                self.findings.extend(next.findings);
+            }
+            fn gathered(partial: Partial) -> Option<Gathered<Self>> {
+                match partial {
+                    Partial::$variant(g) => Some(g),
+                    _ => None,
+                }
+            }
         }
-    }
+    };
 }
 
-impl Chunk for proto::Delta {
-    const WHAT: &'static str = "delta";
-    fn number(&self) -> u32 {
-        self.chunk
-    }
-    fn take_tasks(&mut self) -> (Vec<proto::Task>, Vec<proto::Task>) {
-        (
-            std::mem::take(&mut self.changed),
-            std::mem::take(&mut self.finished),
-        )
-    }
-    fn follow(&mut self, next: Self) {
-        self.chunk = next.chunk;
-        self.last = next.last;
-        self.findings.extend(next.findings);
-    }
-    fn gathered(partial: Partial) -> Option<Gathered<Self>> {
-        match partial {
-            Partial::Delta(g) => Some(g),
-            Partial::Snapshot(_) => None,
-        }
-    }
-}
+chunk!(proto::Snapshot, "snapshot", tasks, Snapshot);
+chunk!(proto::Delta, "delta", changed, Delta);
 
 impl<H: Chunk> Gathered<H> {
     /// `chunk` after what `partial` gathered (it must be the next chunk of

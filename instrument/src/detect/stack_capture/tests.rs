@@ -369,6 +369,19 @@ fn blocked_in_std_sleep_marker() {
     black_box(());
 }
 
+/// 100 ms after `h`'s thread started blocking: its stack taken from `/proc`
+/// (path A, without `rbp`), then by the signal (with it).
+fn from_proc_then_by_signal(h: &ThreadHandle) -> (RawStack, RawStack) {
+    std::thread::sleep(Duration::from_millis(100));
+    let a = capture(h, TIMEOUT).unwrap();
+    let forced = Options {
+        force_signal: true,
+        timeout: TIMEOUT,
+        ..Options::default()
+    };
+    (a, capture_with(h, &forced).unwrap())
+}
+
 /// std is built with frame pointers and glibc's clock_nanosleep does not
 /// save `rbp`: the walk recovers it, and the same blocked thread walked by
 /// path A and by the signal (with the real `rbp`; the handler restarts the
@@ -376,14 +389,7 @@ fn blocked_in_std_sleep_marker() {
 #[test]
 fn the_recovered_frame_pointer_matches_the_real_one() {
     let (h, join) = spawn_with_handle("std-sleep", blocked_in_std_sleep_marker);
-    std::thread::sleep(Duration::from_millis(100));
-    let a = capture(&h, TIMEOUT).unwrap();
-    let forced = Options {
-        force_signal: true,
-        timeout: TIMEOUT,
-        ..Options::default()
-    };
-    let b = capture_with(&h, &forced).unwrap();
+    let (a, b) = from_proc_then_by_signal(&h);
     let c = capture(&h, TIMEOUT).unwrap();
     join.join().unwrap();
     assert_names(&a, "blocked_in_std_sleep_marker");
@@ -423,14 +429,7 @@ fn a_stale_return_address_in_the_frame_is_not_taken_for_its_caller() {
         "clock-then-sleep",
         blocked_in_sleep_after_reading_the_clock_marker,
     );
-    std::thread::sleep(Duration::from_millis(100));
-    let a = capture(&h, TIMEOUT).unwrap();
-    let forced = Options {
-        force_signal: true,
-        timeout: TIMEOUT,
-        ..Options::default()
-    };
-    let b = capture_with(&h, &forced).unwrap();
+    let (a, b) = from_proc_then_by_signal(&h);
     join.join().unwrap();
     let names = assert_names(&a, "blocked_in_sleep_after_reading_the_clock_marker");
     assert!(
