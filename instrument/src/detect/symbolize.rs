@@ -106,8 +106,9 @@ pub(crate) const NO_DEBUG_INFO: &str = "this program has no debug info (Cargo st
      `debug = \"limited\"` the full names too";
 
 /// A function name without its path, as `line-tables-only` debug info gives them
-/// (`spinning_marker`, `{closure#0}`, `call_once<F, ()>`; also C names).
-fn is_short_name(function: &str) -> bool {
+/// (`spinning_marker`, `{closure#0}`, `call_once<F, ()>`; also C names). Task
+/// dumps use it too, to say when their frames are named so.
+pub(crate) fn is_short_name(function: &str) -> bool {
     !function.starts_with('<') && !function.split('<').next().unwrap_or("").contains("::")
 }
 

@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use taskscope_api::StackFrame;
 use taskscope_api::waiting::{NO_TOKIO_PRIMITIVE, app_frame, is_dependency_file};
 
+use crate::detect::symbolize::is_short_name;
 use crate::detect::taskdump::stack::AsyncStack;
 
 /// `waiting_at_note` of a stack without any of the app's frames.
@@ -26,12 +27,6 @@ pub(crate) const NO_APP_FRAME: &str = "no frame of the app's own code on it: a t
 pub(crate) const SHORT_NAMES: &str = "frames named without their paths (`recv`, \
      `{async_fn#0}`): the binary's debug info is line tables only (`debug = \"line-tables-only\"`); \
      `debug = \"limited\"` in the profile names them in full (files and lines are right either way)";
-
-/// Whether `function` is named by its last segment only, as inlined frames are
-/// in a binary with line tables only: no path (`recv`, `{async_fn#0}`).
-fn short_name(function: &str) -> bool {
-    !function.is_empty() && !function.contains("::") && !function.starts_with('<')
-}
 
 /// `tokio::sync::mpsc::bounded::Receiver<T>::recv::{{closure}}::h66d4a52ba6ebadac`
 /// → `tokio::sync::mpsc::bounded::Receiver::recv`;
@@ -397,7 +392,7 @@ pub(crate) fn async_stack(raw: Vec<Vec<StackFrame>>, paths: &mut PathTrim) -> As
     if app_frame(&waiting_at).is_none() {
         notes.push(NO_APP_FRAME.to_string());
     }
-    if waiting_at.iter().any(|f| short_name(&f.function)) {
+    if waiting_at.iter().any(|f| is_short_name(&f.function)) {
         notes.push(SHORT_NAMES.to_string());
     }
     if !stacks.is_empty() {
@@ -639,9 +634,11 @@ mod tests {
         ];
         let stack = async_stack(vec![app], &mut paths);
         assert_eq!(stack.note.as_deref(), Some(SHORT_NAMES));
-        assert!(short_name("{closure#0}") && short_name("recv"));
-        assert!(!short_name("<tokio::time::sleep::Sleep as Future>::poll"));
-        assert!(!short_name("app::worker"));
+        assert!(is_short_name("{closure#0}") && is_short_name("recv"));
+        assert!(!is_short_name(
+            "<tokio::time::sleep::Sleep as Future>::poll"
+        ));
+        assert!(!is_short_name("app::worker"));
 
         // A select!: one stack a branch.
         let stack = async_stack(vec![recv_stack("/w/"), recv_stack("/w/")], &mut paths);
